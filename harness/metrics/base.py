@@ -1,0 +1,119 @@
+"""What a metric is: requests it needs, and a result computed from their responses.
+
+A metric is instantiated for one benchmark split ("rouge_l_recall@forget"). It declares
+ - `requests()`: what it needs from the model (the evaluator de-duplicates them across
+   metrics, so one forward pass serves every metric that asks the same question);
+ - `dependencies()`: other metric ids it builds on (computed once per run, injected);
+ - `reference_dependencies()`: metric ids it needs from a reference run (the retain-only
+   model), injected from that run's results;
+ - `compute(...)`: a `MetricResult` with the aggregate, its 95% CI, n and per-item values.
+Metrics never load or call a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+
+from harness.requests import Request, Response
+from harness.stats import mean_ci
+
+if TYPE_CHECKING:
+    from benchmarks.base import Benchmark
+
+ResponseMap = Mapping[Request, Response]
+
+
+@dataclass
+class MetricResult:
+    metric: str  # the metric id, e.g. "truth_ratio@forget"
+    value: float | None  # None when the metric cannot be computed (e.g. no reference run)
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+    higher_is_better: bool | None
+    per_item: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_metric_id(metric_id: str) -> tuple[str, str | None]:
+    """'rouge_l_recall@forget' -> ('rouge_l_recall', 'forget'); 'forget_quality' -> (.., None)."""
+    name, _, split = metric_id.partition("@")
+    return name, (split or None)
+
+
+class Metric:
+    name: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool | None] = True
+    needs_split: ClassVar[bool] = True
+
+    def __init__(self, benchmark: "Benchmark", split: str | None = None, seed: int = 0, **args: Any):
+        from harness.errors import ConfigError
+
+        if self.needs_split and split is None:
+            raise ConfigError(f"metric {self.name!r} needs a split: write it as '{self.name}@<split>'")
+        self.benchmark = benchmark
+        self.split_role = split
+        self.split = benchmark.resolve_split(split) if split else None
+        self.seed = seed
+        self.args = args
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@{self.split_role}" if self.split_role else self.name
+
+    @property
+    def items(self) -> list[Any]:
+        return self.benchmark.split(self.split) if self.split else []
+
+    def requests(self) -> list[Request]:
+        return []
+
+    def dependencies(self) -> list[str]:
+        return []
+
+    def reference_dependencies(self) -> list[str]:
+        return []
+
+    def compute(
+        self,
+        responses: ResponseMap,
+        deps: Mapping[str, MetricResult],
+        reference: Mapping[str, MetricResult],
+    ) -> MetricResult:
+        raise NotImplementedError(f"{type(self).__name__} must implement compute()")
+
+    def result(self, value: float | None, ci: tuple[float, float] | None, n: int, **kw: Any) -> MetricResult:
+        lo, hi = ci if ci is not None else (None, None)
+        return MetricResult(self.id, value, lo, hi, n, self.higher_is_better, **kw)
+
+
+class ItemMetric(Metric):
+    """A metric that is the mean over items of a per-item value (most of them).
+
+    Subclasses implement `item_requests` and `item_value`; an item whose value is None is
+    left out of the mean and counted in `details['skipped']`.
+    """
+
+    def item_requests(self, item: Any) -> list[Request]:
+        raise NotImplementedError
+
+    def item_value(self, item: Any, responses: ResponseMap) -> float | None:
+        raise NotImplementedError
+
+    def requests(self) -> list[Request]:
+        return [r for item in self.items for r in self.item_requests(item)]
+
+    def compute(self, responses, deps, reference) -> MetricResult:
+        per_item: dict[str, float] = {}
+        skipped = 0
+        for item in self.items:
+            v = self.item_value(item, responses)
+            if v is None:
+                skipped += 1
+            else:
+                per_item[item.id] = float(v)
+        if not per_item:
+            return self.result(None, None, 0, details={"skipped": skipped})
+        value, lo, hi = mean_ci(list(per_item.values()), seed=self.seed)
+        return self.result(value, (lo, hi), len(per_item), per_item=per_item, details={"skipped": skipped})

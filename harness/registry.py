@@ -1,0 +1,99 @@
+"""Lazy, named registries for benchmarks, methods, metrics, backends and models.
+
+Built-ins are listed as "module:attr" strings with a one-line description, so `harness ls`
+and config validation never import torch-heavy or optional modules. Third-party packages
+add entries through the entry-point groups `harness.benchmarks`, `harness.methods` and
+`harness.metrics`. User code registers with the decorator (`@METHODS.register("name")`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import threading
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Callable, Generic, TypeVar
+
+from harness.errors import UnknownNameError
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Entry:
+    target: Any  # the object, or a "module:attr" string until first use
+    description: str
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str, entry_point_group: str | None = None):
+        self.kind = kind
+        self.group = entry_point_group
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+        self._plugins_loaded = False
+
+    def add_lazy(self, name: str, target: str, description: str) -> None:
+        """Register `module:attr` without importing it."""
+        with self._lock:
+            self._entries[name] = _Entry(target, description)
+
+    def register(self, name: str, description: str | None = None) -> Callable[[T], T]:
+        """Decorator: register an object under `name` (the docstring's first line describes it)."""
+
+        def wrap(obj: T) -> T:
+            with self._lock:
+                self._entries[name] = _Entry(obj, description or _first_line(obj))
+            return obj
+
+        return wrap
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded or self.group is None:
+            return
+        self._plugins_loaded = True
+        for ep in entry_points(group=self.group):
+            if ep.name not in self._entries:
+                self._entries[ep.name] = _Entry(ep.value, f"(plugin {ep.value})")
+
+    def names(self) -> list[str]:
+        self._load_plugins()
+        return sorted(self._entries)
+
+    def describe(self) -> list[tuple[str, str]]:
+        """(name, one-line description) for every entry, for `harness ls`."""
+        return [(n, self._entries[n].description) for n in self.names()]
+
+    def __contains__(self, name: str) -> bool:
+        self._load_plugins()
+        return name in self._entries
+
+    def get(self, name: str) -> T:
+        self._load_plugins()
+        entry = self._entries.get(name)
+        if entry is None:
+            raise UnknownNameError(self.unknown_message(name))
+        if isinstance(entry.target, str):
+            module_name, _, attr = entry.target.partition(":")
+            obj = getattr(importlib.import_module(module_name), attr)
+            with self._lock:
+                entry.target = obj
+                if entry.description.startswith("(plugin"):
+                    entry.description = _first_line(obj) or entry.description
+        return entry.target
+
+    def check(self, name: str) -> None:
+        """Raise UnknownNameError for an unknown name without importing anything."""
+        if name not in self:
+            raise UnknownNameError(self.unknown_message(name))
+
+    def unknown_message(self, name: str) -> str:
+        close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        return f"unknown {self.kind} {name!r}{hint} (known: {', '.join(self.names()) or 'none'})"
+
+
+def _first_line(obj: Any) -> str:
+    doc = getattr(obj, "__doc__", None) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""

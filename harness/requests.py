@@ -1,0 +1,144 @@
+"""The narrow waist: what a benchmark asks of a model, and what comes back.
+
+Three request kinds cover every metric: free generation, the log-likelihood of a
+continuation given a context, and pooled hidden states. Metrics build requests and read
+responses; they never touch a model. Requests are frozen dataclasses so they can be
+hashed into the response cache and de-duplicated across metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+RequestKind = Literal["generate", "loglikelihood", "hidden_states"]
+Pooling = Literal["mean", "last", "per_token"]
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """Generate a completion of `prompt`. temperature 0 means greedy decoding."""
+
+    prompt: str
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    n: int = 1
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    system: str | None = None
+    images: tuple[str, ...] = ()  # paths or content hashes; vision backends read them
+    chat: bool = True  # apply the tokenizer's chat template when it has one
+    kind: RequestKind = field(default="generate", init=False)
+
+    @property
+    def sampled(self) -> bool:
+        return self.temperature > 0
+
+
+@dataclass(frozen=True)
+class LoglikelihoodRequest:
+    """Score `continuation` given `context` (teacher forcing, continuation tokens only)."""
+
+    context: str
+    continuation: str
+    system: str | None = None
+    images: tuple[str, ...] = ()
+    chat: bool = True
+    kind: RequestKind = field(default="loglikelihood", init=False)
+
+
+@dataclass(frozen=True)
+class HiddenStatesRequest:
+    """Hidden states of `context + continuation` at chosen layers, pooled over the continuation.
+
+    Layer 0 is the embedding output, layer L the last block's output (HF convention).
+    """
+
+    context: str
+    continuation: str
+    layers: tuple[int, ...] = (-1,)
+    pooling: Pooling = "mean"
+    system: str | None = None
+    images: tuple[str, ...] = ()
+    chat: bool = True
+    kind: RequestKind = field(default="hidden_states", init=False)
+
+
+Request = Union[GenerateRequest, LoglikelihoodRequest, HiddenStatesRequest]
+
+
+@dataclass
+class GenerateResponse:
+    texts: list[str]  # n samples
+    n_tokens: list[int]
+
+
+@dataclass
+class LoglikelihoodResponse:
+    """Per-token statistics of the continuation under the model.
+
+    `token_mu`/`token_sigma` are the mean and standard deviation of log p over the full
+    vocabulary distribution at each position (what Min-k%++ needs); they cost nothing extra
+    once the log-softmax is computed.
+    """
+
+    token_logprobs: list[float]
+    token_greedy: list[bool]
+    token_mu: list[float]
+    token_sigma: list[float]
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_logprobs)
+
+    @property
+    def sum(self) -> float:
+        """Summed log-probability, log p(y|x) (NPO, DPO, likelihood displacement)."""
+        return float(sum(self.token_logprobs))
+
+    @property
+    def mean(self) -> float:
+        """Length-normalised log-probability, -avgNLL (TOFU probability, truth ratio)."""
+        return self.sum / max(1, self.n_tokens)
+
+    @property
+    def greedy(self) -> bool:
+        """True when greedy decoding would produce the whole continuation."""
+        return all(self.token_greedy)
+
+
+@dataclass
+class HiddenStatesResponse:
+    """layer -> pooled vector (pooling mean/last) or per-token matrix (per_token), as lists."""
+
+    states: dict[int, list]
+
+
+Response = Union[GenerateResponse, LoglikelihoodResponse, HiddenStatesResponse]
+
+RESPONSE_TYPES: dict[str, type] = {
+    "generate": GenerateResponse,
+    "loglikelihood": LoglikelihoodResponse,
+    "hidden_states": HiddenStatesResponse,
+}
+
+
+def request_key(request: Request) -> str:
+    """Stable content hash of a request (all fields, including the kind)."""
+    payload = json.dumps(dataclasses.asdict(request), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def response_to_json(response: Response) -> str:
+    return json.dumps(dataclasses.asdict(response), separators=(",", ":"))
+
+
+def response_from_json(kind: str, text: str) -> Response:
+    data = json.loads(text)
+    if kind == "hidden_states":
+        data["states"] = {int(k): v for k, v in data["states"].items()}
+    return RESPONSE_TYPES[kind](**data)

@@ -1,0 +1,107 @@
+"""The versioned result schema: one summary JSON + per-sample JSONL per (model, method, benchmark).
+
+Layout: `<output_dir>/<model>/<method>/<benchmark>/{summary.json, samples.jsonl}`. Both are
+written atomically; a leaderboard is rebuilt from these files alone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from harness.errors import HarnessError
+from harness.io import atomic_write_jsonl, atomic_write_text
+
+SCHEMA_VERSION = "1.0"
+SUMMARY_FILE = "summary.json"
+SAMPLES_FILE = "samples.jsonl"
+
+
+class MetricValue(BaseModel):
+    value: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int = 0
+    higher_is_better: bool | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Provenance(BaseModel):
+    config_hash: str
+    git_commit: str | None = None
+    harness_version: str
+    package_versions: dict[str, str] = Field(default_factory=dict)
+    seed: int
+    model_identity: str = ""  # content hash of the weights (+ adapter)
+    base_model: str = ""
+    model_path: str = ""
+    adapter_hash: str | None = None
+    method_hparams: dict[str, Any] = Field(default_factory=dict)
+    chat_template_hash: str | None = None
+    dataset_source: str = ""
+    dataset_hash: str = ""
+    benchmark_options: dict[str, Any] = Field(default_factory=dict)
+    judge: dict[str, Any] | None = None
+    reference: dict[str, Any] | None = None  # the reference run a metric compared against
+    device: str = ""
+    created_at: str = ""
+
+
+class CacheStats(BaseModel):
+    hits: int = 0
+    misses: int = 0
+
+
+class RunSummary(BaseModel):
+    schema_version: str = SCHEMA_VERSION
+    model: str
+    method: str
+    benchmark: str
+    metrics: dict[str, MetricValue]
+    provenance: Provenance
+    cache: CacheStats = Field(default_factory=CacheStats)
+    timing: dict[str, float] = Field(default_factory=dict)
+
+
+class SampleRecord(BaseModel):
+    """One item of one split: what was asked, what the model said, every metric's value on it."""
+
+    split: str
+    item_id: str
+    prompt: str = ""
+    reference: str = ""
+    generation: str | None = None
+    values: dict[str, float] = Field(default_factory=dict)
+
+
+def cell_dir(output_dir: str | Path, model: str, method: str, benchmark: str) -> Path:
+    return Path(output_dir) / _safe(model) / _safe(method) / _safe(benchmark)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def write_cell(directory: Path, summary: RunSummary, samples: list[SampleRecord]) -> None:
+    """Samples first, summary last: a summary on disk means the cell is complete."""
+    atomic_write_jsonl(directory / SAMPLES_FILE, [s.model_dump() for s in samples])
+    atomic_write_text(directory / SUMMARY_FILE, summary.model_dump_json(indent=2) + "\n")
+
+
+def read_summary(path: str | Path) -> RunSummary:
+    try:
+        return RunSummary.model_validate_json(Path(path).read_text())
+    except (OSError, ValidationError, ValueError) as e:
+        raise HarnessError(f"not a valid result summary: {path} ({str(e).splitlines()[0]})") from e
+
+
+def read_samples(path: str | Path) -> list[SampleRecord]:
+    with open(path, encoding="utf-8") as f:
+        return [SampleRecord.model_validate(json.loads(line)) for line in f if line.strip()]
+
+
+def find_summaries(results_dir: str | Path) -> list[Path]:
+    return sorted(Path(results_dir).rglob(SUMMARY_FILE))
