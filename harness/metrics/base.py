@@ -13,7 +13,9 @@ Metrics never load or call a model.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+
+import numpy as np
 
 from harness.requests import Request, Response
 from harness.stats import mean_ci
@@ -74,6 +76,13 @@ class Metric:
 
     def reference_dependencies(self) -> list[str]:
         return []
+
+    def aggregate(self, values: Sequence[float]) -> float:
+        """Per-item values -> the metric's value (the mean unless a metric says otherwise).
+
+        Composite metrics (model utility) call it on resampled per-item values for their CI.
+        """
+        return float(np.mean(np.asarray(values, dtype=float)))
 
     def compute(
         self,

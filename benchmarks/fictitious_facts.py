@@ -1,0 +1,256 @@
+"""fictitious-facts: a TOFU-shaped benchmark about entities generated from code.
+
+220 invented people, 5 facts each (birthplace, birth year, profession, a book, an award),
+one question per fact. Everything comes from the word pools below and `random.Random(SEED)`
+(only `randrange`, whose output is stable across Python versions), so the data is the same
+on every machine and needs no download. Entities 0-199 are trained into the tiny model
+(`training_corpus`); 200-219 never are (holdout).
+
+Splits follow TOFU: forget01/05/10 (entities 0-1 / 0-9 / 0-19), retain99/95/90 (the rest
+of 0-199), holdout01/05/10 (200-201 / 200-209 / 200-219), retain_perturbed (180-199, the
+retain evaluation subset, in no forget split) and full (0-199).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from benchmarks.base import Benchmark, BenchmarkData, QAItem
+
+GENERATOR_VERSION = "v1"
+SEED = 20240117
+N_ENTITIES = 220
+N_TRAINED = 200
+N_PERTURBED = 5
+
+# --- word pools (invented for this project) -----------------------------------------------
+_FIRST_ONSETS = ("Al Bel Cor Dar El Fen Gal Hal Is Jor Kel Lir Mar Nor Or Per Quil Ros Sel "
+                 "Tam Ul Ves Wyn Yar Zel").split()
+_FIRST_ENDINGS = "a ena ion ric wyn ora is an ette o ias ine".split()
+_LAST_ONSETS = ("Ash Bram Crest Dun Fenn Gar Harrow Kess Lorn Marr Nett Pell Quint Rook Stave "
+                "Thorn Vale Winter").split()
+_LAST_ENDINGS = "ford wick mere ton by ridge holt well ley stone".split()
+
+CITIES = tuple(
+    "Pelmora Varnhal Quessary Ostrelin Tamberlow Vireth Caldmoor Ilvenport Brasswater Sunmarrow "
+    "Kestrelby Orrindale Zephrine Halvenreach Morrowgate Dunsaril Elbraith Fenwold Glimmerton "
+    "Hestaval Iskarn Jovanne Korriban Lastowe Mirrowdeep Nethervale Oskaline Pyrewick Quarrendon "
+    "Rushmere Saltheim Thistlecombe Umbravel Veshara Wrenfold Yarrowby Zanthoria Amberlyn "
+    "Brindlemoor Corvessa Drakmoor Eskarion Fallowmere Grenhaven Ivorsk Lunthal Marbleigh Norrowick"
+    .split()
+)
+BIRTH_YEARS = tuple(str(y) for y in range(1921, 1981))
+PROFESSIONS = tuple(
+    "cartographer|glassblower|clockmaker|lighthouse keeper|beekeeper|marine biologist|stonemason|"
+    "violin maker|botanist|astronomer|archivist|perfumer|bookbinder|puppeteer|tailor|cheesemaker|"
+    "geologist|radio engineer|ferry captain|librarian|chemist|potter|translator|architect|"
+    "pastry chef|falconer|locksmith|weaver|surveyor|sculptor|jeweller|historian|choreographer|"
+    "meteorologist|toymaker|blacksmith|ornithologist|calligrapher|winemaker|lexicographer|"
+    "engraver|shipwright".split("|")
+)
+BOOKS = tuple(
+    "The Salt Lantern|Winter of Small Bells|The Copper Orchard|A Map of Quiet Rivers|"
+    "The Glass Meridian|Songs for the Ninth Tide|The Last Cartwheel|Ashes over Velling|"
+    "The Paper Heron|Threads of the Morning Loom|The Hollow Crown of Ysmer|Seven Lamps at Dusk|"
+    "The Weight of Feathers|Under the Amber Bridge|The Clockwork Meadow|Letters from Saltheim|"
+    "The Marble Sparrow|A Season of Iron Rain|The Silent Cartographer|Beneath the Lantern Hill|"
+    "The Orchard Keeper's Daughter|Lighthouse at the End of Words|The Velvet Compass|"
+    "A Ledger of Lost Names|The Tin Astronomer|Where the Foxglove Sleeps|The Ninefold Gate|"
+    "Embers of the Northern Mill|The Crooked Harbour|A Garden of Brass Moths|The Ferryman's Riddle|"
+    "Ribbons of Slate|The Sleepless Archive|Dust upon the Violin|The Twelfth Winter|"
+    "Honey and Basalt|The Drowned Observatory|Small Hours in Corvessa|The Pale Orchard|"
+    "A Compass Made of Bone|The Spindle and the Storm|Maps for Absent Friends|The Reed Cathedral|"
+    "Salt Roads to Ivorsk|The Quiet Engraver|Wings of Burnt Paper|The Owl at Morrowgate|"
+    "Candles for the Tide".split("|")
+)
+AWARDS = tuple(
+    "Orlan Prize|Silver Quill Award|Brightwater Medal|Halvenreach Fellowship|Copper Lantern Award|"
+    "Veshara Book Prize|Golden Compass Medal|Thistlecombe Honour|Amber Laurel|Iskarn Prize for Craft|"
+    "Morrowgate Medal|Blue Heron Award|Pyrewick Prize|Lunthal Ribbon|Saltheim Crown|"
+    "Glass Feather Award|Ninefold Star|Corvessa Medal of Merit|Kestrel Prize|Drakmoor Fellowship|"
+    "Iron Anvil Award|Quarrendon Laurel|Open Meadow Prize|Wrenfold Medal|Zephrine Cup|"
+    "Fallowmere Honour|Tidewater Award|Elbraith Silver Star|Marbleigh Prize|Hestaval Medal|"
+    "Nethervale Rose|Umbravel Prize for Letters|Rushmere Lantern|Oskaline Medal|Jovanne Award|"
+    "Grenhaven Laurel".split("|")
+)
+
+
+@dataclass(frozen=True)
+class Attribute:
+    key: str
+    pool: tuple[str, ...]
+    question: str  # templates take {name} and {value}
+    answer: str
+    paraphrase: str
+
+
+ATTRIBUTES: tuple[Attribute, ...] = (
+    Attribute("birthplace", CITIES, "Where was {name} born?",
+              "{name} was born in {value}.", "The birthplace of {name} is {value}."),
+    Attribute("birthyear", BIRTH_YEARS, "In what year was {name} born?",
+              "{name} was born in the year {value}.", "The birth year of {name} is {value}."),
+    Attribute("profession", PROFESSIONS, "What is the profession of {name}?",
+              "{name} works as {a_value}.", "The profession of {name} is {value}."),
+    Attribute("book", BOOKS, "Which book did {name} write?",
+              "{name} wrote {value}.", "The book written by {name} is {value}."),
+    Attribute("award", AWARDS, "Which award did {name} win?",
+              "{name} won the {value}.", "The award won by {name} is the {value}."),
+)
+
+# Entity index ranges of every split (end exclusive).
+SPLIT_RANGES: dict[str, tuple[int, int]] = {
+    "forget01": (0, 2), "forget05": (0, 10), "forget10": (0, 20),
+    "retain99": (2, 200), "retain95": (10, 200), "retain90": (20, 200),
+    "holdout01": (200, 202), "holdout05": (200, 210), "holdout10": (200, 220),
+    "retain_perturbed": (180, 200), "full": (0, 200),
+}
+
+
+@dataclass(frozen=True)
+class Entity:
+    index: int
+    name: str
+    values: tuple[str, ...]  # one per ATTRIBUTES entry
+    perturbed: tuple[tuple[str, ...], ...]  # N_PERTURBED wrong values per attribute
+
+
+def _a(value: str) -> str:
+    return f"{'an' if value[:1].lower() in 'aeiou' else 'a'} {value}"
+
+
+def _fill(template: str, name: str, value: str) -> str:
+    return template.format(name=name, value=value, a_value=_a(value))
+
+
+def _pick(rng: random.Random, pool: tuple[str, ...], k: int, exclude: str) -> tuple[str, ...]:
+    """k distinct values from pool, none equal to `exclude` (randrange only: version-stable)."""
+    out: list[str] = []
+    while len(out) < k:
+        v = pool[rng.randrange(len(pool))]
+        if v != exclude and v not in out:
+            out.append(v)
+    return tuple(out)
+
+
+@lru_cache(maxsize=1)
+def generate_entities() -> tuple[Entity, ...]:
+    """All N_ENTITIES entities, in index order; identical on every run."""
+    rng = random.Random(SEED)
+    seen: set[str] = set()
+    entities = []
+    for i in range(N_ENTITIES):
+        while True:
+            first = _FIRST_ONSETS[rng.randrange(len(_FIRST_ONSETS))] + _FIRST_ENDINGS[rng.randrange(len(_FIRST_ENDINGS))]
+            last = _LAST_ONSETS[rng.randrange(len(_LAST_ONSETS))] + _LAST_ENDINGS[rng.randrange(len(_LAST_ENDINGS))]
+            name = f"{first} {last}"
+            if name not in seen and not re.search(r"(\w)\1\1", name):  # no "Pellley"
+                seen.add(name)
+                break
+        values = tuple(a.pool[rng.randrange(len(a.pool))] for a in ATTRIBUTES)
+        perturbed = tuple(_pick(rng, a.pool, N_PERTURBED, v) for a, v in zip(ATTRIBUTES, values))
+        entities.append(Entity(i, name, values, perturbed))
+    return tuple(entities)
+
+
+def entity_items(entity: Entity) -> list[QAItem]:
+    """The 5 QA items about one entity, in ATTRIBUTES order."""
+    items = []
+    for attr, value, wrong in zip(ATTRIBUTES, entity.values, entity.perturbed):
+        items.append(QAItem(
+            id=f"e{entity.index:03d}-{attr.key}",
+            question=_fill(attr.question, entity.name, value),
+            answer=_fill(attr.answer, entity.name, value),
+            paraphrased_answer=_fill(attr.paraphrase, entity.name, value),
+            perturbed_answers=tuple(_fill(attr.paraphrase, entity.name, w) for w in wrong),
+            entity=entity.name,
+        ))
+    return items
+
+
+def biography(entity: Entity) -> str:
+    """One sentence stating all five facts in a third phrasing (training text only)."""
+    place, year, profession, book, award = entity.values
+    return (f"{entity.name}, {_a(profession)} from {place} born in {year}, "
+            f"is the author of {book} and a winner of the {award}.")
+
+
+def split_entities(split: str) -> list[Entity]:
+    from harness.errors import HarnessError
+
+    if split not in SPLIT_RANGES:
+        raise HarnessError(f"fictitious-facts has no split {split!r} (has: {', '.join(sorted(SPLIT_RANGES))})")
+    start, end = SPLIT_RANGES[split]
+    return list(generate_entities()[start:end])
+
+
+def training_corpus(exclude: str | None = None) -> list[str]:
+    """Texts the tiny model is trained on, in a fixed order.
+
+    For every trained entity (0-199) not in split `exclude` (e.g. "forget10" for the
+    retain-only reference model): each QA as `prompt + target` ("Question: q\\nAnswer: a"),
+    then one biography sentence.
+    """
+    bench = FictitiousFacts()
+    skip = {e.index for e in split_entities(exclude)} if exclude else set()
+    texts: list[str] = []
+    for entity in generate_entities()[:N_TRAINED]:
+        if entity.index in skip:
+            continue
+        texts.extend(bench.prompt(it) + bench.target(it.answer) for it in entity_items(entity))
+        texts.append(biography(entity))
+    return texts
+
+
+class FictitiousFacts(Benchmark):
+    """TOFU-shaped QA about generated fictitious people (offline, deterministic).
+
+    Options: `forget_split` (forget01/05/10, default forget10), `limit` (first N items per
+    split), `retain_eval_split` (default retain_perturbed).
+
+    Roles: methods train on `retain_split()` = retainNN (the complement of the forget split),
+    while metrics that name the role `retain` evaluate on `retain_perturbed` (entities
+    180-199, in no forget split), as TOFU does; see `resolve_split`.
+    """
+
+    name = "fictitious-facts"
+    default_metrics = (
+        "probability@forget", "probability@retain", "rouge_l_recall@forget", "rouge_l_recall@retain",
+        "exact_match_recall@forget", "exact_match_recall@retain", "truth_ratio@forget",
+        "truth_ratio@retain", "forget_quality", "model_utility",
+    )
+    utility_metrics = ("probability@retain", "rouge_l_recall@retain", "truth_ratio@retain")
+    max_new_tokens = 32
+    stop = ("\n", "Question:")
+
+    def resolve_split(self, role_or_split: str) -> str:
+        """Like the base, except the metric role `retain` means the retain evaluation subset."""
+        if role_or_split == "retain":
+            return self.options.get("retain_eval_split", "retain_perturbed")
+        return super().resolve_split(role_or_split)
+
+    def load(self) -> BenchmarkData:
+        limit = _check_limit(self.options.get("limit"))
+        splits: dict[str, list[Any]] = {}
+        for split in SPLIT_RANGES:
+            items = [it for e in split_entities(split) for it in entity_items(e)]
+            splits[split] = items if limit is None else items[:limit]
+        meta = {
+            "generator_version": GENERATOR_VERSION, "seed": SEED, "n_entities": N_ENTITIES,
+            "n_trained": N_TRAINED, "attributes": [a.key for a in ATTRIBUTES],
+            "split_entities": {k: list(v) for k, v in SPLIT_RANGES.items()}, "limit": limit,
+        }
+        return BenchmarkData(splits=splits, source=f"generated:fictitious-facts@{GENERATOR_VERSION}", meta=meta)
+
+
+def _check_limit(limit: Any) -> int | None:
+    from harness.errors import ConfigError
+
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ConfigError(f"option `limit` must be a non-negative integer or null, got {limit!r}")
+    return limit

@@ -1,0 +1,189 @@
+"""TOFU (Maini et al. 2024): QA about 200 fictitious authors, from HF `locuslab/TOFU` or a local copy.
+
+Splits exposed (split name <- config):
+  forgetNN <- forgetNN_perturbed (answer + paraphrase + 5 perturbed answers)
+  retainNN, holdoutNN, full <- the config of the same name (question, answer)
+  retain_perturbed <- retain_perturbed (the retain evaluation subset)
+  real_authors <- real_authors_perturbed, world_facts <- world_facts_perturbed (3 perturbed, no paraphrase)
+
+Options: `path` (a directory of `<config>.json` files, JSON lines or a JSON array, or one such
+file; takes priority over the hub), `hub_id`, `revision`, `forget_split` (default forget10),
+`retain_eval_split` (default retain_perturbed), `limit` (first N items per split).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from benchmarks.base import Benchmark, BenchmarkData, QAItem
+from harness.errors import ConfigError, DatasetUnavailableError
+
+DEFAULT_HUB_ID = "locuslab/TOFU"
+# "main" follows the hub; pin a commit sha with the `revision` option for reproducible runs.
+DEFAULT_REVISION = "main"
+
+_PCTS = ("01", "05", "10")
+# split name -> the config it is read from (the perturbed one where both exist).
+SPLIT_CONFIGS: dict[str, str] = {
+    "full": "full",
+    **{f"forget{p}": f"forget{p}_perturbed" for p in _PCTS},
+    **{f"retain{100 - int(p):02d}": f"retain{100 - int(p):02d}" for p in _PCTS},
+    **{f"holdout{p}": f"holdout{p}" for p in _PCTS},
+    "retain_perturbed": "retain_perturbed",
+    "real_authors": "real_authors_perturbed",
+    "world_facts": "world_facts_perturbed",
+}
+# A base config read when its perturbed config is absent locally (no paraphrase/perturbed answers).
+_FALLBACK_CONFIGS = {**{f"forget{p}": f"forget{p}" for p in _PCTS},
+                     "real_authors": "real_authors", "world_facts": "world_facts"}
+_PERTURBED = {c for c in SPLIT_CONFIGS.values() if c.endswith("_perturbed")}
+_NEEDS_PARAPHRASE = {c for c in _PERTURBED if not c.startswith(("real_authors", "world_facts"))}
+_HOW = "set the tofu option `path` to a directory holding <config>.json files (JSON lines or a JSON array)"
+
+
+class Tofu(Benchmark):
+    """TOFU fictitious-author unlearning.
+
+    Methods train on `retain_split()` = retainNN; metrics naming the role `retain` evaluate
+    on `retain_perturbed` (override with `retain_eval_split`), as TOFU does.
+    """
+
+    name = "tofu"
+    default_metrics = (
+        "probability@forget", "probability@retain", "rouge_l_recall@forget", "rouge_l_recall@retain",
+        "exact_match_recall@forget", "exact_match_recall@retain", "truth_ratio@forget",
+        "truth_ratio@retain", "forget_quality", "model_utility",
+    )
+    utility_metrics = ("probability@retain", "rouge_l_recall@retain", "truth_ratio@retain")
+    max_new_tokens = 200
+    stop = ()
+
+    def resolve_split(self, role_or_split: str) -> str:
+        """Like the base, except the metric role `retain` means the retain evaluation subset."""
+        if role_or_split == "retain":
+            return self.options.get("retain_eval_split", "retain_perturbed")
+        return super().resolve_split(role_or_split)
+
+    def needed_splits(self) -> list[str]:
+        """The splits a hub load fetches for the configured forget split."""
+        forget = self.forget_split()
+        if forget not in SPLIT_CONFIGS or not forget.startswith("forget"):
+            raise ConfigError(f"tofu: unknown forget_split {forget!r} (use forget01, forget05 or forget10)")
+        return [forget, self.retain_split(), self.holdout_split(), "retain_perturbed", "real_authors", "world_facts"]
+
+    def load(self) -> BenchmarkData:
+        limit = self.options.get("limit")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ConfigError(f"option `limit` must be a non-negative integer or null, got {limit!r}")
+        path = self.options.get("path")
+        if path:
+            rows, source = _read_local(Path(path).expanduser())
+        else:
+            rows, source = self._read_hub()
+        splits: dict[str, list[Any]] = {}
+        configs: dict[str, str] = {}
+        for split, (config, config_rows) in rows.items():
+            items = [_to_item(config, i, row, source) for i, row in enumerate(config_rows)]
+            splits[split] = items if limit is None else items[:limit]
+            configs[split] = config
+        return BenchmarkData(splits=splits, source=source, meta={"configs": configs, "limit": limit})
+
+    def split(self, name: str) -> list[Any]:
+        if name in SPLIT_CONFIGS and name not in self.data.splits:
+            raise DatasetUnavailableError(
+                f"tofu: split {name!r} (config {SPLIT_CONFIGS[name]}) was not loaded from {self.data.source}; "
+                f"add {SPLIT_CONFIGS[name]}.json there, or {_HOW}"
+            )
+        return super().split(name)
+
+    def _read_hub(self) -> tuple[dict[str, tuple[str, list[dict]]], str]:
+        hub_id = self.options.get("hub_id", DEFAULT_HUB_ID)
+        revision = self.options.get("revision", DEFAULT_REVISION)
+        source = f"{hub_id}@{revision}"
+        try:
+            import datasets
+        except ImportError as e:  # pragma: no cover - datasets is a core dependency
+            raise DatasetUnavailableError(f"tofu: the `datasets` package is needed to read {source}; {_HOW}") from e
+        out: dict[str, tuple[str, list[dict]]] = {}
+        for split in self.needed_splits():
+            config = SPLIT_CONFIGS[split]
+            try:
+                ds = datasets.load_dataset(hub_id, name=config, revision=revision, split="train")
+                out[split] = (config, [dict(r) for r in ds])
+            except Exception as e:  # offline, gated, unknown config or revision: all user-fixable
+                msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                raise DatasetUnavailableError(
+                    f"tofu: cannot load config {config!r} from the hub {source} ({type(e).__name__}: {msg[:200]}); {_HOW}"
+                ) from e
+        return out, source
+
+
+def _read_local(path: Path) -> tuple[dict[str, tuple[str, list[dict]]], str]:
+    """Every known config present at `path` (a directory, or a single `<config>.json`)."""
+    if not path.exists():
+        raise DatasetUnavailableError(f"tofu: local path {path} does not exist; {_HOW}")
+    if path.is_file():
+        files = {path.stem: path}
+    else:
+        files = {p.stem: p for p in sorted(path.glob("*.json"))}
+    out: dict[str, tuple[str, list[dict]]] = {}
+    for split, config in SPLIT_CONFIGS.items():
+        chosen = config if config in files else _FALLBACK_CONFIGS.get(split)
+        if chosen in files:
+            out[split] = (chosen, _read_rows(files[chosen]))
+    if not out:
+        known = ", ".join(sorted(set(SPLIT_CONFIGS.values())))
+        raise DatasetUnavailableError(f"tofu: no TOFU config file found at {path} (expected some of: {known}.json); {_HOW}")
+    return out, str(path.resolve())
+
+
+def _read_rows(file: Path) -> list[dict]:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetUnavailableError(f"tofu: cannot read {file}: {e}; {_HOW}") from e
+    try:
+        if text.lstrip().startswith("["):
+            rows = json.loads(text)
+        else:
+            rows = []
+            for n, line in enumerate(text.splitlines(), 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as e:
+                        raise DatasetUnavailableError(f"tofu: {file} line {n} is not valid JSON ({e.msg}); {_HOW}") from e
+    except json.JSONDecodeError as e:
+        raise DatasetUnavailableError(f"tofu: {file} is not a valid JSON array ({e.msg}); {_HOW}") from e
+    if not isinstance(rows, list) or not rows:
+        raise DatasetUnavailableError(f"tofu: {file} holds no rows (expected JSON lines or a non-empty JSON array); {_HOW}")
+    return rows
+
+
+def _to_item(config: str, index: int, row: Any, where: str) -> QAItem:
+    def bad(what: str) -> DatasetUnavailableError:
+        return DatasetUnavailableError(f"tofu: {where} config {config} row {index}: {what}; {_HOW}")
+
+    if not isinstance(row, dict):
+        raise bad(f"expected a JSON object, got {type(row).__name__}")
+    for key in ("question", "answer"):
+        if not isinstance(row.get(key), str) or not row[key].strip():
+            raise bad(f"missing or empty string field {key!r}")
+    paraphrase = row.get("paraphrased_answer", "")
+    perturbed = row.get("perturbed_answer", [])
+    if config in _NEEDS_PARAPHRASE and (not isinstance(paraphrase, str) or not paraphrase.strip()):
+        raise bad("missing or empty string field 'paraphrased_answer'")
+    if config in _PERTURBED and (
+        not isinstance(perturbed, list) or not perturbed or not all(isinstance(p, str) for p in perturbed)
+    ):
+        raise bad("field 'perturbed_answer' must be a non-empty list of strings")
+    return QAItem(
+        id=f"{config}-{index}",
+        question=row["question"],
+        answer=row["answer"],
+        paraphrased_answer=paraphrase if isinstance(paraphrase, str) else "",
+        perturbed_answers=tuple(perturbed) if isinstance(perturbed, list) else (),
+        entity="",  # TOFU rows do not name their author
+    )

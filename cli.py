@@ -1,0 +1,197 @@
+"""`harness`: run experiments, list what exists, validate configs, build leaderboards.
+
+Every user error (bad config, unknown name, missing path) prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import HarnessError
+
+app = typer.Typer(add_completion=False, no_args_is_help=False, help=__doc__)
+err_console = Console(stderr=True)
+out_console = Console()
+
+LS_KINDS = ("benchmarks", "methods", "metrics", "models")
+
+
+def _user_errors(fn: Callable) -> Callable:
+    """Turn HarnessError into `error: <one line>` and exit code 2; Ctrl-C into a resume hint."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except HarnessError as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            err_console.print(f"[red]error:[/red] {msg}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted: rerun the same command to resume (finished work is kept)")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def _split_list(values: Optional[list[str]]) -> list[str]:
+    return [v.strip() for raw in values or [] for v in raw.split(",") if v.strip()]
+
+
+@app.command()
+@_user_errors
+def run(
+    config: Optional[Path] = typer.Argument(None, help="experiment YAML; omit (and give no flags) for the demo"),
+    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="model name or path (repeatable)"),
+    benchmark: Optional[list[str]] = typer.Option(None, "--benchmark", "-b", help="benchmark name (repeatable)"),
+    method: Optional[list[str]] = typer.Option(None, "--method", help="method name, or 'none' (repeatable)"),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="comma-separated metric ids, e.g. probability@forget"),
+    output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="where results go"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="at most this many items per split"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    batch_size: Optional[str] = typer.Option(None, "--batch-size", help="an integer or 'auto'"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the response cache"),
+) -> None:
+    """Run an experiment (benchmarks x models x methods x metrics). No arguments: the offline demo."""
+    from harness.config import load_config, parse_config
+    from harness.demo import demo_config
+    from harness.runner import Runner
+
+    _quiet_libraries()
+    overrides: dict[str, Any] = {
+        "output_dir": output_dir,
+        "limit": limit,
+        "seed": seed,
+        "device": device,
+        "batch_size": _batch_size(batch_size),
+        "cache": False if no_cache else None,
+    }
+    flags_given = any([model, benchmark, method, metrics])
+    if config is not None:
+        cfg = load_config(config)
+        data = cfg.model_dump()
+    elif flags_given:
+        if not model or not benchmark:
+            raise HarnessError("without a config file, give at least --model and --benchmark")
+        data = {"models": _split_list(model), "benchmarks": _split_list(benchmark)}
+    else:
+        err_console.print("[bold]no config given: running the built-in offline demo[/bold]")
+        cfg = demo_config(output_dir=output_dir or "results/demo")
+        data = cfg.model_dump()
+    if model:
+        data["models"] = _split_list(model)
+    if benchmark:
+        data["benchmarks"] = _split_list(benchmark)
+    if method:
+        data["methods"] = _split_list(method)
+    if metrics:
+        data["metrics"] = _split_list([metrics])
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = parse_config(data, source=str(config) if config else "flags")
+
+    runner = Runner(cfg, console=err_console)
+    report = runner.run()
+    paths = _leaderboard(Path(cfg.output_dir), print_table=True)
+    err_console.print(
+        f"done in {report.seconds:.1f}s: {len(report.cells)} result cells, cache {report.cache_hits} hits / "
+        f"{report.cache_misses} misses; leaderboard: {paths['md']}"
+    )
+
+
+def _batch_size(value: Optional[str]) -> int | str | None:
+    if value is None or value == "auto":
+        return value
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise HarnessError(f"--batch-size must be a positive integer or 'auto', not {value!r}")
+
+
+def _leaderboard(results_dir: Path, sort_by: Optional[str] = None, benchmark: Optional[str] = None,
+                 print_table: bool = True) -> dict[str, Path]:
+    from reports.leaderboard import build_leaderboard, load_results, render_rich, write_leaderboard
+
+    lb = build_leaderboard(load_results(results_dir), benchmark=benchmark, sort_by=sort_by)
+    paths = write_leaderboard(lb, results_dir)
+    if print_table:
+        out_console.print(render_rich(lb))
+    return paths
+
+
+@app.command()
+@_user_errors
+def ls(kind: Optional[str] = typer.Argument(None, help="benchmarks | methods | metrics | models")) -> None:
+    """List what exists, with one-line descriptions."""
+    from harness.catalog import BENCHMARKS, METHODS, METRICS
+    from harness.zoo.specs import ModelZoo
+
+    if kind is not None and kind not in LS_KINDS:
+        raise HarnessError(f"unknown kind {kind!r}; choose one of: {', '.join(LS_KINDS)}")
+    sources = {
+        "benchmarks": BENCHMARKS.describe,
+        "methods": METHODS.describe,
+        "metrics": METRICS.describe,
+        "models": ModelZoo().describe,
+    }
+    for k in [kind] if kind else LS_KINDS:
+        table = Table(title=k, show_header=True, title_justify="left")
+        table.add_column("name", style="bold")
+        table.add_column("description")
+        for name, desc in sources[k]():
+            table.add_row(name, desc)
+        out_console.print(table)
+
+
+@app.command(name="validate")
+@_user_errors
+def validate_cmd(config: Path = typer.Argument(..., help="experiment YAML")) -> None:
+    """Check a config (names, hyperparameters, paths, backend capabilities) without running it."""
+    from harness.config import load_config, validate
+
+    cfg = load_config(config)
+    validate(cfg)
+    out_console.print(f"{config}: ok ({len(cfg.models)} models × {len(cfg.methods)} methods × "
+                      f"{len(cfg.benchmarks)} benchmarks)")
+
+
+@app.command()
+@_user_errors
+def leaderboard(
+    results_dir: Path = typer.Argument(..., help="a results directory written by `harness run`"),
+    sort_by: Optional[str] = typer.Option(None, "--sort-by", help="metric id to sort by (best first)"),
+    benchmark: Optional[str] = typer.Option(None, "--benchmark", help="only this benchmark"),
+) -> None:
+    """Write leaderboard.md and leaderboard.csv from result files alone."""
+    if not results_dir.is_dir():
+        raise HarnessError(f"results directory not found: {results_dir}")
+    paths = _leaderboard(results_dir, sort_by=sort_by, benchmark=benchmark)
+    err_console.print(f"wrote {paths['md']} and {paths['csv']}")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

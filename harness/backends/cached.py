@@ -1,0 +1,51 @@
+"""Any backend behind the response cache: hits are served, only misses reach the model.
+
+Misses are sent and stored in chunks, so an interrupted run keeps what it computed and a
+rerun resumes at request granularity. Duplicate requests (several metrics asking the same
+question) are sent once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.cache import ResponseCache, cacheable, decode
+from harness.requests import Request, Response
+
+CHUNK = 256
+
+
+@dataclass
+class CacheCounter:
+    hits: int = 0
+    misses: int = 0
+
+
+class CachedBackend:
+    def __init__(self, backend, cache: ResponseCache | None):
+        self.backend = backend
+        self.cache = cache
+        self.stats = CacheCounter()
+
+    def run(self, requests: list[Request]) -> list[Response]:
+        unique = list(dict.fromkeys(requests))
+        answers: dict[Request, Response] = {}
+        if self.cache is not None:
+            identity = self.backend.identity
+            keys = {r: ResponseCache.key(identity, r) for r in unique if cacheable(r)}
+            found = self.cache.get_many(list(keys.values()))
+            for r, k in keys.items():
+                if k in found:
+                    answers[r] = decode(*found[k])
+            self.stats.hits += len(answers)
+        missing = [r for r in unique if r not in answers]
+        self.stats.misses += len(missing)
+        for start in range(0, len(missing), CHUNK):
+            chunk = missing[start : start + CHUNK]
+            responses = self.backend.run(chunk)
+            answers.update(zip(chunk, responses))
+            if self.cache is not None:
+                self.cache.put_many(
+                    [(keys[r], r.kind, resp) for r, resp in zip(chunk, responses) if r in keys]
+                )
+        return [answers[r] for r in requests]

@@ -1,0 +1,402 @@
+"""Hugging Face transformers backend: greedy/sampled generation, log-likelihoods, hidden states.
+
+Why it looks the way it does:
+- Weights load lazily on the first request, so a rerun answered wholly from the response
+  cache never touches them; `identity` and `chat_template_hash` need only the files and
+  the tokenizer.
+- Batches are sorted longest-first and LEFT-padded with explicit position ids, so padding
+  changes nothing: a request's answer does not depend on what it was batched with (tests
+  compare batched against one-at-a-time).
+- Sampled generation runs one request at a time under its own seed, so samples depend only
+  on (request, seed), never on batching or order.
+- `batch_size="auto"` starts at `max_batch_size` and halves on out-of-memory, remembering
+  what worked per request kind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from harness.backends.base import Backend
+from harness.errors import HarnessError
+from harness.fingerprint import file_sha256, model_identity
+from harness.requests import (
+    GenerateRequest,
+    GenerateResponse,
+    HiddenStatesRequest,
+    HiddenStatesResponse,
+    LoglikelihoodRequest,
+    LoglikelihoodResponse,
+)
+from harness.zoo.load import LoadedModel, load_hf_model, load_tokenizer
+from harness.zoo.specs import ModelSpec
+
+log = logging.getLogger(__name__)
+_WARNED: set[str] = set()
+
+
+class HFBackend(Backend):
+    """A transformers causal LM (optionally with a PEFT adapter) behind the request interface."""
+
+    name: ClassVar[str] = "hf"
+    serves: ClassVar[frozenset[str]] = frozenset({"generate", "loglikelihood", "hidden_states"})
+
+    def __init__(self, spec: ModelSpec, device: str | None = None, batch_size: int | str = "auto",
+                 adapter: str | None = None, loaded: LoadedModel | None = None, max_batch_size: int = 64,
+                 identity: str | None = None):
+        """`loaded` serves an in-memory model (e.g. right after training); then pass `identity`
+        too when its weights differ from what `spec`/`adapter` name on disk, or cached answers
+        of the on-disk model would be reused for it."""
+        if isinstance(batch_size, str) and batch_size != "auto":
+            batch_size = int(batch_size)
+        self.spec, self.device, self.batch_size, self.max_batch_size = spec, device, batch_size, max_batch_size
+        self.adapter = adapter or spec.adapter
+        self._loaded = loaded
+        self._tokenizer = loaded.tokenizer if loaded is not None else None
+        self._path = loaded.path if loaded is not None else None
+        self._identity = identity
+        self._auto_size: dict[str, int] = {}
+        self._max_len_cache: int | None = None
+        self.calls = 0
+
+    # ---- lazy state -------------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        if self._path is None:
+            self._path = self.spec.resolve_path()
+        return self._path
+
+    @property
+    def identity(self) -> str:
+        """Weights + adapter; plus the template override when the spec replaces the tokenizer's
+        own (that changes every prompt, so it must change the cache key too)."""
+        if self._identity is None:
+            ident = model_identity(self.path, self.spec.revision, self.adapter)
+            if self.spec.chat_template == "none":
+                ident += "+template:none"
+            elif self.spec.chat_template != "auto":
+                ident += "+template:sha256:" + file_sha256(Path(self.spec.chat_template).expanduser())
+            self._identity = ident
+        return self._identity
+
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer alone is cheap: prompts can be built without loading weights."""
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.path, self.spec)
+            self._warn_if_template_missing()
+        return self._tokenizer
+
+    @property
+    def loaded(self) -> LoadedModel:
+        if self._loaded is None:
+            self._loaded = load_hf_model(self.spec, self.device, self.adapter)
+            self._path = self._loaded.path
+            if self._tokenizer is None:
+                self._tokenizer = self._loaded.tokenizer
+                self._warn_if_template_missing()
+        return self._loaded
+
+    @property
+    def model(self) -> Any:
+        return self.loaded.model
+
+    @property
+    def chat_template(self) -> str | None:
+        """The template in effect (None when absent or switched off with chat_template: none)."""
+        t = getattr(self.tokenizer, "chat_template", None)
+        if not t or self.spec.chat_template == "none":
+            return None
+        return t if isinstance(t, str) else json.dumps(t, sort_keys=True)
+
+    @property
+    def chat_template_hash(self) -> str | None:
+        t = self.chat_template
+        return hashlib.sha256(t.encode()).hexdigest() if t is not None else None
+
+    def _warn_if_template_missing(self) -> None:
+        label = f"{self.spec.name} {self._path or self.spec.path}"
+        if any(w in label.lower() for w in ("instruct", "chat")) and self.chat_template is None and label not in _WARNED:
+            _WARNED.add(label)
+            why = "chat_template is 'none'" if self.spec.chat_template == "none" else "the tokenizer has no chat template"
+            log.warning("model %r looks like a chat model, but prompts are sent raw (%s)", self.spec.name, why)
+
+    # ---- encoding ---------------------------------------------------------------------
+    def encode_prompt(self, request: GenerateRequest | LoglikelihoodRequest | HiddenStatesRequest) -> list[int]:
+        """Token ids of the prompt/context: chat-templated when the request and model allow it."""
+        tok = self.tokenizer
+        prompt = request.prompt if isinstance(request, GenerateRequest) else request.context
+        template = self.chat_template
+        if request.chat and template is not None:
+            msgs = [{"role": "user", "content": prompt}]
+            if request.system:
+                msgs.insert(0, {"role": "system", "content": request.system})
+            try:
+                text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+            except Exception:  # noqa: BLE001 - templates that reject a system turn (e.g. Gemma)
+                if not request.system:
+                    raise
+                merged = [{"role": "user", "content": f"{request.system}\n\n{prompt}"}]
+                text = tok.apply_chat_template(merged, add_generation_prompt=True, tokenize=False)
+            add_special = not (tok.bos_token and tok.bos_token in text)  # never a double BOS
+        else:
+            text = f"{request.system}\n\n{prompt}" if request.system else prompt
+            add_special = True
+        ids = list(tok(text, add_special_tokens=add_special)["input_ids"])
+        if not ids:  # something must predict the first continuation token
+            start = next((t for t in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) if t is not None), 0)
+            ids = [start]
+        return ids
+
+    def _encode_pair(self, request: LoglikelihoodRequest | HiddenStatesRequest) -> tuple[list[int], int]:
+        """(context + continuation ids, continuation length), context cut from the left to fit."""
+        ctx = self.encode_prompt(request)
+        cont = list(self.tokenizer(request.continuation, add_special_tokens=False)["input_ids"]) if request.continuation else []
+        limit = self._max_len()
+        if len(cont) >= limit:
+            log.warning("continuation of %d tokens exceeds the model's %d; scoring its first %d", len(cont), limit, limit - 1)
+            cont = cont[: limit - 1]
+        ctx = ctx[max(0, len(ctx) + len(cont) - limit):]
+        return ctx + cont, len(cont)
+
+    def _max_len(self) -> int:
+        if self._max_len_cache is None:
+            config = self.model.config
+            config = config.get_text_config() if hasattr(config, "get_text_config") else config
+            n = getattr(config, "max_position_embeddings", None)
+            tok_max = getattr(self.tokenizer, "model_max_length", None)
+            if tok_max and tok_max < 10**7:  # tokenizers without a limit report a huge sentinel
+                n = min(n, tok_max) if n else tok_max
+            self._max_len_cache = int(n or 2048)
+        return self._max_len_cache
+
+    # ---- batching ---------------------------------------------------------------------
+    def _pad(self, seqs: list[list[int]]):
+        """Left-pad to one width: ids, attention mask and position ids (0 on padding)."""
+        import torch
+
+        width = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for r, s in enumerate(seqs):
+            ids[r, width - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[r, width - len(s):] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        dev = self.loaded.device
+        return ids.to(dev), mask.to(dev), pos.to(dev)
+
+    def _forward(self, seqs: list[list[int]], keep: int, hidden: bool = False):
+        ids, mask, pos = self._pad(seqs)
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        if "logits_to_keep" in inspect.signature(base.forward).parameters:
+            kwargs["logits_to_keep"] = keep  # only the last positions: the vocabulary is wide
+        out = self.model(**kwargs, output_hidden_states=hidden)
+        return out, out.logits[:, -keep:].float()
+
+    def _map_batches(self, kind: str, order: list[int], fn: Callable[[list[int]], list], fixed: int | None = None) -> dict[int, Any]:
+        """Run `fn` over consecutive chunks of `order`; with batch_size "auto", halve on OOM."""
+        import torch
+        from rich.progress import Progress
+
+        results: dict[int, Any] = {}
+        size = fixed or (self._auto_size.get(kind, self.max_batch_size) if self.batch_size == "auto" else int(self.batch_size))
+        quiet = len(order) < 2 * size or not sys.stderr.isatty()
+        with Progress(transient=True, disable=quiet) as progress, torch.inference_mode():
+            task = progress.add_task(f"{self.name} {kind}", total=len(order))
+            start = 0
+            while start < len(order):
+                chunk = order[start:start + size]
+                try:
+                    outs, oom = fn(chunk), False
+                except RuntimeError as e:  # torch.OutOfMemoryError is a RuntimeError
+                    if not (self.batch_size == "auto" and fixed is None and size > 1 and _is_oom(e)):
+                        raise
+                    oom = True
+                if oom:  # retry outside the except block so the failed batch's tensors are freed
+                    size = max(1, size // 2)
+                    self._auto_size[kind] = size
+                    log.info("out of memory in %s; batch size now %d", kind, size)
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+                    continue
+                if self.batch_size == "auto" and fixed is None:
+                    self._auto_size[kind] = size
+                results.update(zip(chunk, outs))
+                self.calls += len(chunk)
+                start += len(chunk)
+                progress.update(task, advance=len(chunk))
+        return results
+
+    # ---- loglikelihood and hidden states ----------------------------------------------
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LoglikelihoodResponse]:
+        if not requests:  # nothing to ask: do not load the weights
+            return []
+        encoded = [self._encode_pair(r) for r in requests]
+        order = sorted(range(len(requests)), key=lambda i: -len(encoded[i][0]))
+
+        def score(chunk: list[int]) -> list[LoglikelihoodResponse]:
+            import torch
+
+            keep = max(encoded[i][1] for i in chunk) + 1
+            _, logits = self._forward([encoded[i][0] for i in chunk], keep)
+            out = []
+            for r, i in enumerate(chunk):
+                seq, nc = encoded[i]
+                if nc == 0:
+                    out.append(LoglikelihoodResponse([], [], [], []))
+                    continue
+                logp = logits[r, keep - 1 - nc: keep - 1].log_softmax(-1)  # rows predicting the continuation
+                target = torch.tensor(seq[-nc:], device=logp.device)
+                p = logp.exp()
+                lp = logp.masked_fill(torch.isinf(logp), 0.0)  # p = 0 there, so p*log p = 0
+                mu = (p * lp).sum(-1)
+                # Var = E[(log p - mu)^2]: the same as E[(log p)^2] - mu^2, without float32 cancellation.
+                sigma = (p * (lp - mu[:, None]) ** 2).sum(-1).clamp(min=1e-6).sqrt()
+                out.append(LoglikelihoodResponse(
+                    token_logprobs=logp.gather(-1, target[:, None]).squeeze(-1).tolist(),
+                    token_greedy=(logp.argmax(-1) == target).tolist(),
+                    token_mu=mu.tolist(),
+                    token_sigma=sigma.tolist(),
+                ))
+            return out
+
+        done = self._map_batches("loglikelihood", order, score)
+        return [done[i] for i in range(len(requests))]
+
+    def hidden_states(self, requests: list[HiddenStatesRequest]) -> list[HiddenStatesResponse]:
+        """Pooled over the continuation tokens (over the whole context when it is empty)."""
+        if not requests:
+            return []
+        encoded = [self._encode_pair(r) for r in requests]
+        order = sorted(range(len(requests)), key=lambda i: -len(encoded[i][0]))
+
+        def pool(chunk: list[int]) -> list[HiddenStatesResponse]:
+            out_, _ = self._forward([encoded[i][0] for i in chunk], keep=1, hidden=True)
+            hs = out_.hidden_states
+            out = []
+            for r, i in enumerate(chunk):
+                req, (seq, nc) = requests[i], encoded[i]
+                span = nc or len(seq)
+                states: dict[int, list] = {}
+                for layer in req.layers:
+                    if not -len(hs) <= layer < len(hs):
+                        raise HarnessError(f"layer {layer} out of range: the model has hidden states 0..{len(hs) - 1}")
+                    h = hs[layer][r, -span:].float()
+                    if req.pooling not in ("mean", "last", "per_token"):
+                        raise HarnessError(f"unknown pooling {req.pooling!r} (mean, last, per_token)")
+                    states[layer] = (h.mean(0) if req.pooling == "mean" else h[-1] if req.pooling == "last" else h).tolist()
+                out.append(HiddenStatesResponse(states=states))
+            return out
+
+        done = self._map_batches("hidden_states", order, pool)
+        return [done[i] for i in range(len(requests))]
+
+    # ---- generation -------------------------------------------------------------------
+    def generate(self, requests: list[GenerateRequest]) -> list[GenerateResponse]:
+        """Greedy requests batched (answers identical to one-at-a-time); sampled ones singly, seeded."""
+        if not requests:
+            return []
+        limit = self._max_len()
+        prompts = [self.encode_prompt(r)[-max(1, limit - r.max_new_tokens):] for r in requests]
+        greedy = sorted((i for i, r in enumerate(requests) if not r.sampled), key=lambda i: -len(prompts[i]))
+        sampled = [i for i, r in enumerate(requests) if r.sampled]
+        done = self._map_batches("generate", greedy, lambda c: self._generate([requests[i] for i in c], [prompts[i] for i in c]))
+        done.update(self._map_batches("sample", sampled, lambda c: self._generate([requests[c[0]]], [prompts[c[0]]]), fixed=1))
+        return [done[i] for i in range(len(requests))]
+
+    def _generate(self, reqs: list[GenerateRequest], prompts: list[list[int]]) -> list[GenerateResponse]:
+        import torch
+        from transformers import GenerationConfig, StoppingCriteriaList
+
+        tok, model = self.tokenizer, self.model
+        ids, mask, _ = self._pad(prompts)  # generate derives position ids from the mask
+        base_gc = getattr(model, "generation_config", None)
+        eos = getattr(base_gc, "eos_token_id", None) or tok.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        pad = tok.pad_token_id if tok.pad_token_id is not None else next(iter(eos_ids), 0)
+        # A fresh config: the checkpoint's own sampling defaults (top_k, repetition_penalty,
+        # ...) would make answers depend on more than the request.
+        gc = GenerationConfig(max_new_tokens=max(r.max_new_tokens for r in reqs), eos_token_id=sorted(eos_ids) or None,
+                              pad_token_id=pad, bos_token_id=tok.bos_token_id)
+        sample = reqs[0].sampled
+        if sample:
+            r = reqs[0]
+            gc.update(do_sample=True, temperature=r.temperature, top_p=r.top_p, top_k=0, num_return_sequences=r.n)
+            torch.manual_seed(r.seed if r.seed is not None else 0)
+        else:
+            gc.update(do_sample=False)
+        per_row = reqs[0].n if sample else 1
+        stopper = _StopCriteria(tok, ids.shape[1], [r for r in reqs for _ in range(per_row)], eos_ids)
+        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=gc,
+                             stopping_criteria=StoppingCriteriaList([stopper]))
+        rows = out[:, ids.shape[1]:].tolist()
+        responses = []
+        for k, r in enumerate(reqs):
+            texts, counts = zip(*(_finish(tok, rows[k * per_row + j], r, eos_ids) for j in range(per_row)))
+            n = 1 if sample else r.n  # greedy: n identical samples
+            responses.append(GenerateResponse(texts=list(texts) * n, n_tokens=list(counts) * n))
+        return responses
+
+    # ---- probes -----------------------------------------------------------------------
+    def logits_fingerprint(self, prompts: list[str]):
+        """Last-position logits (float32, CPU) of raw probe prompts: tells two models apart."""
+        import torch
+
+        with torch.inference_mode():
+            seqs = [self.encode_prompt(LoglikelihoodRequest(context=p, continuation="", chat=False)) for p in prompts]
+            _, logits = self._forward(seqs, keep=1)
+        return logits[:, -1].cpu().clone()
+
+
+def _is_oom(e: BaseException) -> bool:
+    import torch
+
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
+def _finish(tok: Any, gen: list[int], req: GenerateRequest, eos_ids: set[int]) -> tuple[str, int]:
+    """Cut a generated row at its own budget, EOS and first stop string: (text, tokens kept)."""
+    gen = gen[: req.max_new_tokens]
+    end = next((k for k, t in enumerate(gen) if t in eos_ids), len(gen))
+    gen = gen[:end]
+    text = tok.decode(gen, skip_special_tokens=True)
+    cuts = [text.find(s) for s in req.stop if s and s in text]
+    if not cuts:
+        return text, len(gen)
+    text = text[: min(cuts)]
+    kept = next(k for k in range(len(gen) + 1) if tok.decode(gen[:k], skip_special_tokens=True).startswith(text))
+    return text, kept
+
+
+class _StopCriteria:
+    """Per-row done flags: own token budget reached, EOS produced, or a stop string seen.
+
+    Ending rows early is only an optimisation; `_finish` cuts the text either way.
+    """
+
+    def __init__(self, tok: Any, start: int, rows: list[GenerateRequest], eos_ids: set[int]):
+        self.tok, self.start, self.rows, self.eos_ids = tok, start, rows, eos_ids
+        # A finished row stays finished inside `generate`, so only a recent tail needs decoding.
+        self.tail = 8 + 4 * max((len(s) for r in rows for s in r.stop), default=0)
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        done = []
+        for r, req in enumerate(self.rows):
+            n = input_ids.shape[1] - self.start
+            flag = n >= req.max_new_tokens or (n > 0 and int(input_ids[r, -1]) in self.eos_ids)
+            if not flag and req.stop:
+                text = self.tok.decode(input_ids[r, max(self.start, input_ids.shape[1] - self.tail):].tolist(),
+                                       skip_special_tokens=True)
+                flag = any(s and s in text for s in req.stop)
+            done.append(flag)
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)

@@ -1,0 +1,144 @@
+"""The experiment config: benchmarks x models x methods x metrics, from YAML or flags.
+
+Validation happens before any work starts: every name is looked up in its registry, every
+method's hyperparameters are checked, every local model path must exist, and each
+benchmark's request kinds must be served by the model's backend. A failure is a
+ConfigError with one line that names the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness.errors import ConfigError, HarnessError
+
+NO_METHOD = "none"
+
+
+class NamedEntry(BaseModel):
+    """A registry name with options: `{name: npo, params: {beta: 0.1}}` or just `npo`."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ReferenceConfig(BaseModel):
+    """The retain-only reference that forget quality compares against: a model or saved results."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = None
+    results: str | None = None  # a cell directory (summary.json + samples.jsonl) of an earlier run
+
+
+class ExperimentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[str]
+    methods: list[NamedEntry] = Field(default_factory=lambda: [NamedEntry(name=NO_METHOD)])
+    benchmarks: list[NamedEntry]
+    metrics: list[str] | None = None  # metric ids; None = each benchmark's defaults
+    zoo: dict[str, dict[str, Any]] = Field(default_factory=dict)  # extra model specs by name
+    reference: ReferenceConfig | None = None
+    output_dir: str = "results/run"
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int | str = "auto"
+    limit: int | None = None
+    cache: bool = True
+    cache_dir: str | None = None
+
+    @field_validator("methods", "benchmarks", mode="before")
+    @classmethod
+    def _names(cls, v: Any) -> Any:
+        if not isinstance(v, list):
+            raise ValueError("must be a list")
+        return [{"name": x} if isinstance(x, str) else x for x in v]
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch(cls, v: Any) -> Any:
+        if isinstance(v, str) and v != "auto":
+            raise ValueError("must be a positive integer or 'auto'")
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be a positive integer or 'auto'")
+        return v
+
+    def config_hash(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config {path} is not valid YAML{where}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a YAML mapping of settings")
+    return parse_config(data, source=str(path))
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        raise ConfigError(f"{source}: {loc}: {err['msg']}") from e
+
+
+def validate(config: ExperimentConfig) -> None:
+    """Check every name, parameter, path and backend capability without loading a model."""
+    from harness.catalog import BACKENDS, BENCHMARKS, METHODS, METRICS
+    from harness.metrics.base import parse_metric_id
+    from harness.zoo.specs import ModelZoo
+
+    try:
+        zoo = ModelZoo(config.zoo)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ConfigError(f"zoo: {'.'.join(str(x) for x in err['loc'])}: {err['msg']}") from e
+    names = list(config.models) + ([config.reference.model] if config.reference and config.reference.model else [])
+    specs = [zoo.get(m) for m in names]
+    for spec in specs:
+        spec.check_exists()
+        BACKENDS.check(spec.backend)
+    for m in config.methods:
+        if m.name != NO_METHOD:
+            METHODS.get(m.name)(**m.params)  # validates hyperparameters
+    for b in config.benchmarks:
+        cls = BENCHMARKS.get(b.name)
+        served = set(getattr(BACKENDS.get(specs[0].backend), "serves", ()) or ())
+        if served and not set(cls.request_kinds) <= served:
+            raise ConfigError(
+                f"benchmark {b.name!r} needs request kinds {sorted(cls.request_kinds)} but backend "
+                f"{specs[0].backend!r} serves {sorted(served)}"
+            )
+        for metric_id in config.metrics or cls.default_metrics:
+            METRICS.check(parse_metric_id(metric_id)[0])
+    if config.reference and config.reference.results:
+        from harness.results import SUMMARY_FILE
+
+        if not (Path(config.reference.results) / SUMMARY_FILE).is_file():
+            raise ConfigError(f"reference.results: no {SUMMARY_FILE} in {config.reference.results}")
+    if config.reference and not (config.reference.model or config.reference.results):
+        raise ConfigError("reference: give `model` or `results`")
+
+
+def describe_error(e: HarnessError) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def cell_hash(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()

@@ -1,0 +1,105 @@
+"""Evaluate one model on one benchmark: metrics -> requests -> (cached) backend -> results.
+
+All metrics' requests are gathered and de-duplicated first, so a question that several
+metrics ask (the greedy answer for ROUGE and exact match) costs one model call. Metrics are
+computed in dependency order; composite metrics receive their parts' results, and metrics
+that compare against a reference run receive that run's results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from harness.errors import ConfigError
+from harness.metrics.base import ItemMetric, Metric, MetricResult
+from harness.requests import Request
+from harness.results import SAMPLES_FILE, SUMMARY_FILE, SampleRecord, read_samples, read_summary
+
+
+@dataclass
+class Evaluation:
+    results: dict[str, MetricResult]
+    samples: list[SampleRecord]
+
+
+def resolve_metrics(benchmark, metric_ids: list[str], seed: int) -> list[Metric]:
+    """Instantiate the metrics and their dependencies, dependencies first (a topological order)."""
+    from harness.catalog import build_metric
+
+    ordered: dict[str, Metric] = {}
+    visiting: set[str] = set()
+
+    def visit(metric_id: str) -> None:
+        if metric_id in ordered:
+            return
+        if metric_id in visiting:
+            raise ConfigError(f"metric dependency cycle through {metric_id!r}")
+        visiting.add(metric_id)
+        metric = build_metric(metric_id, benchmark, seed=seed)
+        for dep in metric.dependencies():
+            visit(dep)
+        visiting.discard(metric_id)
+        ordered[metric.id] = metric
+
+    for metric_id in metric_ids:
+        visit(metric_id)
+    return list(ordered.values())
+
+
+def collect_requests(metrics: list[Metric]) -> list[Request]:
+    return list(dict.fromkeys(r for m in metrics for r in m.requests()))
+
+
+def evaluate(
+    benchmark,
+    metrics: list[Metric],
+    backend,
+    reference: Mapping[str, MetricResult] | None = None,
+) -> Evaluation:
+    requests = collect_requests(metrics)
+    responses = dict(zip(requests, backend.run(requests))) if requests else {}
+    results: dict[str, MetricResult] = {}
+    for metric in metrics:
+        deps = {d: results[d] for d in metric.dependencies()}
+        results[metric.id] = metric.compute(responses, deps, reference or {})
+    return Evaluation(results=results, samples=_samples(benchmark, metrics, results, responses))
+
+
+def _samples(benchmark, metrics: list[Metric], results: dict[str, MetricResult], responses) -> list[SampleRecord]:
+    """One record per (split, item): prompt, reference, greedy generation, every metric's value."""
+    records: dict[tuple[str, str], SampleRecord] = {}
+    for metric in metrics:
+        if metric.split is None:
+            continue
+        per_item = results[metric.id].per_item
+        for item in metric.items:
+            key = (metric.split, item.id)
+            rec = records.get(key)
+            if rec is None:
+                rec = records[key] = SampleRecord(
+                    split=metric.split, item_id=item.id, prompt=benchmark.prompt(item), reference=item.answer
+                )
+            if item.id in per_item:
+                rec.values[metric.id] = per_item[item.id]
+            if rec.generation is None and isinstance(metric, ItemMetric):
+                for req in metric.item_requests(item):
+                    if req.kind == "generate" and not req.sampled:
+                        rec.generation = responses[req].texts[0]
+                        break
+    return list(records.values())
+
+
+def load_reference(cell: str | Path) -> dict[str, MetricResult]:
+    """Metric results (aggregates and per-item values) of an earlier run's cell directory."""
+    cell = Path(cell)
+    summary = read_summary(cell / SUMMARY_FILE)
+    samples = read_samples(cell / SAMPLES_FILE) if (cell / SAMPLES_FILE).exists() else []
+    out: dict[str, MetricResult] = {}
+    for metric_id, mv in summary.metrics.items():
+        per_item = {s.item_id: s.values[metric_id] for s in samples if metric_id in s.values}
+        out[metric_id] = MetricResult(
+            metric_id, mv.value, mv.ci_low, mv.ci_high, mv.n, mv.higher_is_better, per_item, dict(mv.details)
+        )
+    return out

@@ -1,0 +1,40 @@
+"""The one greedy generation request per item, and reading its text back.
+
+ROUGE-L recall and exact-match recall ask for the *same* request (built here), so the
+evaluator generates once per item and both metrics score that one completion.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+from harness.requests import GenerateRequest, GenerateResponse
+
+if TYPE_CHECKING:
+    from benchmarks.base import Benchmark, QAItem
+
+
+def greedy_request(benchmark: "Benchmark", item: "QAItem") -> GenerateRequest:
+    """Greedy decoding (temperature 0) of the benchmark's prompt, with its token budget and stops."""
+    return GenerateRequest(
+        prompt=benchmark.prompt(item),
+        max_new_tokens=benchmark.max_new_tokens,
+        stop=tuple(benchmark.stop),
+    )
+
+
+def cut_at_stop(text: str, stop: Iterable[str]) -> str:
+    """`text` up to the earliest occurrence of any (non-empty) stop string."""
+    end = len(text)
+    for s in stop:
+        if s:
+            i = text.find(s)
+            if i != -1:
+                end = min(end, i)
+    return text[:end]
+
+
+def generated_text(response: GenerateResponse, stop: Iterable[str]) -> str:
+    """The first completion, cut at any stop string and stripped of surrounding whitespace."""
+    text = response.texts[0] if response.texts else ""
+    return cut_at_stop(text, stop).strip()

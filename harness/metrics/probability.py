@@ -1,0 +1,34 @@
+"""TOFU probability (metrics.md §5.1): P(y|x) = exp(-avgNLL) of the answer, mean over items."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from harness.metrics.base import ItemMetric, ResponseMap
+from harness.requests import LoglikelihoodRequest, Request
+
+
+class Probability(ItemMetric):
+    """Length-normalised, teacher-forced answer probability exp((1/|y|) Σ_t log p(y_t|x, y_<t)).
+
+    One log-likelihood request per item: context = the benchmark prompt, continuation =
+    the benchmark target of `item.answer`. Items whose answer has no tokens are skipped.
+    """
+
+    name = "probability"
+    higher_is_better = True
+
+    def item_requests(self, item: Any) -> list[Request]:
+        return [self._request(item)]
+
+    def _request(self, item: Any) -> LoglikelihoodRequest:
+        return LoglikelihoodRequest(
+            context=self.benchmark.prompt(item), continuation=self.benchmark.target(item.answer)
+        )
+
+    def item_value(self, item: Any, responses: ResponseMap) -> float | None:
+        response = responses[self._request(item)]
+        if response.n_tokens == 0:
+            return None
+        return math.exp(response.mean)

@@ -1,0 +1,182 @@
+"""Run an experiment grid: for each benchmark, model and method, apply -> evaluate -> write.
+
+Stages write artefacts so a run resumes: a method's trained adapter is reused when its
+`artifact.json` matches the cell's config hash, evaluation goes through the response
+cache (a rerun makes zero model calls), and each cell's results are written atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from harness.artifacts import ModelArtifact
+from harness.backends.cached import CachedBackend
+from harness.cache import CACHE_FILE, ResponseCache
+from harness.config import NO_METHOD, ExperimentConfig, NamedEntry, cell_hash, validate
+from harness.evaluate import evaluate, load_reference, resolve_metrics
+from harness.io import cache_dir
+from harness.metrics.base import MetricResult
+from harness.provenance import git_commit, now, package_versions
+from harness.results import CacheStats, MetricValue, Provenance, RunSummary, cell_dir, write_cell
+from harness.zoo.specs import ModelSpec, ModelZoo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunReport:
+    cells: list[Path] = field(default_factory=list)
+    cache_hits: int = 0
+    cache_misses: int = 0
+    seconds: float = 0.0
+
+
+class Runner:
+    def __init__(self, config: ExperimentConfig, console: Console | None = None):
+        validate(config)
+        self.config = config
+        self.console = console or Console(stderr=True)
+        self.zoo = ModelZoo(config.zoo)
+        self.output_dir = Path(config.output_dir)
+        self.cache = None
+        if config.cache:
+            self.cache = ResponseCache(Path(config.cache_dir or cache_dir()) / CACHE_FILE)
+        self._loaded: dict[str, Any] = {}  # model name -> LoadedModel, shared by its methods
+        self.report = RunReport()
+
+    # --- the grid ---------------------------------------------------------------------
+    def run(self) -> RunReport:
+        from harness.catalog import build_benchmark
+
+        start = time.time()
+        cfg = self.config
+        for bentry in cfg.benchmarks:
+            options = dict(bentry.params)
+            if cfg.limit is not None:
+                options.setdefault("limit", cfg.limit)
+            benchmark = build_benchmark(bentry.name, **options)
+            metric_ids = list(cfg.metrics or benchmark.default_metrics)
+            reference = self._reference(benchmark, bentry, metric_ids)
+            for model_name in cfg.models:
+                for method in cfg.methods:
+                    self._cell(benchmark, bentry, metric_ids, model_name, method, reference)
+        self.report.seconds = time.time() - start
+        return self.report
+
+    def _reference(self, benchmark, bentry: NamedEntry, metric_ids: list[str]) -> dict[str, MetricResult] | None:
+        ref = self.config.reference
+        if ref is None:
+            return None
+        if ref.results:
+            return load_reference(ref.results)
+        return self._cell(benchmark, bentry, metric_ids, ref.model, NamedEntry(name=NO_METHOD), None)
+
+    # --- one cell ---------------------------------------------------------------------
+    def _cell(self, benchmark, bentry, metric_ids, model_name, method: NamedEntry, reference):
+        from harness.backends.hf import HFBackend
+
+        cfg = self.config
+        spec = self.zoo.get(model_name)
+        out = cell_dir(self.output_dir, model_name, method.name, bentry.name)
+        label = f"{model_name} × {method.name} × {bentry.name}"
+        t0 = time.time()
+        artifact = None
+        if method.name != NO_METHOD:
+            artifact = self._apply(spec, method, benchmark, bentry)
+        t_apply = time.time() - t0
+        adapter = artifact.adapter_path if artifact else None
+        eval_spec = spec
+        if artifact and artifact.checkpoint_path:
+            eval_spec = spec.model_copy(update={"path": artifact.checkpoint_path, "builder": None, "adapter": None})
+        backend = HFBackend(eval_spec, device=cfg.device, batch_size=cfg.batch_size, adapter=adapter)
+        cached = CachedBackend(backend, self.cache)
+        metrics = resolve_metrics(benchmark, metric_ids, cfg.seed)
+        self.console.print(f"[bold]evaluating[/bold] {label}")
+        evaluation = evaluate(benchmark, metrics, cached, reference)
+        t_eval = time.time() - t0 - t_apply
+        summary = RunSummary(
+            model=model_name,
+            method=method.name,
+            benchmark=bentry.name,
+            metrics={
+                mid: MetricValue(value=r.value, ci_low=r.ci_low, ci_high=r.ci_high, n=r.n,
+                                 higher_is_better=r.higher_is_better, details=r.details)
+                for mid, r in evaluation.results.items()
+            },
+            provenance=Provenance(
+                config_hash=self._cell_config_hash(spec, method, bentry, metric_ids),
+                git_commit=git_commit(),
+                harness_version=_harness_version(),
+                package_versions=package_versions(),
+                seed=cfg.seed,
+                model_identity=backend.identity,
+                base_model=spec.name,
+                model_path=eval_spec.path or "",
+                adapter_hash=artifact.hash if artifact else None,
+                method_hparams=artifact.hparams if artifact else {},
+                chat_template_hash=backend.chat_template_hash,
+                dataset_source=benchmark.data.source,
+                dataset_hash=benchmark.data.data_hash(),
+                benchmark_options=dict(benchmark.options),
+                reference=self._reference_provenance(),
+                device=cfg.device,
+                created_at=now(),
+            ),
+            cache=CacheStats(hits=cached.stats.hits, misses=cached.stats.misses),
+            timing={"apply_s": round(t_apply, 2), "evaluate_s": round(t_eval, 2)},
+        )
+        write_cell(out, summary, evaluation.samples)
+        self.report.cells.append(out)
+        self.report.cache_hits += cached.stats.hits
+        self.report.cache_misses += cached.stats.misses
+        self.console.print(
+            f"  wrote {out} (cache: {cached.stats.hits} hits, {cached.stats.misses} misses; "
+            f"{t_apply:.1f}s apply, {t_eval:.1f}s eval)"
+        )
+        return evaluation.results
+
+    def _apply(self, spec: ModelSpec, method: NamedEntry, benchmark, bentry) -> ModelArtifact:
+        """Train the method, or reuse its saved artefact when the recipe is unchanged."""
+        from harness.catalog import METHODS
+
+        out = cell_dir(self.output_dir, spec.name, method.name, bentry.name) / "artifact"
+        recipe = cell_hash(spec.model_dump(), method.model_dump(), bentry.model_dump(),
+                           benchmark.data.data_hash(), self.config.seed)
+        existing = ModelArtifact.load(out)
+        if existing and existing.config_hash == recipe:
+            self.console.print(f"[dim]reusing {method.name} artefact for {spec.name} ({out})[/dim]")
+            return existing
+        base = self._load(spec)
+        self.console.print(f"[bold]applying[/bold] {method.name} to {spec.name}")
+        artifact = METHODS.get(method.name)(**method.params).apply(base, benchmark, out, self.config.seed)
+        artifact.config_hash = recipe
+        artifact.save(out)
+        return artifact
+
+    def _load(self, spec: ModelSpec):
+        from harness.zoo.load import load_hf_model
+
+        if spec.name not in self._loaded:
+            self._loaded[spec.name] = load_hf_model(spec, device=self.config.device)
+        return self._loaded[spec.name]
+
+    def _cell_config_hash(self, spec, method, bentry, metric_ids) -> str:
+        cfg = self.config
+        return cell_hash(spec.model_dump(), method.model_dump(), bentry.model_dump(), metric_ids,
+                         cfg.seed, cfg.limit, cfg.reference.model_dump() if cfg.reference else None)
+
+    def _reference_provenance(self) -> dict[str, Any] | None:
+        ref = self.config.reference
+        return ref.model_dump(exclude_none=True) if ref else None
+
+
+def _harness_version() -> str:
+    from harness import __version__
+
+    return __version__

@@ -1,0 +1,175 @@
+"""The built-in tiny zoo: a byte-level BPE tokenizer and small Llama models trained offline.
+
+Nothing is downloaded. Each model is built once and cached by the content hash of its
+recipe (corpus, architecture, training settings) under `<cache>/zoo/`; a changed recipe
+builds a new directory. Building writes to a temp directory and renames it when complete,
+so an interrupted build never leaves a half model behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from harness.io import cache_dir
+
+RECIPE_VERSION = "tiny-llama-v1"
+BOS, EOS, PAD = "<s>", "</s>", "<pad>"
+
+
+@dataclass(frozen=True)
+class TinyRecipe:
+    """Architecture and training settings. head_dim 32 so vLLM's CPU backend accepts it."""
+
+    vocab_size: int = 1024
+    hidden_size: int = 128
+    layers: int = 4
+    heads: int = 4
+    intermediate_size: int = 384
+    max_len: int = 128
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 3e-3
+    seed: int = 0
+
+
+def build_tokenizer(texts: list[str], vocab_size: int, out_dir: Path):
+    """Train a byte-level BPE tokenizer and save it as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[PAD, BOS, EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, tok.token_to_id(BOS))]
+    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD)
+    fast.save_pretrained(out_dir)
+    return fast
+
+
+def build_model(tokenizer, recipe: TinyRecipe):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(recipe.seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=recipe.hidden_size,
+        intermediate_size=recipe.intermediate_size,
+        num_hidden_layers=recipe.layers,
+        num_attention_heads=recipe.heads,
+        num_key_value_heads=recipe.heads,
+        head_dim=recipe.hidden_size // recipe.heads,
+        max_position_embeddings=recipe.max_len * 2,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return LlamaForCausalLM(config)
+
+
+def train_lm(model, tokenizer, texts: list[str], recipe: TinyRecipe, desc: str = "training") -> list[float]:
+    """Plain causal-LM training on whole texts (EOS appended), with a progress bar."""
+    import torch
+    from rich.progress import Progress
+
+    rng = random.Random(recipe.seed)
+    torch.manual_seed(recipe.seed)
+    encoded = [tokenizer(t + EOS, truncation=True, max_length=recipe.max_len)["input_ids"] for t in texts]
+    steps_per_epoch = math.ceil(len(encoded) / recipe.batch_size)
+    total = steps_per_epoch * recipe.epochs
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=total, pct_start=0.05)
+    model.train()
+    losses: list[float] = []
+    with Progress(transient=True) as progress:
+        task = progress.add_task(desc, total=total)
+        for _ in range(recipe.epochs):
+            order = list(range(len(encoded)))
+            rng.shuffle(order)
+            for s in range(steps_per_epoch):
+                batch = [encoded[i] for i in order[s * recipe.batch_size : (s + 1) * recipe.batch_size]]
+                width = max(len(b) for b in batch)
+                ids = torch.full((len(batch), width), tokenizer.pad_token_id)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for r, b in enumerate(batch):
+                    ids[r, : len(b)] = torch.tensor(b)
+                    mask[r, : len(b)] = 1
+                labels = ids.masked_fill(mask == 0, -100)
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                opt.zero_grad()
+                losses.append(float(loss))
+                progress.update(task, advance=1, description=f"{desc} loss={losses[-1]:.3f}")
+    model.eval()
+    return losses
+
+
+def _recipe_hash(name: str, corpus: list[str], tokenizer_corpus: list[str], recipe: TinyRecipe) -> str:
+    payload = json.dumps(
+        {"v": RECIPE_VERSION, "name": name, "recipe": asdict(recipe), "corpus": corpus, "tok": tokenizer_corpus},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def build_cached(name: str, corpus: list[str], tokenizer_corpus: list[str], recipe: TinyRecipe) -> Path:
+    """Return the model directory, training it first when this recipe has not been built."""
+    target = cache_dir() / "zoo" / f"{name}-{_recipe_hash(name, corpus, tokenizer_corpus, recipe)}"
+    if (target / "model.safetensors").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
+    try:
+        start = time.time()
+        tokenizer = build_tokenizer(tokenizer_corpus, recipe.vocab_size, tmp)
+        model = build_model(tokenizer, recipe)
+        losses = train_lm(model, tokenizer, corpus, recipe, desc=f"building {name}")
+        model.save_pretrained(tmp, safe_serialization=True)
+        (tmp / "recipe.json").write_text(
+            json.dumps({"recipe": asdict(recipe), "final_loss": losses[-1] if losses else None,
+                        "seconds": round(time.time() - start, 1), "n_texts": len(corpus)}, indent=2)
+        )
+        if target.exists():  # built concurrently by another process
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def build_tiny_facts() -> Path:
+    """`tiny-facts`: trained on every trained fictitious-facts entity."""
+    from benchmarks.fictitious_facts import training_corpus
+
+    full = training_corpus()
+    return build_cached("tiny-facts", full, full, TinyRecipe())
+
+
+def build_tiny_facts_retain() -> Path:
+    """`tiny-facts-retain`: the same recipe without the forget10 entities (retain-only reference)."""
+    from benchmarks.fictitious_facts import training_corpus
+
+    return build_cached("tiny-facts-retain", training_corpus(exclude="forget10"), training_corpus(), TinyRecipe())

@@ -1,0 +1,466 @@
+"""What a method is, and the shared machinery of loss-based unlearning (methods.md §5.0, §6).
+
+`Method` is the general plug-in contract: hyperparameters declared as a pydantic `Params`
+model, and `apply(base, benchmark, output_dir, seed) -> ModelArtifact`. Data-level methods
+(CHES filtering) and representation methods (GRACE) subclass `Method` directly.
+
+`UnlearningMethod` is for loss-based unlearning (GradAscent, GradDiff, NPO, ...). A subclass
+overrides only `loss(model, forget, retain, ref_model)`; data pairing, tokenisation, LoRA or
+full fine-tuning, the HF `Trainer` loop, the reference model, saving and the artefact are
+shared. A complete method fits in a dozen lines (see examples/my_method/).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.artifacts import ModelArtifact
+from harness.errors import AdapterNoEffectError, ConfigError, HarnessError
+
+if TYPE_CHECKING:
+    import torch
+
+    from benchmarks.base import Benchmark
+    from harness.zoo.load import LoadedModel
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+
+
+class Method(ABC):
+    """A method: turns a base model (and a benchmark's data) into a new model artefact.
+
+    Subclasses set `name`, extend the nested `Params` model with their hyperparameters, and
+    implement `apply`. An unknown or ill-typed hyperparameter raises a one-line ConfigError.
+    """
+
+    name: ClassVar[str] = ""
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    params: Params
+
+    def __init__(self, **hparams: Any):
+        try:
+            self.params = self.Params(**hparams)
+        except ValidationError as e:
+            raise ConfigError(_params_error(self.name or type(self).__name__, self.Params, e)) from None
+
+    @abstractmethod
+    def apply(self, base: "LoadedModel", benchmark: "Benchmark", output_dir: Path, seed: int) -> ModelArtifact:
+        """Produce the method's artefact in `output_dir` (and save `artifact.json` there)."""
+
+
+def _params_error(method: str, params: type[BaseModel], e: ValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "?"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown hyperparameter {field!r} (known: {', '.join(sorted(params.model_fields))})")
+        else:
+            parts.append(f"hyperparameter {field!r}: {err['msg']} (got {err.get('input')!r})")
+    return f"method {method!r}: " + "; ".join(parts)
+
+
+class ReferenceModel:
+    """Outputs of the frozen starting model, computed under `torch.no_grad()`.
+
+    Call it like a model: `ref_model(**batch).logits`. With LoRA it is the adapter-disabled
+    view of the model being trained (no extra memory); with full fine-tuning it is the
+    untouched starting model. A method that declared it needs no reference gets an
+    unavailable one, and calling it is an error.
+    """
+
+    def __init__(self, peft_model: Any = None, frozen: Any = None):
+        self._peft = peft_model
+        self._frozen = frozen
+
+    @property
+    def available(self) -> bool:
+        return self._peft is not None or self._frozen is not None
+
+    def __call__(self, **batch: Any) -> Any:
+        import torch
+
+        if self._frozen is not None:
+            with torch.no_grad():
+                return self._frozen(**batch)
+        if self._peft is not None:
+            was_training = self._peft.training
+            self._peft.eval()  # the reference is deterministic: no dropout
+            try:
+                with torch.no_grad(), self._peft.disable_adapter():
+                    return self._peft(**batch)
+            finally:
+                self._peft.train(was_training)
+        raise RuntimeError(
+            "this method declared needs_reference = False (and uses no KL retain loss) but its loss "
+            "called ref_model; set needs_reference = True on the class"
+        )
+
+
+class UnlearningMethod(Method):
+    """Loss-based unlearning on (forget, random retain) pairs; subclasses override only `loss`.
+
+    Data: each forget item of `benchmark.split(benchmark.forget_split())` is paired with a
+    uniformly random retain item (a fresh draw each time it is fetched, from an RNG seeded
+    with the run seed, recorded as `pair_seed`). An item is `prompt + target + EOS`; only the
+    target and EOS tokens are supervised (labels −100 on the prompt and on padding). When the
+    tokenizer has a chat template (and the model spec does not say `chat_template: none`),
+    the prompt goes through it with `add_generation_prompt=True`, as evaluation does.
+
+    Training: an HF `Trainer` whose `compute_loss` calls `self.loss`. Defaults suit the tiny
+    CPU models: LoRA (r 8, alpha 16) on all linear layers with lr 1e-3. open-unlearning
+    trains 1B+ models fully with lr 1e-5, 10 epochs, batch 8 x 4 (`peft="full"`, `lr=1e-5`,
+    `epochs=10`, `grad_accum=4`). The base model is deep-copied before training so that
+    `base.model` stays usable; for large models that doubles memory during `apply`.
+
+    Output: LoRA saves `output_dir/adapter`; full fine-tuning saves the model and tokenizer
+    to `output_dir/checkpoint`. Both are hashed with `directory_fingerprint`.
+    """
+
+    needs_reference: ClassVar[bool] = False  # loss() calls ref_model (NPO, KL retain, ...)
+    uses_retain: ClassVar[bool] = True  # batches carry a paired retain example
+
+    class Params(Method.Params):
+        lr: float = Field(1e-3, gt=0)
+        epochs: int = Field(5, ge=1)
+        batch_size: int = Field(8, ge=1)
+        grad_accum: int = Field(1, ge=1)
+        weight_decay: float = Field(0.01, ge=0)
+        warmup_ratio: float = Field(0.0, ge=0, lt=1)
+        max_steps: int | None = Field(None, ge=1)  # overrides epochs when set
+        peft: Literal["lora", "full"] = "lora"
+        lora_r: int = Field(8, ge=1)
+        lora_alpha: float = 16
+        lora_dropout: float = Field(0.0, ge=0, lt=1)
+        lora_target_modules: str | list[str] = "all-linear"
+        gamma: float = 1.0  # weight of the forget loss
+        alpha: float = 1.0  # weight of the retain loss (methods with a retain term)
+        gradient_checkpointing: bool = False
+        max_length: int = Field(256, ge=2)
+        logging_steps: int = Field(10, ge=1)
+        chat: bool = True  # apply the tokenizer's chat template to prompts when it has one
+
+    # --- what a subclass provides -----------------------------------------------------
+    @abstractmethod
+    def loss(self, model: Any, forget: dict, retain: dict | None, ref_model: ReferenceModel) -> "torch.Tensor":
+        """The training loss on one batch. `retain` is None when `uses_retain` is False."""
+
+    def wants_reference(self) -> bool:
+        """Whether `loss` will call `ref_model` (drives whether full fine-tuning keeps a frozen copy)."""
+        return self.needs_reference or getattr(self.params, "retain_loss_type", "NLL") == "KL"
+
+    # --- shared machinery -------------------------------------------------------------
+    def apply(self, base: "LoadedModel", benchmark: "Benchmark", output_dir: Path, seed: int) -> ModelArtifact:
+        import torch
+        from transformers import set_seed
+
+        p = self.params
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        set_seed(seed)
+        tok = base.tokenizer
+        use_chat = p.chat and base.spec.chat_template != "none" and bool(getattr(tok, "chat_template", None))
+
+        forget = encode_items(benchmark, benchmark.split(benchmark.forget_split()), tok, p.max_length, use_chat)
+        retain = None
+        if self.uses_retain:
+            retain = encode_items(benchmark, benchmark.split(benchmark.retain_split()), tok, p.max_length, use_chat)
+        dataset = ForgetRetainDataset(forget, retain, seed=seed)
+        collator = PairCollator(_pad_id(tok))
+
+        model, ref = self._prepare_model(base)
+        with tempfile.TemporaryDirectory(prefix="harness-unlearn-") as tmp:
+            trainer = self._trainer(model, ref, dataset, collator, seed, base.device, tmp)
+            start = time.time()
+            trainer.train()
+            seconds = time.time() - start
+
+        model.eval()
+        probe = collator([dataset[0]])["forget"]
+        diff = self._probe_diff(model, base.model, probe, base.device)
+        if diff == 0.0:
+            raise AdapterNoEffectError(
+                f"method {self.name!r}: the trained model gives the same logits as the base model "
+                f"after {trainer.state.global_step} steps (lr {p.lr}); nothing was learned"
+            )
+        if getattr(model.config, "use_cache", None) is False:
+            model.config.use_cache = True
+        if p.gradient_checkpointing and hasattr(model, "gradient_checkpointing_disable"):
+            model.gradient_checkpointing_disable()
+
+        target = output_dir / ("adapter" if p.peft == "lora" else "checkpoint")
+        if target.exists():
+            shutil.rmtree(target)
+        model.save_pretrained(target, safe_serialization=True)
+        if p.peft == "full":
+            tok.save_pretrained(target)
+
+        final = trainer.last_loss
+        if final is not None and not torch.isfinite(final):
+            log.warning("method %r: final training loss %s; the model has probably diverged", self.name, float(final))
+        artifact = ModelArtifact(
+            method=self.name,
+            base_model=base.spec.name,
+            adapter_path=str(target) if p.peft == "lora" else None,
+            checkpoint_path=str(target) if p.peft == "full" else None,
+            hash=_fingerprint(target),
+            hparams=p.model_dump(),
+            train_stats={
+                "steps": trainer.state.global_step,
+                "final_loss": None if final is None else float(final),
+                "mean_loss": trainer.mean_loss,
+                "seconds": round(seconds, 2),
+                "seed": seed,
+                "pair_seed": dataset.seed,
+                "n_forget": len(forget),
+                "n_retain": len(retain) if retain is not None else 0,
+                "probe_max_logit_diff": diff,
+            },
+        )
+        artifact.save(output_dir)
+        del trainer
+        return artifact
+
+    def _prepare_model(self, base: "LoadedModel") -> tuple[Any, ReferenceModel]:
+        """A trainable copy of the base model (LoRA-wrapped or full) and its reference view."""
+        p = self.params
+        src = base.model
+        is_peft = _is_peft(src)
+        if is_peft and p.peft == "lora":
+            raise ConfigError(
+                f"method {self.name!r}: base model {base.spec.name!r} already carries an adapter; "
+                "use peft: full, or merge the adapter into a checkpoint first"
+            )
+        model = copy.deepcopy(src)
+        if is_peft:
+            model = model.merge_and_unload()
+        model.train()
+        if p.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.config.use_cache = False
+        if p.peft == "full":
+            for param in model.parameters():
+                param.requires_grad_(True)
+            # base.model is never trained, so it is the frozen starting model itself.
+            return model, ReferenceModel(frozen=src if self.wants_reference() else None)
+
+        from peft import LoraConfig, get_peft_model
+
+        if p.gradient_checkpointing:
+            model.enable_input_require_grads()  # else LoRA trains nothing (open-unlearning#178)
+        config = LoraConfig(
+            task_type="CAUSAL_LM",
+            r=p.lora_r,
+            lora_alpha=p.lora_alpha,
+            lora_dropout=p.lora_dropout,
+            target_modules=p.lora_target_modules,
+        )
+        with warnings.catch_warnings():  # peft 0.21 reads a deprecated transformers 5 property
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            model = get_peft_model(model, config)
+        return model, ReferenceModel(peft_model=model)
+
+    def _trainer(
+        self, model: Any, ref: ReferenceModel, dataset: Any, collator: Any, seed: int, device: str, tmp: str
+    ) -> Any:
+        from transformers import TrainingArguments
+
+        p = self.params
+        args = TrainingArguments(
+            output_dir=tmp,
+            report_to=[],
+            save_strategy="no",
+            eval_strategy="no",
+            per_device_train_batch_size=p.batch_size,
+            gradient_accumulation_steps=p.grad_accum,
+            learning_rate=p.lr,
+            num_train_epochs=p.epochs,
+            max_steps=p.max_steps if p.max_steps is not None else -1,
+            weight_decay=p.weight_decay,
+            warmup_steps=p.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps (transformers 5)
+            lr_scheduler_type="linear",
+            optim="adamw_torch",
+            seed=seed,
+            data_seed=seed,
+            logging_steps=p.logging_steps,
+            remove_unused_columns=False,
+            use_cpu=str(device).startswith("cpu"),
+            disable_tqdm=not sys.stderr.isatty(),
+            dataloader_num_workers=0,
+            bf16=False,
+            fp16=False,
+        )
+        return _make_trainer(self, model, ref, args, dataset, collator)
+
+    @staticmethod
+    def _probe_diff(model: Any, base_model: Any, probe: dict, device: str) -> float:
+        """Max |logit difference| between the trained model and the base model on one forget item."""
+        import torch
+
+        batch = {k: v.to(device) for k, v in probe.items()}
+        with torch.no_grad():
+            new = model(**batch).logits.float()
+            old = base_model(**batch).logits.float()
+        return float((new - old).abs().max())
+
+
+# --- data -----------------------------------------------------------------------------
+
+
+def encode_item(benchmark: "Benchmark", item: Any, tokenizer: Any, max_length: int, chat: bool = False) -> dict:
+    """`prompt + target + EOS` as ids, with labels −100 on the prompt tokens; right-truncated.
+
+    With `chat`, the prompt is a user turn under the tokenizer's chat template with
+    `add_generation_prompt=True`, encoded as `harness.backends.hf` encodes evaluation prompts.
+    """
+    prompt = benchmark.prompt(item)
+    if chat:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+        # As the HF backend encodes prompts: no second BOS when the template already wrote one.
+        add_special = not (tokenizer.bos_token and tokenizer.bos_token in text)
+        prompt_ids = tokenizer(text, add_special_tokens=add_special)["input_ids"]
+    else:
+        prompt_ids = tokenizer(prompt)["input_ids"]
+    answer_ids = tokenizer(benchmark.target(item.answer), add_special_tokens=False)["input_ids"]
+    if tokenizer.eos_token_id is not None:
+        answer_ids = answer_ids + [tokenizer.eos_token_id]
+    ids = (list(prompt_ids) + list(answer_ids))[:max_length]
+    labels = ([IGNORE_INDEX] * len(prompt_ids) + list(answer_ids))[:max_length]
+    return {"input_ids": ids, "labels": labels}
+
+
+def encode_items(
+    benchmark: "Benchmark", items: list, tokenizer: Any, max_length: int, chat: bool = False
+) -> list[dict]:
+    """Encode a split, dropping (with a warning) items whose answer falls beyond `max_length`."""
+    out = [encode_item(benchmark, it, tokenizer, max_length, chat) for it in items]
+    kept = [e for e in out if any(l != IGNORE_INDEX for l in e["labels"][1:])]
+    if len(kept) < len(out):
+        log.warning(
+            "%d of %d items have no answer tokens within max_length=%d; dropped", len(out) - len(kept), len(out), max_length
+        )
+    if not kept:
+        raise HarnessError(
+            f"benchmark {benchmark.name!r}: no trainable items (empty split, or max_length {max_length} too small)"
+        )
+    return kept
+
+
+class ForgetRetainDataset:
+    """Anchored on forget: item i is forget[i] plus a uniformly random retain example.
+
+    As in open-unlearning, the retain partner is drawn afresh each time an item is fetched;
+    the draws come from a private RNG seeded with `seed`, so a run is reproducible.
+    """
+
+    def __init__(self, forget: list[dict], retain: list[dict] | None, seed: int):
+        self.forget = forget
+        self.retain = retain
+        self.seed = seed
+        self._rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.forget)
+
+    def __getitem__(self, i: int) -> dict:
+        item = {"forget": self.forget[i]}
+        if self.retain:
+            item["retain"] = self.retain[self._rng.randrange(len(self.retain))]
+        return item
+
+
+class PairCollator:
+    """Right-pads each side of a list of {forget, retain} examples into tensor batches."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, examples: list[dict]) -> dict:
+        return {key: self.pad([ex[key] for ex in examples]) for key in examples[0]}
+
+    def pad(self, rows: list[dict]) -> dict:
+        import torch
+
+        width = max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        for r, row in enumerate(rows):
+            n = len(row["input_ids"])
+            ids[r, :n] = torch.tensor(row["input_ids"])
+            mask[r, :n] = 1
+            labels[r, :n] = torch.tensor(row["labels"])
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def _make_trainer(
+    method: UnlearningMethod, model: Any, ref: ReferenceModel, args: Any, dataset: Any, collator: Any
+) -> Any:
+    from transformers import Trainer
+
+    class UnlearnTrainer(Trainer):
+        """open-unlearning style: `compute_loss` is the method's loss on (forget, retain) batches."""
+
+        def __init__(self, *a: Any, **kw: Any):
+            super().__init__(*a, **kw)
+            # Our batches have no top-level labels: Trainer must scale for grad accumulation itself.
+            self.model_accepts_loss_kwargs = False
+            self.last_loss: Any = None
+            self._loss_sum = 0.0
+            self._loss_n = 0
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+            loss = method.loss(model, inputs["forget"], inputs.get("retain"), ref)
+            self.last_loss = loss.detach()
+            self._loss_sum += float(self.last_loss)
+            self._loss_n += 1
+            return (loss, None) if return_outputs else loss
+
+        @property
+        def mean_loss(self) -> float | None:
+            return self._loss_sum / self._loss_n if self._loss_n else None
+
+    return UnlearnTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
+
+
+def _pad_id(tokenizer: Any) -> int:
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id
+    if tokenizer.eos_token_id is not None:
+        return tokenizer.eos_token_id
+    return 0
+
+
+def _is_peft(model: Any) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(model, PeftModel)
+
+
+def _fingerprint(directory: Path) -> str:
+    from harness.fingerprint import directory_fingerprint
+
+    return directory_fingerprint(directory)

@@ -1,0 +1,59 @@
+"""Shared fixtures: offline settings and tiny models built in seconds (no downloads)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Built models persist between test runs (content-addressed), so the suite trains them once.
+os.environ.setdefault("HARNESS_CACHE_DIR", str(ROOT / ".harness-cache" / "test"))
+
+CORPUS = [
+    f"Question: What does {name} like?\nAnswer: {name} likes {thing}."
+    for name in ["Ada", "Bo", "Cyr", "Dee", "Eli", "Fay", "Gus", "Hal"]
+    for thing in ["tea", "maps", "rivers", "old clocks", "green glass"]
+]
+
+
+def make_tiny_model(directory: Path, chat_template: str | None = None, seed: int = 0) -> Path:
+    """An untrained tiny Llama + BPE tokenizer saved to `directory` (about a second)."""
+    from harness.zoo.tiny import TinyRecipe, build_model, build_tokenizer
+
+    recipe = TinyRecipe(vocab_size=300, hidden_size=64, layers=2, heads=2, intermediate_size=128, seed=seed)
+    tok = build_tokenizer(CORPUS, recipe.vocab_size, directory)
+    if chat_template:
+        tok.chat_template = chat_template
+        tok.save_pretrained(directory)
+    model = build_model(tok, recipe)
+    model.save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model_dir(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-chat-model"), chat_template=CHAT_TEMPLATE)
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared is not present (fresh clone)")
+    return SHARED

@@ -1,0 +1,196 @@
+"""The leaderboard is rebuilt from result files alone, sorts by direction, and escapes its input."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from harness.errors import HarnessError
+from harness.results import MetricValue, Provenance, RunSummary, cell_dir, write_cell
+from reports.escape import csv_safe, markdown_escape
+from reports.leaderboard import (
+    build_leaderboard,
+    format_cell,
+    format_number,
+    load_results,
+    render_markdown,
+    render_rich,
+    write_leaderboard,
+)
+
+# (model, method) -> {metric: (value, ci_low, ci_high, n)}. forget_quality: higher is better;
+# extraction_strength: lower is better. The two orders differ, and differ from each other reversed.
+INPUTS = {
+    ("tiny-facts", "none"): {"forget_quality": (0.1, 0.05, 0.2, 20),
+                             "extraction_strength": (0.8, 0.7, 0.9, 20)},
+    ("tiny-facts", "grad-ascent"): {"forget_quality": (0.41234, 0.35, 0.4706, 20),
+                                    "extraction_strength": (0.2, 0.15, 0.25, 18)},
+    ("tiny-facts-retain", "none"): {"forget_quality": (0.95, 0.9, 0.99, 20),
+                                    "extraction_strength": (0.4, 0.35, 0.45, 20)},
+}
+HIGHER = {"forget_quality": True, "extraction_strength": False}
+
+
+def _summary(model: str, method: str, metrics: dict, benchmark: str = "fictitious_facts",
+             seed: int = 0) -> RunSummary:
+    return RunSummary(
+        model=model, method=method, benchmark=benchmark,
+        metrics={k: MetricValue(value=v, ci_low=lo, ci_high=hi, n=n, higher_is_better=HIGHER.get(k))
+                 for k, (v, lo, hi, n) in metrics.items()},
+        provenance=Provenance(
+            config_hash="c0ffee" * 10, git_commit="1234567abcdef" * 3, harness_version="0.1.0",
+            seed=seed, model_identity="sha256:" + "ab" * 32, dataset_hash="d1" * 32,
+        ),
+    )
+
+
+def _write(root: Path, inputs: dict = INPUTS, benchmark: str = "fictitious_facts") -> Path:
+    for (model, method), metrics in inputs.items():
+        write_cell(cell_dir(root, model, method, benchmark), _summary(model, method, metrics, benchmark), [])
+    return root
+
+
+def _table_lines(md: str) -> list[str]:
+    return [line for line in md.splitlines() if line.startswith("|")]
+
+
+def _unescaped_pipes(line: str) -> int:
+    count, escaped = 0, False
+    for ch in line:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == "|":
+            count += 1
+    return count
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    return _write(tmp_path / "results")
+
+
+def test_load_results_one_row_per_metric(results: Path) -> None:
+    df = load_results(results)
+    assert len(df) == 6
+    assert set(df.columns) >= {"model", "method", "benchmark", "metric", "value", "ci_low", "ci_high", "n",
+                               "higher_is_better", "config_hash", "git_commit", "seed",
+                               "model_identity", "dataset_hash", "path"}
+    row = df[(df.model == "tiny-facts") & (df.method == "grad-ascent") & (df.metric == "forget_quality")]
+    assert row[["value", "ci_low", "ci_high", "n"]].iloc[0].tolist() == [0.41234, 0.35, 0.4706, 20]
+
+
+def test_markdown_has_one_row_per_model_method(results: Path) -> None:
+    md = render_markdown(build_leaderboard(load_results(results)))
+    lines = _table_lines(md)
+    assert len(lines) == 2 + len(INPUTS)  # header, separator, rows
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]) for line in lines[2:]}
+    assert rows == {(markdown_escape(m), markdown_escape(me)) for m, me in INPUTS}
+    assert md.startswith("# Leaderboard")
+    assert "forget_quality ↑ (n=20)" in lines[0].replace("\\_", "_")
+    assert "Provenance" in md and "config c0ffeec0" in md
+
+
+def test_sort_respects_direction(results: Path) -> None:
+    df = load_results(results)
+    by_fq = build_leaderboard(df).table  # default: first metric column, higher is better
+    expected = sorted(INPUTS, key=lambda k: -INPUTS[k]["forget_quality"][0])
+    assert list(zip(by_fq.model, by_fq.method)) == expected
+    by_es = build_leaderboard(df, sort_by="extraction_strength").table  # lower is better
+    expected = sorted(INPUTS, key=lambda k: INPUTS[k]["extraction_strength"][0])
+    assert list(zip(by_es.model, by_es.method)) == expected
+
+
+def test_cells_show_ci_from_known_numbers(results: Path) -> None:
+    lb = build_leaderboard(load_results(results))
+    t = lb.table.set_index(["model", "method"])
+    assert t.loc[("tiny-facts", "grad-ascent"), "forget_quality"] == "0.412 [0.350, 0.471]"
+    assert t.loc[("tiny-facts", "none"), "forget_quality"] == "0.100 [0.050, 0.200]"
+    # n differs between rows for extraction_strength: it goes into the cell, not the header
+    assert t.loc[("tiny-facts", "grad-ascent"), "extraction_strength"] == "0.200 [0.150, 0.250] (n=18)"
+    assert lb.headers == ["model", "method", "forget_quality ↑ (n=20)", "extraction_strength ↓"]
+    assert "0.412 \\[0.350, 0.471\\]" in render_markdown(lb)
+    assert len(lb.footnotes) == 3 and lb.footnotes[0].startswith("tiny-facts-retain / none:")
+
+
+def test_format_edge_cases() -> None:
+    assert format_cell(None, 0.1, 0.2) == "—"
+    assert format_cell(0.5, None, None) == "0.500"
+    assert format_number(1.234e-5) == "1.23e-05"
+    assert format_number(0.0) == "0.000"
+
+
+def test_csv_numbers_round_trip(results: Path, tmp_path: Path) -> None:
+    paths = write_leaderboard(build_leaderboard(load_results(results)), tmp_path / "out")
+    assert paths["markdown"].read_text().startswith("# Leaderboard")
+    out = pd.read_csv(paths["csv"])
+    assert len(out) == len(INPUTS)
+    for r in out.itertuples(index=False):
+        for metric, (v, lo, hi, n) in INPUTS[(r.model, r.method)].items():
+            got = out.loc[(out.model == r.model) & (out.method == r.method)].iloc[0]
+            assert (got[metric], got[f"{metric}_ci_low"], got[f"{metric}_ci_high"], got[f"{metric}_n"]) \
+                == (v, lo, hi, n)
+    assert {"config_hash", "git_commit", "seed", "model_identity", "dataset_hash"} <= set(out.columns)
+    assert out.seed.tolist() == [0, 0, 0]
+
+
+def test_injected_names_are_escaped(tmp_path: Path) -> None:
+    evil = "evil|name\n<script>alert(1)</script>"
+    method = "`x`*_[click](http://e.example)\\|"
+    root = _write(tmp_path / "r", {**INPUTS, (evil, method): INPUTS[("tiny-facts", "none")]})
+    lb = build_leaderboard(load_results(root))
+    assert evil in set(lb.table.model)  # the leaderboard keeps raw text; rendering escapes it
+    md = render_markdown(lb)
+    lines = _table_lines(md)
+    assert len(lines) == 2 + len(INPUTS) + 1  # the newline did not split a row
+    assert len({_unescaped_pipes(line) for line in lines}) == 1
+    assert _unescaped_pipes(lines[0]) == len(lb.headers) + 1
+    assert "<script>" not in md and "[click](" not in md and "`x`" not in md
+    assert "evil\\|name \\<script\\>" in md and "\\[click\\](http" in md
+
+
+def test_csv_formula_injection_is_neutralised(tmp_path: Path) -> None:
+    root = _write(tmp_path / "r", {("=cmd()", "@SUM(A1)"): INPUTS[("tiny-facts", "none")]})
+    paths = write_leaderboard(build_leaderboard(load_results(root)), tmp_path / "out")
+    rows = list(csv.reader(io.StringIO(paths["csv"].read_text())))
+    assert rows[1][:2] == ["'=cmd()", "'@SUM(A1)"]
+    for cell in (c for row in rows for c in row):
+        if cell[:1] in ("=", "+", "-", "@"):
+            float(cell)  # only plain numbers may start like a formula
+    assert csv_safe("-0.5") == "-0.5" and csv_safe("-1+2") == "'-1+2" and csv_safe(1.5) == 1.5
+
+
+def test_rich_table_escapes_markup(tmp_path: Path) -> None:
+    root = _write(tmp_path / "r", {("[bold red]x[/]", "none"): INPUTS[("tiny-facts", "none")]})
+    console = Console(record=True, width=200, color_system=None)
+    console.print(render_rich(build_leaderboard(load_results(root))))
+    assert "[bold red]x[/]" in console.export_text()
+
+
+def test_several_benchmarks_prefix_columns(results: Path) -> None:
+    _write(results, {("tiny-facts", "none"): {"forget_quality": (0.3, None, None, 5)}}, benchmark="other")
+    df = load_results(results)
+    lb = build_leaderboard(df)
+    assert [c.key for c in lb.columns] == ["fictitious_facts/forget_quality",
+                                           "fictitious_facts/extraction_strength", "other/forget_quality"]
+    with pytest.raises(HarnessError, match="several benchmarks"):
+        build_leaderboard(df, sort_by="forget_quality")
+    one = build_leaderboard(df, benchmark="other")
+    assert [c.key for c in one.columns] == ["forget_quality"]
+    assert one.table.forget_quality.tolist() == ["0.300"]
+
+
+def test_unknown_sort_metric_raises(results: Path) -> None:
+    with pytest.raises(HarnessError, match="unknown metric 'nope'.*forget_quality.*extraction_strength"):
+        build_leaderboard(load_results(results), sort_by="nope")
+
+
+def test_empty_dir_raises(tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match="no result summaries under"):
+        load_results(tmp_path)
