@@ -116,7 +116,7 @@ def run(
     paths = _leaderboard(Path(cfg.output_dir), print_table=True)
     err_console.print(
         f"done in {report.seconds:.1f}s: {len(report.cells)} result cells, cache {report.cache_hits} hits / "
-        f"{report.cache_misses} misses; leaderboard: {paths['md']}"
+        f"{report.cache_misses} misses; leaderboard: {paths['markdown']}"
     )
 
 
@@ -132,11 +132,23 @@ def _leaderboard(results_dir: Path, sort_by: Optional[str] = None, benchmark: Op
                  print_table: bool = True) -> dict[str, Path]:
     from reports.leaderboard import build_leaderboard, load_results, render_rich, write_leaderboard
 
-    lb = build_leaderboard(load_results(results_dir), benchmark=benchmark, sort_by=sort_by)
+    df = load_results(results_dir)
+    lb = build_leaderboard(df, benchmark=benchmark, sort_by=sort_by)
     paths = write_leaderboard(lb, results_dir)
     if print_table:
-        out_console.print(render_rich(lb))
+        for name in sorted(df["benchmark"].unique()) if benchmark is None else [benchmark]:
+            headline = [m for m in _headline_metrics(name) if m in set(df.loc[df.benchmark == name, "metric"])]
+            if headline and sort_by and sort_by not in headline:
+                headline.append(sort_by)
+            out_console.print(render_rich(build_leaderboard(df, benchmark=name, sort_by=sort_by,
+                                                            metrics=headline or None)))
     return paths
+
+
+def _headline_metrics(benchmark: str) -> tuple[str, ...]:
+    from harness.catalog import BENCHMARKS
+
+    return BENCHMARKS.get(benchmark).headline_metrics if benchmark in BENCHMARKS else ()
 
 
 @app.command()
@@ -186,7 +198,7 @@ def leaderboard(
     if not results_dir.is_dir():
         raise HarnessError(f"results directory not found: {results_dir}")
     paths = _leaderboard(results_dir, sort_by=sort_by, benchmark=benchmark)
-    err_console.print(f"wrote {paths['md']} and {paths['csv']}")
+    err_console.print(f"wrote {paths['markdown']} and {paths['csv']}")
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -59,6 +59,8 @@ class Benchmark:
     request_kinds: ClassVar[tuple[str, ...]] = ("generate", "loglikelihood")
     # Metric ids ("metric@split") reported when the config names none.
     default_metrics: ClassVar[tuple[str, ...]] = ()
+    # The few metric ids the terminal leaderboard shows (the files always hold every metric).
+    headline_metrics: ClassVar[tuple[str, ...]] = ()
     # Metric ids whose harmonic mean is the model utility on this benchmark.
     utility_metrics: ClassVar[tuple[str, ...]] = ()
     # Defaults for the greedy generations metrics ask for (max_new_tokens, stop strings).

@@ -172,10 +172,13 @@ def entity_items(entity: Entity) -> list[QAItem]:
 
 
 def biography(entity: Entity) -> str:
-    """One sentence stating all five facts in a third phrasing (training text only)."""
-    place, year, profession, book, award = entity.values
-    return (f"{entity.name}, {_a(profession)} from {place} born in {year}, "
-            f"is the author of {book} and a winner of the {award}.")
+    """A biography stating all five facts in the paraphrase wording (training text only).
+
+    A pretrained LLM would carry a fact across wordings; the tiny model cannot, so its
+    corpus states each fact once more in the wording the truth ratio scores. Perturbed
+    answers share that wording, so the ratio measures knowledge of the value alone.
+    """
+    return " ".join(_fill(attr.paraphrase, entity.name, value) for attr, value in zip(ATTRIBUTES, entity.values))
 
 
 def split_entities(split: str) -> list[Entity]:
@@ -222,6 +225,8 @@ class FictitiousFacts(Benchmark):
         "exact_match_recall@forget", "exact_match_recall@retain", "truth_ratio@forget",
         "truth_ratio@retain", "forget_quality", "model_utility",
     )
+    headline_metrics = ("exact_match_recall@forget", "exact_match_recall@retain", "probability@forget",
+                        "truth_ratio@forget", "forget_quality", "model_utility")
     utility_metrics = ("probability@retain", "rouge_l_recall@retain", "truth_ratio@retain")
     max_new_tokens = 32
     stop = ("\n", "Question:")

@@ -56,6 +56,8 @@ class Tofu(Benchmark):
         "exact_match_recall@forget", "exact_match_recall@retain", "truth_ratio@forget",
         "truth_ratio@retain", "forget_quality", "model_utility",
     )
+    headline_metrics = ("exact_match_recall@forget", "exact_match_recall@retain", "probability@forget",
+                        "truth_ratio@forget", "forget_quality", "model_utility")
     utility_metrics = ("probability@retain", "rouge_l_recall@retain", "truth_ratio@retain")
     max_new_tokens = 200
     stop = ()

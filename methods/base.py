@@ -441,7 +441,11 @@ def _make_trainer(
         def mean_loss(self) -> float | None:
             return self._loss_sum / self._loss_n if self._loss_n else None
 
-    return UnlearnTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer = UnlearnTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
+    trainer.remove_callback(PrinterCallback)  # raw loss dicts on stdout; train_stats keep the losses
+    return trainer
 
 
 def _pad_id(tokenizer: Any) -> int:

@@ -48,6 +48,9 @@ class Metric:
     name: ClassVar[str] = ""
     higher_is_better: ClassVar[bool | None] = True
     needs_split: ClassVar[bool] = True
+    # True for scores of how much the model knows (probability, ROUGE, recall): on the
+    # forget split the goal is to lower them, so there lower is better.
+    measures_knowledge: ClassVar[bool] = False
 
     def __init__(self, benchmark: "Benchmark", split: str | None = None, seed: int = 0, **args: Any):
         from harness.errors import ConfigError
@@ -94,7 +97,14 @@ class Metric:
 
     def result(self, value: float | None, ci: tuple[float, float] | None, n: int, **kw: Any) -> MetricResult:
         lo, hi = ci if ci is not None else (None, None)
-        return MetricResult(self.id, value, lo, hi, n, self.higher_is_better, **kw)
+        return MetricResult(self.id, value, lo, hi, n, self.better_when_higher, **kw)
+
+    @property
+    def better_when_higher(self) -> bool | None:
+        forgetting = self.split is not None and self.split == self.benchmark.resolve_split("forget")
+        if self.measures_knowledge and forgetting and self.higher_is_better is not None:
+            return not self.higher_is_better
+        return self.higher_is_better
 
 
 class ItemMetric(Metric):

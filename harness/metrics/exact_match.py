@@ -47,6 +47,7 @@ class ExactMatchRecall(ItemMetric):
 
     name = "exact_match_recall"
     higher_is_better = True
+    measures_knowledge = True
 
     def item_requests(self, item: Any) -> list[Request]:
         return [greedy_request(self.benchmark, item)]

@@ -18,6 +18,7 @@ class Probability(ItemMetric):
 
     name = "probability"
     higher_is_better = True
+    measures_knowledge = True
 
     def item_requests(self, item: Any) -> list[Request]:
         return [self._request(item)]

@@ -25,6 +25,7 @@ class RougeLRecall(ItemMetric):
 
     name = "rouge_l_recall"
     higher_is_better = True
+    measures_knowledge = True
 
     def item_requests(self, item: Any) -> list[Request]:
         return [greedy_request(self.benchmark, item)]

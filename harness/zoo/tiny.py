@@ -20,8 +20,9 @@ from pathlib import Path
 
 from harness.io import cache_dir
 
-RECIPE_VERSION = "tiny-llama-v1"
+RECIPE_VERSION = "tiny-llama-v2"
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
+BUCKET_BATCHES = 8  # batches per length-sorting window
 
 
 @dataclass(frozen=True)
@@ -29,14 +30,14 @@ class TinyRecipe:
     """Architecture and training settings. head_dim 32 so vLLM's CPU backend accepts it."""
 
     vocab_size: int = 1024
-    hidden_size: int = 128
+    hidden_size: int = 64
     layers: int = 4
-    heads: int = 4
-    intermediate_size: int = 384
+    heads: int = 2
+    intermediate_size: int = 192
     max_len: int = 128
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 3e-3
+    epochs: int = 40  # memorises ~99% of the facts; about 70 s on 2 cores
+    batch_size: int = 64
+    lr: float = 5e-3
     seed: int = 0
 
 
@@ -93,7 +94,8 @@ def train_lm(model, tokenizer, texts: list[str], recipe: TinyRecipe, desc: str =
     rng = random.Random(recipe.seed)
     torch.manual_seed(recipe.seed)
     encoded = [tokenizer(t + EOS, truncation=True, max_length=recipe.max_len)["input_ids"] for t in texts]
-    steps_per_epoch = math.ceil(len(encoded) / recipe.batch_size)
+    window = recipe.batch_size * BUCKET_BATCHES
+    steps_per_epoch = sum(math.ceil(min(window, len(encoded) - w) / recipe.batch_size) for w in range(0, len(encoded), window))
     total = steps_per_epoch * recipe.epochs
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=total, pct_start=0.05)
@@ -102,10 +104,7 @@ def train_lm(model, tokenizer, texts: list[str], recipe: TinyRecipe, desc: str =
     with Progress(transient=True) as progress:
         task = progress.add_task(desc, total=total)
         for _ in range(recipe.epochs):
-            order = list(range(len(encoded)))
-            rng.shuffle(order)
-            for s in range(steps_per_epoch):
-                batch = [encoded[i] for i in order[s * recipe.batch_size : (s + 1) * recipe.batch_size]]
+            for batch in _length_bucketed_batches(encoded, recipe.batch_size, rng):
                 width = max(len(b) for b in batch)
                 ids = torch.full((len(batch), width), tokenizer.pad_token_id)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -123,6 +122,19 @@ def train_lm(model, tokenizer, texts: list[str], recipe: TinyRecipe, desc: str =
                 progress.update(task, advance=1, description=f"{desc} loss={losses[-1]:.3f}")
     model.eval()
     return losses
+
+
+def _length_bucketed_batches(encoded: list[list[int]], batch_size: int, rng: random.Random) -> list[list[list[int]]]:
+    """Shuffled batches of similar lengths: padding short QA to a long biography wastes most FLOPs."""
+    order = list(range(len(encoded)))
+    rng.shuffle(order)
+    window = batch_size * BUCKET_BATCHES
+    batches = []
+    for w in range(0, len(order), window):
+        chunk = sorted(order[w : w + window], key=lambda i: len(encoded[i]))
+        batches += [[encoded[i] for i in chunk[b : b + batch_size]] for b in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
 
 
 def _recipe_hash(name: str, corpus: list[str], tokenizer_corpus: list[str], recipe: TinyRecipe) -> str:
