@@ -20,7 +20,8 @@ from harness.errors import HarnessError
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, help=__doc__)
 err_console = Console(stderr=True)
-out_console = Console()
+# Piped output gets a wide table rather than rich's 80-column default, so rows stay readable.
+out_console = Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", 220)))
 
 LS_KINDS = ("benchmarks", "methods", "metrics", "models")
 

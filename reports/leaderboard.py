@@ -279,7 +279,7 @@ def render_rich(lb: Leaderboard) -> Table:
 
     t = Table(title=text(lb.title), caption=text(" ".join(lb.legend)))
     for i, h in enumerate(lb.headers):
-        t.add_column(text(h), justify="left" if i < 2 else "right")
+        t.add_column(text(h), justify="left" if i < 2 else "right", no_wrap=i < 2)
     for r in lb.table.itertuples(index=False):
         t.add_row(*(text(c) for c in r))
     return t

@@ -57,3 +57,13 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is not present (fresh clone)")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def toy_zoo(tiny_model_dir, tmp_path_factory) -> dict:
+    """Zoo entries for two untrained tiny models: fast stand-ins for tiny-facts and its reference."""
+    retain_dir = make_tiny_model(tmp_path_factory.mktemp("toy-retain"), seed=1)
+    return {
+        "toy": {"path": str(tiny_model_dir), "chat_template": "none", "dtype": "float32"},
+        "toy-retain": {"path": str(retain_dir), "chat_template": "none", "dtype": "float32"},
+    }

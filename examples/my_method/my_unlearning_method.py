@@ -1,7 +1,7 @@
 """A complete unlearning method in one file: gradient ascent with a capped, scaled forget loss.
 
 Install it (`pip install -e examples/my_method`) and name it in a config:
-    methods: [{name: scaled-ascent, hparams: {scale: 0.5, max_steps: 20}}]
+    methods: [{name: scaled-ascent, params: {scale: 0.5, max_steps: 20}}]
 """
 
 from typing import ClassVar

@@ -118,7 +118,7 @@ def train_lm(model, tokenizer, texts: list[str], recipe: TinyRecipe, desc: str =
                 opt.step()
                 sched.step()
                 opt.zero_grad()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 progress.update(task, advance=1, description=f"{desc} loss={losses[-1]:.3f}")
     model.eval()
     return losses
