@@ -117,3 +117,26 @@ class Benchmark:
     def target(self, answer: str) -> str:
         """The continuation scored after `prompt` (a leading space, as the model was trained)."""
         return " " + answer.strip()
+
+
+class TofuShapedBenchmark(Benchmark):
+    """Forget/retain/holdout QA in the TOFU shape (TOFU itself, fictitious-facts, ...).
+
+    Methods train on `retain_split()` = retainNN (the complement of the forget split);
+    metrics that name the role `retain` evaluate on `retain_perturbed` (override with the
+    `retain_eval_split` option), as TOFU does.
+    """
+
+    default_metrics = (
+        "probability@forget", "probability@retain", "rouge_l_recall@forget", "rouge_l_recall@retain",
+        "exact_match_recall@forget", "exact_match_recall@retain", "truth_ratio@forget",
+        "truth_ratio@retain", "forget_quality", "model_utility",
+    )
+    headline_metrics = ("exact_match_recall@forget", "exact_match_recall@retain", "probability@forget",
+                        "truth_ratio@forget", "forget_quality", "model_utility")
+    utility_metrics = ("probability@retain", "rouge_l_recall@retain", "truth_ratio@retain")
+
+    def resolve_split(self, role_or_split: str) -> str:
+        if role_or_split == "retain":
+            return self.options.get("retain_eval_split", "retain_perturbed")
+        return super().resolve_split(role_or_split)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from benchmarks.base import Benchmark, BenchmarkData, QAItem
+from benchmarks.base import BenchmarkData, QAItem, TofuShapedBenchmark
 
 GENERATOR_VERSION = "v1"
 SEED = 20240117
@@ -208,7 +208,7 @@ def training_corpus(exclude: str | None = None) -> list[str]:
     return texts
 
 
-class FictitiousFacts(Benchmark):
+class FictitiousFacts(TofuShapedBenchmark):
     """TOFU-shaped QA about generated fictitious people (offline, deterministic).
 
     Options: `forget_split` (forget01/05/10, default forget10), `limit` (first N items per
@@ -220,22 +220,8 @@ class FictitiousFacts(Benchmark):
     """
 
     name = "fictitious-facts"
-    default_metrics = (
-        "probability@forget", "probability@retain", "rouge_l_recall@forget", "rouge_l_recall@retain",
-        "exact_match_recall@forget", "exact_match_recall@retain", "truth_ratio@forget",
-        "truth_ratio@retain", "forget_quality", "model_utility",
-    )
-    headline_metrics = ("exact_match_recall@forget", "exact_match_recall@retain", "probability@forget",
-                        "truth_ratio@forget", "forget_quality", "model_utility")
-    utility_metrics = ("probability@retain", "rouge_l_recall@retain", "truth_ratio@retain")
     max_new_tokens = 32
     stop = ("\n", "Question:")
-
-    def resolve_split(self, role_or_split: str) -> str:
-        """Like the base, except the metric role `retain` means the retain evaluation subset."""
-        if role_or_split == "retain":
-            return self.options.get("retain_eval_split", "retain_perturbed")
-        return super().resolve_split(role_or_split)
 
     def load(self) -> BenchmarkData:
         limit = _check_limit(self.options.get("limit"))

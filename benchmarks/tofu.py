@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.base import Benchmark, BenchmarkData, QAItem
+from benchmarks.base import BenchmarkData, QAItem, TofuShapedBenchmark
 from harness.errors import ConfigError, DatasetUnavailableError
 
 DEFAULT_HUB_ID = "locuslab/TOFU"
@@ -43,7 +43,7 @@ _NEEDS_PARAPHRASE = {c for c in _PERTURBED if not c.startswith(("real_authors", 
 _HOW = "set the tofu option `path` to a directory holding <config>.json files (JSON lines or a JSON array)"
 
 
-class Tofu(Benchmark):
+class Tofu(TofuShapedBenchmark):
     """TOFU fictitious-author unlearning.
 
     Methods train on `retain_split()` = retainNN; metrics naming the role `retain` evaluate
@@ -51,22 +51,8 @@ class Tofu(Benchmark):
     """
 
     name = "tofu"
-    default_metrics = (
-        "probability@forget", "probability@retain", "rouge_l_recall@forget", "rouge_l_recall@retain",
-        "exact_match_recall@forget", "exact_match_recall@retain", "truth_ratio@forget",
-        "truth_ratio@retain", "forget_quality", "model_utility",
-    )
-    headline_metrics = ("exact_match_recall@forget", "exact_match_recall@retain", "probability@forget",
-                        "truth_ratio@forget", "forget_quality", "model_utility")
-    utility_metrics = ("probability@retain", "rouge_l_recall@retain", "truth_ratio@retain")
     max_new_tokens = 200
     stop = ()
-
-    def resolve_split(self, role_or_split: str) -> str:
-        """Like the base, except the metric role `retain` means the retain evaluation subset."""
-        if role_or_split == "retain":
-            return self.options.get("retain_eval_split", "retain_perturbed")
-        return super().resolve_split(role_or_split)
 
     def needed_splits(self) -> list[str]:
         """The splits a hub load fetches for the configured forget split."""

@@ -5,11 +5,7 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
-from typing import Any
-
-from harness.metrics.base import ItemMetric, ResponseMap
-from harness.metrics.generation import generated_text, greedy_request
-from harness.requests import Request
+from harness.metrics.generation import GreedyAnswerMetric
 
 _ASCII_PUNCT = set(string.punctuation)
 
@@ -34,7 +30,7 @@ def contains_answer(generation: str, answer: str) -> bool | None:
     return f" {ref} " in f" {normalize_text(generation)} "
 
 
-class ExactMatchRecall(ItemMetric):
+class ExactMatchRecall(GreedyAnswerMetric):
     """Share of items whose reference answer appears in the greedy generation.
 
     Definition: generate greedily (the same request ROUGE-L recall uses, so it runs once),
@@ -46,13 +42,6 @@ class ExactMatchRecall(ItemMetric):
     """
 
     name = "exact_match_recall"
-    higher_is_better = True
-    measures_knowledge = True
-
-    def item_requests(self, item: Any) -> list[Request]:
-        return [greedy_request(self.benchmark, item)]
-
-    def item_value(self, item: Any, responses: ResponseMap) -> float | None:
-        gen = generated_text(responses[greedy_request(self.benchmark, item)], self.benchmark.stop)
-        hit = contains_answer(gen, item.answer)
+    def score(self, reference: str, generation: str) -> float | None:
+        hit = contains_answer(generation, reference)
         return None if hit is None else float(hit)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
-from harness.requests import GenerateRequest, GenerateResponse
+from harness.metrics.base import ItemMetric, ResponseMap
+from harness.requests import GenerateRequest, GenerateResponse, Request
 
 if TYPE_CHECKING:
     from benchmarks.base import Benchmark, QAItem
@@ -38,3 +39,23 @@ def generated_text(response: GenerateResponse, stop: Iterable[str]) -> str:
     """The first completion, cut at any stop string and stripped of surrounding whitespace."""
     text = response.texts[0] if response.texts else ""
     return cut_at_stop(text, stop).strip()
+
+
+class GreedyAnswerMetric(ItemMetric):
+    """A per-item score of the greedy answer against the reference (ROUGE, exact match, ...).
+
+    Subclasses implement only `score(reference, generation)`.
+    """
+
+    higher_is_better = True
+    measures_knowledge = True
+
+    def item_requests(self, item: "QAItem") -> list[Request]:
+        return [greedy_request(self.benchmark, item)]
+
+    def item_value(self, item: "QAItem", responses: ResponseMap) -> float | None:
+        gen = generated_text(responses[greedy_request(self.benchmark, item)], self.benchmark.stop)
+        return self.score(item.answer, gen)
+
+    def score(self, reference: str, generation: str) -> float | None:
+        raise NotImplementedError
