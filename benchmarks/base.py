@@ -8,6 +8,7 @@ came from and its content hash in the result provenance.
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
@@ -48,7 +49,7 @@ class BenchmarkData:
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
-class Benchmark:
+class Benchmark(ABC):
     """Base class. Subclasses set the class attributes and implement `load`.
 
     `options` come from the experiment config (`benchmarks: [{name: ..., options: {...}}]`).
@@ -72,8 +73,9 @@ class Benchmark:
         self._data: BenchmarkData | None = None
 
     # --- data -------------------------------------------------------------------------
+    @abstractmethod
     def load(self) -> BenchmarkData:
-        raise NotImplementedError(f"{type(self).__name__} must implement load()")
+        """Read (or generate) every split; called once, lazily, through `data`."""
 
     @property
     def data(self) -> BenchmarkData:

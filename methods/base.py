@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import random
 import shutil
 import sys
 import tempfile
@@ -27,7 +26,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.artifacts import ModelArtifact
-from harness.errors import AdapterNoEffectError, ConfigError, HarnessError
+from methods.data import ForgetRetainDataset, PairCollator, encode_items, pad_id
+from harness.errors import AdapterNoEffectError, ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100
 
 
 class Method(ABC):
@@ -182,7 +181,7 @@ class UnlearningMethod(Method):
         if self.uses_retain:
             retain = encode_items(benchmark, benchmark.split(benchmark.retain_split()), tok, p.max_length, use_chat)
         dataset = ForgetRetainDataset(forget, retain, seed=seed)
-        collator = PairCollator(_pad_id(tok))
+        collator = PairCollator(pad_id(tok))
 
         model, ref = self._prepare_model(base)
         with tempfile.TemporaryDirectory(prefix="harness-unlearn-") as tmp:
@@ -320,97 +319,6 @@ class UnlearningMethod(Method):
         return float((new - old).abs().max())
 
 
-# --- data -----------------------------------------------------------------------------
-
-
-def encode_item(benchmark: "Benchmark", item: Any, tokenizer: Any, max_length: int, chat: bool = False) -> dict:
-    """`prompt + target + EOS` as ids, with labels −100 on the prompt tokens; right-truncated.
-
-    With `chat`, the prompt is a user turn under the tokenizer's chat template with
-    `add_generation_prompt=True`, encoded as `harness.backends.hf` encodes evaluation prompts.
-    """
-    prompt = benchmark.prompt(item)
-    if chat:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
-        # As the HF backend encodes prompts: no second BOS when the template already wrote one.
-        add_special = not (tokenizer.bos_token and tokenizer.bos_token in text)
-        prompt_ids = tokenizer(text, add_special_tokens=add_special)["input_ids"]
-    else:
-        prompt_ids = tokenizer(prompt)["input_ids"]
-    answer_ids = tokenizer(benchmark.target(item.answer), add_special_tokens=False)["input_ids"]
-    if tokenizer.eos_token_id is not None:
-        answer_ids = answer_ids + [tokenizer.eos_token_id]
-    ids = (list(prompt_ids) + list(answer_ids))[:max_length]
-    labels = ([IGNORE_INDEX] * len(prompt_ids) + list(answer_ids))[:max_length]
-    return {"input_ids": ids, "labels": labels}
-
-
-def encode_items(
-    benchmark: "Benchmark", items: list, tokenizer: Any, max_length: int, chat: bool = False
-) -> list[dict]:
-    """Encode a split, dropping (with a warning) items whose answer falls beyond `max_length`."""
-    out = [encode_item(benchmark, it, tokenizer, max_length, chat) for it in items]
-    kept = [e for e in out if any(l != IGNORE_INDEX for l in e["labels"][1:])]
-    if len(kept) < len(out):
-        log.warning(
-            "%d of %d items have no answer tokens within max_length=%d; dropped", len(out) - len(kept), len(out), max_length
-        )
-    if not kept:
-        raise HarnessError(
-            f"benchmark {benchmark.name!r}: no trainable items (empty split, or max_length {max_length} too small)"
-        )
-    return kept
-
-
-class ForgetRetainDataset:
-    """Anchored on forget: item i is forget[i] plus a uniformly random retain example.
-
-    As in open-unlearning, the retain partner is drawn afresh each time an item is fetched;
-    the draws come from a private RNG seeded with `seed`, so a run is reproducible.
-    """
-
-    def __init__(self, forget: list[dict], retain: list[dict] | None, seed: int):
-        self.forget = forget
-        self.retain = retain
-        self.seed = seed
-        self._rng = random.Random(seed)
-
-    def __len__(self) -> int:
-        return len(self.forget)
-
-    def __getitem__(self, i: int) -> dict:
-        item = {"forget": self.forget[i]}
-        if self.retain:
-            item["retain"] = self.retain[self._rng.randrange(len(self.retain))]
-        return item
-
-
-class PairCollator:
-    """Right-pads each side of a list of {forget, retain} examples into tensor batches."""
-
-    def __init__(self, pad_token_id: int):
-        self.pad_token_id = pad_token_id
-
-    def __call__(self, examples: list[dict]) -> dict:
-        return {key: self.pad([ex[key] for ex in examples]) for key in examples[0]}
-
-    def pad(self, rows: list[dict]) -> dict:
-        import torch
-
-        width = max(len(r["input_ids"]) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-        for r, row in enumerate(rows):
-            n = len(row["input_ids"])
-            ids[r, :n] = torch.tensor(row["input_ids"])
-            mask[r, :n] = 1
-            labels[r, :n] = torch.tensor(row["labels"])
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-
-
 # --- helpers --------------------------------------------------------------------------
 
 
@@ -446,14 +354,6 @@ def _make_trainer(
     trainer = UnlearnTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
     trainer.remove_callback(PrinterCallback)  # raw loss dicts on stdout; train_stats keep the losses
     return trainer
-
-
-def _pad_id(tokenizer: Any) -> int:
-    if tokenizer.pad_token_id is not None:
-        return tokenizer.pad_token_id
-    if tokenizer.eos_token_id is not None:
-        return tokenizer.eos_token_id
-    return 0
 
 
 def _is_peft(model: Any) -> bool:

@@ -17,14 +17,8 @@ from harness.artifacts import ModelArtifact
 from harness.errors import ConfigError
 from harness.zoo.load import load_hf_model
 from harness.zoo.specs import ModelSpec
-from methods.base import (
-    ForgetRetainDataset,
-    PairCollator,
-    ReferenceModel,
-    UnlearningMethod,
-    encode_item,
-    encode_items,
-)
+from methods.base import ReferenceModel, UnlearningMethod
+from methods.data import ForgetRetainDataset, PairCollator, encode_item, encode_items
 from methods.grad_ascent import GradAscent
 from methods.grad_diff import GradDiff
 from methods.losses import kl_to_reference, npo_loss, retain_loss, sequence_logprob_sum

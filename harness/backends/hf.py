@@ -26,6 +26,7 @@ from typing import Any, Callable, ClassVar
 from harness.backends.base import Backend
 from harness.errors import HarnessError
 from harness.fingerprint import file_sha256, model_identity
+from harness.prompts import encode_prompt
 from harness.requests import (
     GenerateRequest,
     GenerateResponse,
@@ -130,29 +131,9 @@ class HFBackend(Backend):
     # ---- encoding ---------------------------------------------------------------------
     def encode_prompt(self, request: GenerateRequest | LoglikelihoodRequest | HiddenStatesRequest) -> list[int]:
         """Token ids of the prompt/context: chat-templated when the request and model allow it."""
-        tok = self.tokenizer
         prompt = request.prompt if isinstance(request, GenerateRequest) else request.context
-        template = self.chat_template
-        if request.chat and template is not None:
-            msgs = [{"role": "user", "content": prompt}]
-            if request.system:
-                msgs.insert(0, {"role": "system", "content": request.system})
-            try:
-                text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-            except Exception:  # noqa: BLE001 - templates that reject a system turn (e.g. Gemma)
-                if not request.system:
-                    raise
-                merged = [{"role": "user", "content": f"{request.system}\n\n{prompt}"}]
-                text = tok.apply_chat_template(merged, add_generation_prompt=True, tokenize=False)
-            add_special = not (tok.bos_token and tok.bos_token in text)  # never a double BOS
-        else:
-            text = f"{request.system}\n\n{prompt}" if request.system else prompt
-            add_special = True
-        ids = list(tok(text, add_special_tokens=add_special)["input_ids"])
-        if not ids:  # something must predict the first continuation token
-            start = next((t for t in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) if t is not None), 0)
-            ids = [start]
-        return ids
+        use_template = request.chat and self.chat_template is not None
+        return encode_prompt(self.tokenizer, prompt, request.system, use_template)
 
     def _encode_pair(self, request: LoglikelihoodRequest | HiddenStatesRequest) -> tuple[list[int], int]:
         """(context + continuation ids, continuation length), context cut from the left to fit."""

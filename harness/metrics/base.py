@@ -12,6 +12,7 @@ Metrics never load or call a model.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
@@ -44,7 +45,7 @@ def parse_metric_id(metric_id: str) -> tuple[str, str | None]:
     return name, (split or None)
 
 
-class Metric:
+class Metric(ABC):
     name: ClassVar[str] = ""
     higher_is_better: ClassVar[bool | None] = True
     needs_split: ClassVar[bool] = True
@@ -87,13 +88,14 @@ class Metric:
         """
         return float(np.mean(np.asarray(values, dtype=float)))
 
+    @abstractmethod
     def compute(
         self,
         responses: ResponseMap,
         deps: Mapping[str, MetricResult],
         reference: Mapping[str, MetricResult],
     ) -> MetricResult:
-        raise NotImplementedError(f"{type(self).__name__} must implement compute()")
+        """The result from the responses to `requests()`, dependency results and reference results."""
 
     def result(self, value: float | None, ci: tuple[float, float] | None, n: int, **kw: Any) -> MetricResult:
         lo, hi = ci if ci is not None else (None, None)
@@ -114,11 +116,13 @@ class ItemMetric(Metric):
     left out of the mean and counted in `details['skipped']`.
     """
 
+    @abstractmethod
     def item_requests(self, item: Any) -> list[Request]:
-        raise NotImplementedError
+        """The requests one item needs."""
 
+    @abstractmethod
     def item_value(self, item: Any, responses: ResponseMap) -> float | None:
-        raise NotImplementedError
+        """The item's value from its responses (None: left out of the mean)."""
 
     def requests(self) -> list[Request]:
         return [r for item in self.items for r in self.item_requests(item)]

@@ -6,6 +6,7 @@ evaluator generates once per item and both metrics score that one completion.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import TYPE_CHECKING, Iterable
 
 from harness.metrics.base import ItemMetric, ResponseMap
@@ -57,5 +58,6 @@ class GreedyAnswerMetric(ItemMetric):
         gen = generated_text(responses[greedy_request(self.benchmark, item)], self.benchmark.stop)
         return self.score(item.answer, gen)
 
+    @abstractmethod
     def score(self, reference: str, generation: str) -> float | None:
-        raise NotImplementedError
+        """The item's score of `generation` against `reference` (None: left out)."""
