@@ -30,6 +30,8 @@ class QAItem:
     paraphrased_answer: str = ""
     perturbed_answers: tuple[str, ...] = ()
     entity: str = ""  # whom or what the question is about (for probes and grouping)
+    # Other wordings of the question, for paraphrase probes of forgotten answers.
+    question_paraphrases: tuple[str, ...] = ()
 
 
 @dataclass
@@ -115,6 +117,10 @@ class Benchmark(ABC):
     def prompt(self, item: QAItem) -> str:
         """The text a model sees before the answer."""
         return f"Question: {item.question}\nAnswer:"
+
+    def generation_budget(self, item: Any) -> tuple[int, tuple[str, ...]]:
+        """(max_new_tokens, stop strings) for greedy answers to `item` (MUSE varies them by split)."""
+        return self.max_new_tokens, tuple(self.stop)
 
     def target(self, answer: str) -> str:
         """The continuation scored after `prompt` (a leading space, as the model was trained)."""

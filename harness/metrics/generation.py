@@ -18,11 +18,8 @@ if TYPE_CHECKING:
 
 def greedy_request(benchmark: "Benchmark", item: "QAItem") -> GenerateRequest:
     """Greedy decoding (temperature 0) of the benchmark's prompt, with its token budget and stops."""
-    return GenerateRequest(
-        prompt=benchmark.prompt(item),
-        max_new_tokens=benchmark.max_new_tokens,
-        stop=tuple(benchmark.stop),
-    )
+    max_new_tokens, stop = benchmark.generation_budget(item)
+    return GenerateRequest(prompt=benchmark.prompt(item), max_new_tokens=max_new_tokens, stop=stop)
 
 
 def cut_at_stop(text: str, stop: Iterable[str]) -> str:
@@ -55,7 +52,8 @@ class GreedyAnswerMetric(ItemMetric):
         return [greedy_request(self.benchmark, item)]
 
     def item_value(self, item: "QAItem", responses: ResponseMap) -> float | None:
-        gen = generated_text(responses[greedy_request(self.benchmark, item)], self.benchmark.stop)
+        request = greedy_request(self.benchmark, item)
+        gen = generated_text(responses[request], request.stop)
         return self.score(item.answer, gen)
 
     @abstractmethod
