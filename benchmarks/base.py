@@ -11,6 +11,7 @@ import hashlib
 from abc import ABC, abstractmethod
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 ModelKind = Literal["causal_lm", "vlm", "diffusion"]
@@ -32,6 +33,20 @@ class QAItem:
     entity: str = ""  # whom or what the question is about (for probes and grouping)
     # Other wordings of the question, for paraphrase probes of forgotten answers.
     question_paraphrases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MCQItem:
+    """A multiple-choice question (WMDP, MMLU): `answer` is the index of the correct choice.
+
+    `subject` names the topic in the prompt header ("biology" for WMDP-Bio).
+    """
+
+    id: str
+    question: str
+    choices: tuple[str, ...]
+    answer: int
+    subject: str = ""
 
 
 @dataclass
@@ -113,6 +128,14 @@ class Benchmark(ABC):
         roles = {"forget": self.forget_split, "retain": self.retain_split, "holdout": self.holdout_split}
         return roles[role_or_split]() if role_or_split in roles else role_or_split
 
+    def is_forget_split(self, split: str) -> bool:
+        """Whether `split` holds knowledge to be forgotten (there, knowledge scores are better lower).
+
+        One split by default (the one the role `forget` resolves to); benchmarks with several
+        forget-side splits (MUSE's verbmem/knowmem/privleak forget sets, WMDP's subjects) override it.
+        """
+        return split == self.resolve_split("forget")
+
     # --- prompts ----------------------------------------------------------------------
     def prompt(self, item: QAItem) -> str:
         """The text a model sees before the answer."""
@@ -126,6 +149,11 @@ class Benchmark(ABC):
         """The continuation scored after `prompt` (a leading space, as the model was trained)."""
         return " " + answer.strip()
 
+    def reference(self, item: Any) -> str:
+        """The reference answer as text, for sample records (an MCQ item's answer is an index)."""
+        answer = getattr(item, "answer", "")
+        return answer if isinstance(answer, str) else str(answer)
+
 
 class TofuShapedBenchmark(Benchmark):
     """Forget/retain/holdout QA in the TOFU shape (TOFU itself, fictitious-facts, ...).
@@ -135,16 +163,90 @@ class TofuShapedBenchmark(Benchmark):
     `retain_eval_split` option), as TOFU does.
     """
 
-    default_metrics = (
-        "probability@forget", "probability@retain", "rouge_l_recall@forget", "rouge_l_recall@retain",
-        "exact_match_recall@forget", "exact_match_recall@retain", "truth_ratio@forget",
-        "truth_ratio@retain", "forget_quality", "model_utility",
+    # TOFU's model utility (metrics.md §5.6): the harmonic mean of 9 parts, 3 scores on each of
+    # retain (role -> retain_perturbed), real_authors and world_facts. On the last two the
+    # probability is normalised against the perturbed answers (§5.2), and the truth ratio uses
+    # `answer` as the correct side (no paraphrase there) with the `true_better` aggregator.
+    utility_metrics = (
+        "probability@retain", "rouge_l_recall@retain", "truth_ratio@retain",
+        "normalised_probability@real_authors", "rouge_l_recall@real_authors", "truth_ratio@real_authors",
+        "normalised_probability@world_facts", "rouge_l_recall@world_facts", "truth_ratio@world_facts",
     )
-    headline_metrics = ("exact_match_recall@forget", "exact_match_recall@retain", "probability@forget",
-                        "truth_ratio@forget", "forget_quality", "model_utility")
-    utility_metrics = ("probability@retain", "rouge_l_recall@retain", "truth_ratio@retain")
+    default_metrics = (
+        "probability@forget", "rouge_l_recall@forget", "exact_match_recall@forget", "exact_match_recall@retain",
+        "truth_ratio@forget", *utility_metrics, "forget_quality", "model_utility",
+        "mia_min_k", "mia_min_k_plus_plus", "privleak",
+    )
+    headline_metrics = ("rouge_l_recall@forget", "rouge_l_recall@retain", "truth_ratio@forget",
+                        "forget_quality", "model_utility", "mia_min_k_plus_plus", "privleak",
+                        "relearn_recovery:exact_match_recall@forget")
 
     def resolve_split(self, role_or_split: str) -> str:
         if role_or_split == "retain":
             return self.options.get("retain_eval_split", "retain_perturbed")
         return super().resolve_split(role_or_split)
+
+
+# --- loader helpers shared by the file- and hub-backed benchmarks ----------------------------
+def read_json_rows(file: Path, bench: str, how: str) -> list[Any]:
+    """Rows of a JSON-lines file or a JSON array; any problem is a one-line DatasetUnavailableError.
+
+    `bench` prefixes the message, `how` ends it (what the user can do about it).
+    """
+    from harness.errors import DatasetUnavailableError
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetUnavailableError(f"{bench}: cannot read {file}: {e}; {how}") from e
+    if text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DatasetUnavailableError(f"{bench}: {file} is not a valid JSON array ({e.msg}); {how}") from e
+    else:
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise DatasetUnavailableError(f"{bench}: {file} line {n} is not valid JSON ({e.msg}); {how}") from e
+    if not isinstance(rows, list) or not rows:
+        raise DatasetUnavailableError(f"{bench}: {file} holds no rows (expected JSON lines or a non-empty JSON array); {how}")
+    return rows
+
+
+def load_hub_rows(bench: str, hub_id: str, config: str, split: str, revision: str, how: str) -> list[Any]:
+    """`datasets.load_dataset(hub_id, name=config, split=split, revision=revision)` as a list of dicts.
+
+    Any failure (offline, gated, unknown config, split or revision) becomes a one-line
+    DatasetUnavailableError naming the source and the fix.
+    """
+    from harness.errors import DatasetUnavailableError
+
+    source = f"{hub_id}@{revision}"
+    try:
+        import datasets
+    except ImportError as e:  # pragma: no cover - datasets is a core dependency
+        raise DatasetUnavailableError(f"{bench}: the `datasets` package is needed to read {source}; {how}") from e
+    try:
+        ds = datasets.load_dataset(hub_id, name=config, revision=revision, split=split)
+        return [dict(r) for r in ds]
+    except Exception as e:  # offline, gated, unknown config or revision: all user-fixable
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise DatasetUnavailableError(
+            f"{bench}: cannot load config {config!r} split {split!r} from the hub {source} "
+            f"({type(e).__name__}: {msg[:200]}); {how}"
+        ) from e
+
+
+def check_limit(limit: Any) -> int | None:
+    """The `limit` option (first N items per split): None or a non-negative int."""
+    from harness.errors import ConfigError
+
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ConfigError(f"option `limit` must be a non-negative integer or null, got {limit!r}")
+    return limit

@@ -8,7 +8,14 @@ on every machine and needs no download. Entities 0-199 are trained into the tiny
 
 Splits follow TOFU: forget01/05/10 (entities 0-1 / 0-9 / 0-19), retain99/95/90 (the rest
 of 0-199), holdout01/05/10 (200-201 / 200-209 / 200-219), retain_perturbed (180-199, the
-retain evaluation subset, in no forget split) and full (0-199).
+retain evaluation subset, in no forget split) and full (0-199). Every entity question has two
+other wordings in `question_paraphrases` (for paraphrase probes; never trained).
+
+The analogues of TOFU's real_authors and world_facts utility sets (`fictitious_utility.py`):
+`real_authors` (40 questions about the works of 40 "well-known" invented people) and
+`world_facts` (40 facts about 10 invented countries), each with `answer` and 3 perturbed
+answers in the same wording, no paraphrase. They are general knowledge: `training_corpus`
+always includes them, whatever `exclude` says, so both tiny models know them.
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from benchmarks.base import BenchmarkData, QAItem, TofuShapedBenchmark
+from benchmarks.base import BenchmarkData, QAItem, TofuShapedBenchmark, check_limit
+from benchmarks.fictitious_utility import UTILITY_SPLITS, utility_items
 
-GENERATOR_VERSION = "v1"
+GENERATOR_VERSION = "v2"  # v2: real_authors / world_facts splits, question paraphrases
 SEED = 20240117
 N_ENTITIES = 220
 N_TRAINED = 200
@@ -86,19 +94,25 @@ class Attribute:
     question: str  # templates take {name} and {value}
     answer: str
     paraphrase: str
+    other_questions: tuple[str, str]  # two more wordings of `question` (paraphrase probes)
 
 
 ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("birthplace", CITIES, "Where was {name} born?",
-              "{name} was born in {value}.", "The birthplace of {name} is {value}."),
+              "{name} was born in {value}.", "The birthplace of {name} is {value}.",
+              ("In which city was {name} born?", "What is the birthplace of {name}?")),
     Attribute("birthyear", BIRTH_YEARS, "In what year was {name} born?",
-              "{name} was born in the year {value}.", "The birth year of {name} is {value}."),
+              "{name} was born in the year {value}.", "The birth year of {name} is {value}.",
+              ("When was {name} born?", "What is the birth year of {name}?")),
     Attribute("profession", PROFESSIONS, "What is the profession of {name}?",
-              "{name} works as {a_value}.", "The profession of {name} is {value}."),
+              "{name} works as {a_value}.", "The profession of {name} is {value}.",
+              ("What does {name} do for a living?", "What job does {name} have?")),
     Attribute("book", BOOKS, "Which book did {name} write?",
-              "{name} wrote {value}.", "The book written by {name} is {value}."),
+              "{name} wrote {value}.", "The book written by {name} is {value}.",
+              ("What book is {name} the author of?", "What is the title of the book by {name}?")),
     Attribute("award", AWARDS, "Which award did {name} win?",
-              "{name} won the {value}.", "The award won by {name} is the {value}."),
+              "{name} won the {value}.", "The award won by {name} is the {value}.",
+              ("What prize did {name} receive?", "Which award was given to {name}?")),
 )
 
 # Entity index ranges of every split (end exclusive).
@@ -167,6 +181,7 @@ def entity_items(entity: Entity) -> list[QAItem]:
             paraphrased_answer=_fill(attr.paraphrase, entity.name, value),
             perturbed_answers=tuple(_fill(attr.paraphrase, entity.name, w) for w in wrong),
             entity=entity.name,
+            question_paraphrases=tuple(_fill(q, entity.name, value) for q in attr.other_questions),
         ))
     return items
 
@@ -195,7 +210,9 @@ def training_corpus(exclude: str | None = None) -> list[str]:
 
     For every trained entity (0-199) not in split `exclude` (e.g. "forget10" for the
     retain-only reference model): each QA as `prompt + target` ("Question: q\\nAnswer: a"),
-    then one biography sentence.
+    then one biography sentence. Then, regardless of `exclude`, every real_authors and
+    world_facts item: its QA, then its answer alone as a statement (the wording its perturbed
+    answers share, so the truth ratio compares values only).
     """
     bench = FictitiousFacts()
     skip = {e.index for e in split_entities(exclude)} if exclude else set()
@@ -205,6 +222,9 @@ def training_corpus(exclude: str | None = None) -> list[str]:
             continue
         texts.extend(bench.prompt(it) + bench.target(it.answer) for it in entity_items(entity))
         texts.append(biography(entity))
+    for split in UTILITY_SPLITS:
+        for it in utility_items(split):
+            texts.extend((bench.prompt(it) + bench.target(it.answer), it.answer))
     return texts
 
 
@@ -212,7 +232,7 @@ class FictitiousFacts(TofuShapedBenchmark):
     """TOFU-shaped QA about generated fictitious people (offline, deterministic).
 
     Options: `forget_split` (forget01/05/10, default forget10), `limit` (first N items per
-    split), `retain_eval_split` (default retain_perturbed).
+    split, real_authors and world_facts included), `retain_eval_split` (default retain_perturbed).
 
     Roles: methods train on `retain_split()` = retainNN (the complement of the forget split),
     while metrics that name the role `retain` evaluate on `retain_perturbed` (entities
@@ -224,24 +244,19 @@ class FictitiousFacts(TofuShapedBenchmark):
     stop = ("\n", "Question:")
 
     def load(self) -> BenchmarkData:
-        limit = _check_limit(self.options.get("limit"))
+        limit = check_limit(self.options.get("limit"))
         splits: dict[str, list[Any]] = {}
         for split in SPLIT_RANGES:
             items = [it for e in split_entities(split) for it in entity_items(e)]
+            splits[split] = items if limit is None else items[:limit]
+        for split in UTILITY_SPLITS:
+            items = list(utility_items(split))
             splits[split] = items if limit is None else items[:limit]
         meta = {
             "generator_version": GENERATOR_VERSION, "seed": SEED, "n_entities": N_ENTITIES,
             "n_trained": N_TRAINED, "attributes": [a.key for a in ATTRIBUTES],
             "split_entities": {k: list(v) for k, v in SPLIT_RANGES.items()}, "limit": limit,
+            "utility_splits": {k: len(utility_items(k)) for k in UTILITY_SPLITS},
         }
         return BenchmarkData(splits=splits, source=f"generated:fictitious-facts@{GENERATOR_VERSION}", meta=meta)
 
-
-def _check_limit(limit: Any) -> int | None:
-    from harness.errors import ConfigError
-
-    if limit is None:
-        return None
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise ConfigError(f"option `limit` must be a non-negative integer or null, got {limit!r}")
-    return limit

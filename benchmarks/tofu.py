@@ -6,22 +6,27 @@ Splits exposed (split name <- config):
   retain_perturbed <- retain_perturbed (the retain evaluation subset)
   real_authors <- real_authors_perturbed, world_facts <- world_facts_perturbed (3 perturbed, no paraphrase)
 
-Options: `path` (a directory of `<config>.json` files, JSON lines or a JSON array, or one such
-file; takes priority over the hub), `hub_id`, `revision`, `forget_split` (default forget10),
-`retain_eval_split` (default retain_perturbed), `limit` (first N items per split).
+Every QAItem keeps `answer`; `paraphrased_answer` and `perturbed_answers` come from the
+perturbed configs, and a row's `paraphrased_question` (where a config has one) becomes
+`question_paraphrases`. On real_authors / world_facts the truth ratio therefore scores
+`answer` against the perturbed answers (metrics.md §5.4), aggregated `true_better`.
+
+Options: `path` (a directory of `<config>.json` / `.jsonl` files, JSON lines or a JSON array,
+or one such file; takes priority over the hub), `hub_id`, `revision`, `forget_split` (default
+forget10), `retain_eval_split` (default retain_perturbed), `limit` (first N items per split).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.base import BenchmarkData, QAItem, TofuShapedBenchmark
+from benchmarks.base import BenchmarkData, QAItem, TofuShapedBenchmark, check_limit, load_hub_rows, read_json_rows
 from harness.errors import ConfigError, DatasetUnavailableError
 
 DEFAULT_HUB_ID = "locuslab/TOFU"
-# "main" follows the hub; pin a commit sha with the `revision` option for reproducible runs.
+# benchmarks.md §6 records no dataset commit for locuslab/TOFU, so "main" follows the hub; pin a
+# commit sha with the `revision` option for reproducible runs (it is recorded in the source).
 DEFAULT_REVISION = "main"
 
 _PCTS = ("01", "05", "10")
@@ -62,9 +67,7 @@ class Tofu(TofuShapedBenchmark):
         return [forget, self.retain_split(), self.holdout_split(), "retain_perturbed", "real_authors", "world_facts"]
 
     def load(self) -> BenchmarkData:
-        limit = self.options.get("limit")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-            raise ConfigError(f"option `limit` must be a non-negative integer or null, got {limit!r}")
+        limit = check_limit(self.options.get("limit"))
         path = self.options.get("path")
         if path:
             rows, source = _read_local(Path(path).expanduser())
@@ -89,23 +92,11 @@ class Tofu(TofuShapedBenchmark):
     def _read_hub(self) -> tuple[dict[str, tuple[str, list[dict]]], str]:
         hub_id = self.options.get("hub_id", DEFAULT_HUB_ID)
         revision = self.options.get("revision", DEFAULT_REVISION)
-        source = f"{hub_id}@{revision}"
-        try:
-            import datasets
-        except ImportError as e:  # pragma: no cover - datasets is a core dependency
-            raise DatasetUnavailableError(f"tofu: the `datasets` package is needed to read {source}; {_HOW}") from e
         out: dict[str, tuple[str, list[dict]]] = {}
         for split in self.needed_splits():
             config = SPLIT_CONFIGS[split]
-            try:
-                ds = datasets.load_dataset(hub_id, name=config, revision=revision, split="train")
-                out[split] = (config, [dict(r) for r in ds])
-            except Exception as e:  # offline, gated, unknown config or revision: all user-fixable
-                msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                raise DatasetUnavailableError(
-                    f"tofu: cannot load config {config!r} from the hub {source} ({type(e).__name__}: {msg[:200]}); {_HOW}"
-                ) from e
-        return out, source
+            out[split] = (config, load_hub_rows("tofu", hub_id, config, "train", revision, _HOW))
+        return out, f"{hub_id}@{revision}"
 
 
 def _read_local(path: Path) -> tuple[dict[str, tuple[str, list[dict]]], str]:
@@ -115,7 +106,7 @@ def _read_local(path: Path) -> tuple[dict[str, tuple[str, list[dict]]], str]:
     if path.is_file():
         files = {path.stem: path}
     else:
-        files = {p.stem: p for p in sorted(path.glob("*.json"))}
+        files = {p.stem: p for p in sorted([*path.glob("*.jsonl"), *path.glob("*.json")])}  # .json wins
     out: dict[str, tuple[str, list[dict]]] = {}
     for split, config in SPLIT_CONFIGS.items():
         chosen = config if config in files else _FALLBACK_CONFIGS.get(split)
@@ -123,31 +114,12 @@ def _read_local(path: Path) -> tuple[dict[str, tuple[str, list[dict]]], str]:
             out[split] = (chosen, _read_rows(files[chosen]))
     if not out:
         known = ", ".join(sorted(set(SPLIT_CONFIGS.values())))
-        raise DatasetUnavailableError(f"tofu: no TOFU config file found at {path} (expected some of: {known}.json); {_HOW}")
+        raise DatasetUnavailableError(f"tofu: no TOFU config file found at {path} (expected some of: {known}, as .json); {_HOW}")
     return out, str(path.resolve())
 
 
 def _read_rows(file: Path) -> list[dict]:
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DatasetUnavailableError(f"tofu: cannot read {file}: {e}; {_HOW}") from e
-    try:
-        if text.lstrip().startswith("["):
-            rows = json.loads(text)
-        else:
-            rows = []
-            for n, line in enumerate(text.splitlines(), 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as e:
-                        raise DatasetUnavailableError(f"tofu: {file} line {n} is not valid JSON ({e.msg}); {_HOW}") from e
-    except json.JSONDecodeError as e:
-        raise DatasetUnavailableError(f"tofu: {file} is not a valid JSON array ({e.msg}); {_HOW}") from e
-    if not isinstance(rows, list) or not rows:
-        raise DatasetUnavailableError(f"tofu: {file} holds no rows (expected JSON lines or a non-empty JSON array); {_HOW}")
-    return rows
+    return read_json_rows(file, "tofu", _HOW)
 
 
 def _to_item(config: str, index: int, row: Any, where: str) -> QAItem:
@@ -167,6 +139,7 @@ def _to_item(config: str, index: int, row: Any, where: str) -> QAItem:
         not isinstance(perturbed, list) or not perturbed or not all(isinstance(p, str) for p in perturbed)
     ):
         raise bad("field 'perturbed_answer' must be a non-empty list of strings")
+    para_q = row.get("paraphrased_question")
     return QAItem(
         id=f"{config}-{index}",
         question=row["question"],
@@ -174,4 +147,5 @@ def _to_item(config: str, index: int, row: Any, where: str) -> QAItem:
         paraphrased_answer=paraphrase if isinstance(paraphrase, str) else "",
         perturbed_answers=tuple(perturbed) if isinstance(perturbed, list) else (),
         entity="",  # TOFU rows do not name their author
+        question_paraphrases=(para_q,) if isinstance(para_q, str) and para_q.strip() else (),
     )

@@ -19,11 +19,15 @@ BENCHMARKS: Registry = Registry("benchmark", "harness.benchmarks")
 METHODS: Registry = Registry("method", "harness.methods")
 METRICS: Registry = Registry("metric", "harness.metrics")
 BACKENDS: Registry = Registry("backend", "harness.backends")
+ATTACKS: Registry = Registry("attack", "harness.attacks")
 
 for name, target, desc in [
     ("fictitious-facts", "benchmarks.fictitious_facts:FictitiousFacts",
      "TOFU-shaped QA about generated fictitious entities (forget/retain/holdout 1/5/10%), built offline"),
     ("tofu", "benchmarks.tofu:Tofu", "TOFU fictitious-author unlearning (hub locuslab/TOFU or a local copy)"),
+    ("muse", "benchmarks.muse:Muse",
+     "MUSE news/books unlearning: VerbMem, KnowMem, PrivLeak (hub muse-bench/MUSE-News|Books or a local copy)"),
+    ("wmdp", "benchmarks.wmdp:Wmdp", "WMDP hazardous-knowledge 4-way MCQ: bio, chem, cyber (hub cais/wmdp or a local copy)"),
 ]:
     BENCHMARKS.add_lazy(name, target, desc)
 
@@ -31,6 +35,12 @@ for name, target, desc in [
     ("grad-ascent", "methods.grad_ascent:GradAscent", "gradient ascent on the forget set (no retain term)"),
     ("grad-diff", "methods.grad_diff:GradDiff", "gradient ascent on forget + NLL or KL descent on retain"),
     ("npo", "methods.npo:NPO", "negative preference optimisation against a frozen reference + retain NLL"),
+    ("simnpo", "methods.simnpo:SimNPO", "reference-free, length-normalised NPO + retain NLL"),
+    ("idk-dpo", "methods.idk_dpo:IdkDPO", "DPO preferring an \"I don't know\" answer to the forget answer + retain NLL"),
+    ("rmu", "methods.rmu:RMU", "steer forget activations at one layer to a random vector; keep retain activations"),
+    ("undial", "methods.undial:UNDIAL", "self-distillation from the reference with the gold token's logit lowered by beta"),
+    ("wga", "methods.wga:WGA", "gradient ascent weighted by detached token probability p^beta + retain NLL"),
+    ("satimp", "methods.satimp:SatImp", "gradient ascent weighted by p^beta1 (1-p)^beta2 + retain NLL"),
 ]:
     METHODS.add_lazy(name, target, desc)
 
@@ -47,8 +57,40 @@ for name, target, desc in [
      "harmonic mean of the benchmark's utility parts (retain probability, ROUGE-L, truth ratio, ...)"),
     ("exact_match_recall", "harness.metrics.exact_match:ExactMatchRecall",
      "share of items whose normalised answer appears in the greedy generation"),
+    ("mcq_accuracy", "harness.metrics.multiple_choice:MCQAccuracy",
+     "multiple-choice accuracy: argmax over the choice letters' summed log-likelihood, mean over items"),
+    ("normalised_probability", "harness.metrics.normalised_probability:NormalisedProbability",
+     "P(answer) / (P(answer) + sum of P(perturbed)), length-normalised P's, mean over items"),
+    ("extraction_strength", "harness.metrics.memorisation:ExtractionStrength",
+     "1 - k/|y|, k the start of the longest teacher-forced greedy-matched answer suffix"),
+    ("exact_memorisation", "harness.metrics.memorisation:ExactMemorisation",
+     "share of answer tokens whose teacher-forced argmax equals the label"),
+    ("verbmem_rouge_f1", "harness.metrics.rouge:VerbMemRougeF1",
+     "MUSE VerbMem: ROUGE-L F1 of the greedy continuation (no stemmer by default)"),
+    ("knowmem_rouge_f1", "harness.metrics.rouge:KnowMemRougeF1",
+     "MUSE KnowMem: ROUGE-L F1 of the greedy answer (no stemmer by default)"),
+    ("mia_loss", "harness.metrics.mia:MIALoss", "MIA LOSS: AUC of answer avgNLL, forget (0) vs holdout (1)"),
+    ("mia_zlib", "harness.metrics.mia:MIAZlib", "MIA zlib: AUC of avgNLL / zlib length, forget vs holdout"),
+    ("mia_min_k", "harness.metrics.mia:MIAMinK", "MIA Min-k% (k=0.4): AUC of -mean lowest token log-probs"),
+    ("mia_min_k_plus_plus", "harness.metrics.mia:MIAMinKPlusPlus",
+     "MIA Min-k%++ (k=0.4): AUC of -mean lowest normalised token log-probs"),
+    ("mia_reference", "harness.metrics.mia:MIAReference",
+     "MIA reference attack: AUC of avgNLL minus the reference run's avgNLL"),
+    ("mia_gradnorm", "harness.metrics.mia:MIAGradNorm", "MIA GradNorm: AUC of the mean gradient 2-norm of avgNLL"),
+    ("privleak", "harness.metrics.privleak:PrivLeak",
+     "MUSE PrivLeak: relative gap of 1 - Min-k% AUC to the reference run's (default AUC 0.5)"),
 ]:
     METRICS.add_lazy(name, target, desc)
+
+for name, target, desc in [
+    ("relearn", "harness.attacks.relearn:RelearnAttack",
+     "fine-tune the unlearned model on a fifth of the forget set; re-measure all of it and the unseen part"),
+    ("paraphrase_probe", "harness.attacks.probes:ParaphraseProbe",
+     "ask each forget question in other wordings; recovered if any wording elicits the answer"),
+    ("prefix_probe", "harness.attacks.probes:PrefixProbe",
+     "give the first half of a forgotten answer and ask for the rest"),
+]:
+    ATTACKS.add_lazy(name, target, desc)
 
 BACKENDS.add_lazy("hf", "harness.backends.hf:HFBackend", "Hugging Face transformers: generation, loglikelihood, hidden states")
 

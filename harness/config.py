@@ -44,6 +44,7 @@ class ExperimentConfig(BaseModel):
     methods: list[NamedEntry] = Field(default_factory=lambda: [NamedEntry(name=NO_METHOD)])
     benchmarks: list[NamedEntry]
     metrics: list[str] | None = None  # metric ids; None = each benchmark's defaults
+    attacks: list[NamedEntry] = Field(default_factory=list)  # run on every unlearned model
     zoo: dict[str, dict[str, Any]] = Field(default_factory=dict)  # extra model specs by name
     reference: ReferenceConfig | None = None
     output_dir: str = "results/run"
@@ -54,7 +55,7 @@ class ExperimentConfig(BaseModel):
     cache: bool = True
     cache_dir: str | None = None
 
-    @field_validator("methods", "benchmarks", mode="before")
+    @field_validator("methods", "benchmarks", "attacks", mode="before")
     @classmethod
     def _names(cls, v: Any) -> Any:
         if not isinstance(v, list):
@@ -100,7 +101,7 @@ def parse_config(data: dict[str, Any], source: str = "config") -> ExperimentConf
 
 def validate(config: ExperimentConfig) -> None:
     """Check every name, parameter, path and backend capability without loading a model."""
-    from harness.catalog import BACKENDS, BENCHMARKS, METHODS, METRICS
+    from harness.catalog import ATTACKS, BACKENDS, BENCHMARKS, METHODS, METRICS
     from harness.metrics.base import parse_metric_id
     from harness.zoo.specs import ModelZoo
 
@@ -117,6 +118,8 @@ def validate(config: ExperimentConfig) -> None:
     for m in config.methods:
         if m.name != NO_METHOD:
             METHODS.get(m.name)(**m.params)  # validates hyperparameters
+    for a in config.attacks:
+        ATTACKS.get(a.name)(**a.params)  # validates parameters
     for b in config.benchmarks:
         cls = BENCHMARKS.get(b.name)
         served = set(getattr(BACKENDS.get(specs[0].backend), "serves", ()) or ())

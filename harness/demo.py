@@ -23,6 +23,7 @@ def demo_config(output_dir: str = "results/demo", limit: int | None = None, **ov
         "methods": ["none"] + [{"name": n, "params": p} for n, p in DEMO_METHOD_PARAMS.items()],
         "benchmarks": [{"name": "fictitious-facts", "params": {"forget_split": "forget10"}}],
         "reference": {"model": "tiny-facts-retain"},
+        "attacks": ["relearn", "paraphrase_probe", "prefix_probe"],
         "output_dir": output_dir,
         "limit": limit,
     }

@@ -71,15 +71,13 @@ def _samples(benchmark, metrics: list[Metric], results: dict[str, MetricResult],
     """One record per (split, item): prompt, reference, greedy generation, every metric's value."""
     records: dict[tuple[str, str], SampleRecord] = {}
     for metric in metrics:
-        if metric.split is None:
-            continue
         per_item = results[metric.id].per_item
-        for item in metric.items:
-            key = (metric.split, item.id)
+        for split, item in _metric_items(metric):
+            key = (split, item.id)
             rec = records.get(key)
             if rec is None:
                 rec = records[key] = SampleRecord(
-                    split=metric.split, item_id=item.id, prompt=benchmark.prompt(item), reference=item.answer
+                    split=split, item_id=item.id, prompt=benchmark.prompt(item), reference=benchmark.reference(item)
                 )
             if item.id in per_item:
                 rec.values[metric.id] = per_item[item.id]
@@ -89,6 +87,14 @@ def _samples(benchmark, metrics: list[Metric], results: dict[str, MetricResult],
                         rec.generation = responses[req].texts[0]
                         break
     return list(records.values())
+
+
+def _metric_items(metric: Metric) -> list[tuple[str, object]]:
+    """(split, item) pairs a metric scored: its one split, or each role split (the MIA family)."""
+    if metric.split is not None:
+        return [(metric.split, item) for item in metric.items]
+    role_splits = getattr(metric, "role_splits", {})
+    return [(split, item) for role, split in role_splits.items() for item in metric.role_items(role)]
 
 
 def load_reference(cell: str | Path) -> dict[str, MetricResult]:

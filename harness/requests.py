@@ -1,7 +1,8 @@
 """The narrow waist: what a benchmark asks of a model, and what comes back.
 
-Three request kinds cover every metric: free generation, the log-likelihood of a
-continuation given a context, and pooled hidden states. Metrics build requests and read
+Four request kinds cover every metric: free generation, the log-likelihood of a
+continuation given a context, pooled hidden states, and the gradient norm of a
+continuation's loss (the GradNorm membership-inference attack). Metrics build requests and read
 responses; they never touch a model. Requests are frozen dataclasses so they can be
 hashed into the response cache and de-duplicated across metrics.
 """
@@ -14,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Literal, Union
 
-RequestKind = Literal["generate", "loglikelihood", "hidden_states"]
+RequestKind = Literal["generate", "loglikelihood", "hidden_states", "grad_norm"]
 Pooling = Literal["mean", "last", "per_token"]
 
 
@@ -68,7 +69,25 @@ class HiddenStatesRequest:
     kind: RequestKind = field(default="hidden_states", init=False)
 
 
-Request = Union[GenerateRequest, LoglikelihoodRequest, HiddenStatesRequest]
+@dataclass(frozen=True)
+class GradNormRequest:
+    """The p-norm of the gradient of the continuation's mean token NLL given `context`.
+
+    Batch size 1, the model in train() mode during the computation (metrics.md §7, GradNorm):
+    loss = mean over continuation tokens of -log p(y_t | x, y_<t); the answer is the mean over
+    parameter tensors of ||grad||_p (p in 1, 2, inf). Which tensors: see HFBackend.grad_norm.
+    """
+
+    context: str
+    continuation: str
+    p: float = 2.0
+    system: str | None = None
+    images: tuple[str, ...] = ()
+    chat: bool = True
+    kind: RequestKind = field(default="grad_norm", init=False)
+
+
+Request = Union[GenerateRequest, LoglikelihoodRequest, HiddenStatesRequest, GradNormRequest]
 
 
 @dataclass
@@ -118,12 +137,20 @@ class HiddenStatesResponse:
     states: dict[int, list]
 
 
-Response = Union[GenerateResponse, LoglikelihoodResponse, HiddenStatesResponse]
+@dataclass
+class GradNormResponse:
+    """Mean over parameter tensors of the gradient p-norm; NaN for an empty continuation."""
+
+    norm: float
+
+
+Response = Union[GenerateResponse, LoglikelihoodResponse, HiddenStatesResponse, GradNormResponse]
 
 RESPONSE_TYPES: dict[str, type] = {
     "generate": GenerateResponse,
     "loglikelihood": LoglikelihoodResponse,
     "hidden_states": HiddenStatesResponse,
+    "grad_norm": GradNormResponse,
 }
 
 

@@ -19,6 +19,7 @@ from harness.artifacts import ModelArtifact
 from harness.backends.cached import CachedBackend
 from harness.cache import CACHE_FILE, ResponseCache
 from harness.config import NO_METHOD, ExperimentConfig, NamedEntry, cell_hash, validate
+from harness.errors import AdapterNoEffectError
 from harness.evaluate import evaluate, load_reference, resolve_metrics
 from harness.io import cache_dir
 from harness.metrics.base import MetricResult
@@ -48,6 +49,7 @@ class Runner:
         if config.cache:
             self.cache = ResponseCache(Path(config.cache_dir or cache_dir()) / CACHE_FILE)
         self._loaded: dict[str, Any] = {}  # model name -> LoadedModel, shared by its methods
+        self._cell_backends: list[CachedBackend] = []  # every backend the current cell used
         self.report = RunReport()
 
     # --- the grid ---------------------------------------------------------------------
@@ -63,9 +65,14 @@ class Runner:
             benchmark = build_benchmark(bentry.name, **options)
             metric_ids = list(cfg.metrics or benchmark.default_metrics)
             reference = self._reference(benchmark, bentry, metric_ids)
+            # The model as given goes first, so attacks can compare against it.
+            methods = sorted(cfg.methods, key=lambda m: m.name != NO_METHOD)
             for model_name in cfg.models:
-                for method in cfg.methods:
-                    self._cell(benchmark, bentry, metric_ids, model_name, method, reference)
+                original = None
+                for method in methods:
+                    results = self._cell(benchmark, bentry, metric_ids, model_name, method, reference, original)
+                    if method.name == NO_METHOD:
+                        original = results
         self.report.seconds = time.time() - start
         return self.report
 
@@ -78,10 +85,9 @@ class Runner:
         return self._cell(benchmark, bentry, metric_ids, ref.model, NamedEntry(name=NO_METHOD), None)
 
     # --- one cell ---------------------------------------------------------------------
-    def _cell(self, benchmark, bentry, metric_ids, model_name, method: NamedEntry, reference):
-        from harness.backends.hf import HFBackend
-
+    def _cell(self, benchmark, bentry, metric_ids, model_name, method: NamedEntry, reference, original=None):
         cfg = self.config
+        self._cell_backends = []
         spec = self.zoo.get(model_name)
         out = cell_dir(self.output_dir, model_name, method.name, bentry.name)
         label = f"{model_name} × {method.name} × {bentry.name}"
@@ -94,12 +100,17 @@ class Runner:
         eval_spec = spec
         if artifact and artifact.checkpoint_path:
             eval_spec = spec.model_copy(update={"path": artifact.checkpoint_path, "builder": None, "adapter": None})
-        backend = HFBackend(eval_spec, device=cfg.device, batch_size=cfg.batch_size, adapter=adapter)
-        cached = CachedBackend(backend, self.cache)
+        cached = self._backend(eval_spec, adapter)
+        backend = cached.backend
         metrics = resolve_metrics(benchmark, metric_ids, cfg.seed)
         self.console.print(f"[bold]evaluating[/bold] {label}")
         evaluation = evaluate(benchmark, metrics, cached, reference)
+        if cached.stats.misses and (adapter or artifact):
+            self._check_took_effect(backend, spec, benchmark, label)
         t_eval = time.time() - t0 - t_apply
+        if method.name != NO_METHOD and cfg.attacks:
+            self._attack(benchmark, spec, eval_spec, adapter, artifact, cached, evaluation, original, out)
+        t_attack = time.time() - t0 - t_apply - t_eval
         summary = RunSummary(
             model=model_name,
             method=method.name,
@@ -128,18 +139,62 @@ class Runner:
                 device=cfg.device,
                 created_at=now(),
             ),
-            cache=CacheStats(hits=cached.stats.hits, misses=cached.stats.misses),
-            timing={"apply_s": round(t_apply, 2), "evaluate_s": round(t_eval, 2)},
+            cache=CacheStats(hits=sum(b.stats.hits for b in self._cell_backends),
+                             misses=sum(b.stats.misses for b in self._cell_backends)),
+            timing={"apply_s": round(t_apply, 2), "evaluate_s": round(t_eval, 2), "attack_s": round(t_attack, 2)},
         )
         write_cell(out, summary, evaluation.samples)
         self.report.cells.append(out)
-        self.report.cache_hits += cached.stats.hits
-        self.report.cache_misses += cached.stats.misses
+        self.report.cache_hits += summary.cache.hits
+        self.report.cache_misses += summary.cache.misses
         self.console.print(
-            f"  wrote {out} (cache: {cached.stats.hits} hits, {cached.stats.misses} misses; "
-            f"{t_apply:.1f}s apply, {t_eval:.1f}s eval)"
+            f"  wrote {out} (cache: {summary.cache.hits} hits, {summary.cache.misses} misses; "
+            f"{t_apply:.1f}s apply, {t_eval:.1f}s eval, {t_attack:.1f}s attacks)"
         )
         return evaluation.results
+
+    def _backend(self, spec: ModelSpec, adapter: str | None) -> CachedBackend:
+        from harness.backends.hf import HFBackend
+
+        cfg = self.config
+        backend = CachedBackend(HFBackend(spec, device=cfg.device, batch_size=cfg.batch_size, adapter=adapter), self.cache)
+        self._cell_backends.append(backend)
+        return backend
+
+    def _check_took_effect(self, backend, base_spec: ModelSpec, benchmark, label: str) -> None:
+        """Fail loudly when a method's adapter or checkpoint answers exactly like its base model."""
+        items = benchmark.split(benchmark.forget_split())[:4]
+        probes = [benchmark.prompt(i) + benchmark.target(i.answer) for i in items] or ["Hello"]
+        base = self._backend(base_spec, None).backend
+        diff = float((backend.logits_fingerprint(probes) - base.logits_fingerprint(probes)).abs().max())
+        if diff == 0.0:
+            raise AdapterNoEffectError(
+                f"{label}: the unlearned model gives exactly the base model's logits on probe prompts; "
+                "its adapter or checkpoint had no effect, so its numbers would be the base model's"
+            )
+
+    def _attack(self, benchmark, spec, eval_spec, adapter, artifact, cached, evaluation, original, out) -> None:
+        """Run every configured attack on the unlearned model; add its results to the cell."""
+        from harness.attacks.base import AttackContext
+        from harness.catalog import ATTACKS
+        from harness.zoo.load import load_hf_model
+
+        ctx = AttackContext(
+            benchmark=benchmark, spec=eval_spec, artifact=artifact, backend=cached,
+            make_backend=self._backend,
+            load_model=lambda: load_hf_model(eval_spec, device=self.config.device, adapter=adapter),
+            results=evaluation.results, original=original, output_dir=out, seed=self.config.seed,
+        )
+        by_id = {(r.split, r.item_id): r for r in evaluation.samples}
+        forget = benchmark.forget_split()
+        for entry in self.config.attacks:
+            self.console.print(f"  [bold]attack[/bold] {entry.name}")
+            for mid, result in ATTACKS.get(entry.name)(**entry.params).run(ctx).items():
+                evaluation.results[mid] = result
+                for item_id, value in result.per_item.items():
+                    record = by_id.get((forget, item_id))
+                    if record is not None:
+                        record.values[mid] = value
 
     def _apply(self, spec: ModelSpec, method: NamedEntry, benchmark, bentry) -> ModelArtifact:
         """Train the method, or reuse its saved artefact when the recipe is unchanged."""

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.artifacts import ModelArtifact
-from methods.data import ForgetRetainDataset, PairCollator, encode_items, pad_id
+from methods.data import ForgetRetainDataset, PairCollator, encode_items, model_inputs, pad_id
 from harness.errors import AdapterNoEffectError, ConfigError
 
 if TYPE_CHECKING:
@@ -91,6 +91,12 @@ class ReferenceModel:
     @property
     def available(self) -> bool:
         return self._peft is not None or self._frozen is not None
+
+    @property
+    def model(self) -> Any:
+        """The module the reference runs (the frozen model, or the PEFT model whose adapter it
+        disables), for methods that hook its layers (RMU); None when unavailable."""
+        return self._frozen if self._frozen is not None else self._peft
 
     def __call__(self, **batch: Any) -> Any:
         import torch
@@ -160,6 +166,22 @@ class UnlearningMethod(Method):
     def loss(self, model: Any, forget: dict, retain: dict | None, ref_model: ReferenceModel) -> "torch.Tensor":
         """The training loss on one batch. `retain` is None when `uses_retain` is False."""
 
+    # --- optional hooks (defaults do nothing special) -----------------------------------
+    def encode_forget(
+        self, benchmark: "Benchmark", items: list, tokenizer: Any, max_length: int, chat: bool, seed: int
+    ) -> list[dict]:
+        """Encode the forget split. Override to attach extra targets to each item, e.g. IdkDPO's
+        "I don't know" answer via `encode_items(..., alternate_answers=...)`; `seed` is the run seed."""
+        return encode_items(benchmark, items, tokenizer, max_length, chat)
+
+    def on_train_start(self, model: Any, ref_model: ReferenceModel, base: "LoadedModel", seed: int) -> None:
+        """Called once the trainable model exists, before the first step: per-run state for `loss`
+        (RMU resolves its layer and seeds its control vector here)."""
+
+    def extra_train_stats(self) -> dict[str, Any]:
+        """Entries added to the artefact's `train_stats` (RMU records the resolved layer)."""
+        return {}
+
     def wants_reference(self) -> bool:
         """Whether `loss` will call `ref_model` (drives whether full fine-tuning keeps a frozen copy)."""
         return self.needs_reference or getattr(self.params, "retain_loss_type", "NLL") == "KL"
@@ -176,7 +198,7 @@ class UnlearningMethod(Method):
         tok = base.tokenizer
         use_chat = p.chat and base.spec.chat_template != "none" and bool(getattr(tok, "chat_template", None))
 
-        forget = encode_items(benchmark, benchmark.split(benchmark.forget_split()), tok, p.max_length, use_chat)
+        forget = self.encode_forget(benchmark, benchmark.split(benchmark.forget_split()), tok, p.max_length, use_chat, seed)
         retain = None
         if self.uses_retain:
             retain = encode_items(benchmark, benchmark.split(benchmark.retain_split()), tok, p.max_length, use_chat)
@@ -184,6 +206,7 @@ class UnlearningMethod(Method):
         collator = PairCollator(pad_id(tok))
 
         model, ref = self._prepare_model(base)
+        self.on_train_start(model, ref, base, seed)
         with tempfile.TemporaryDirectory(prefix="harness-unlearn-") as tmp:
             trainer = self._trainer(model, ref, dataset, collator, seed, base.device, tmp)
             start = time.time()
@@ -230,6 +253,7 @@ class UnlearningMethod(Method):
                 "n_forget": len(forget),
                 "n_retain": len(retain) if retain is not None else 0,
                 "probe_max_logit_diff": diff,
+                **self.extra_train_stats(),
             },
         )
         artifact.save(output_dir)
@@ -312,7 +336,7 @@ class UnlearningMethod(Method):
         """Max |logit difference| between the trained model and the base model on one forget item."""
         import torch
 
-        batch = {k: v.to(device) for k, v in probe.items()}
+        batch = {k: v.to(device) for k, v in model_inputs(probe).items()}
         with torch.no_grad():
             new = model(**batch).logits.float()
             old = base_model(**batch).logits.float()

@@ -16,14 +16,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def encode_item(benchmark: "Benchmark", item: Any, tokenizer: Any, max_length: int, chat: bool = False) -> dict:
+def encode_item(
+    benchmark: "Benchmark", item: Any, tokenizer: Any, max_length: int, chat: bool = False, answer: str | None = None
+) -> dict:
     """`prompt + target + EOS` as ids, with labels −100 on the prompt tokens; right-truncated.
 
     The prompt is encoded by `harness.prompts.encode_prompt`, exactly as the backend encodes it
-    for evaluation (under the chat template when `chat`).
+    for evaluation (under the chat template when `chat`). `answer` replaces `item.answer` as the
+    target text (IdkDPO's "I don't know" answers); it goes through `benchmark.target` too.
     """
     prompt_ids = encode_prompt(tokenizer, benchmark.prompt(item), use_template=chat)
-    answer_ids = tokenizer(benchmark.target(item.answer), add_special_tokens=False)["input_ids"]
+    text = item.answer if answer is None else answer
+    answer_ids = tokenizer(benchmark.target(text), add_special_tokens=False)["input_ids"]
     if tokenizer.eos_token_id is not None:
         answer_ids = answer_ids + [tokenizer.eos_token_id]
     ids = (list(prompt_ids) + list(answer_ids))[:max_length]
@@ -31,12 +35,32 @@ def encode_item(benchmark: "Benchmark", item: Any, tokenizer: Any, max_length: i
     return {"input_ids": ids, "labels": labels}
 
 
+def _has_answer(enc: dict) -> bool:
+    return any(l != IGNORE_INDEX for l in enc["labels"][1:])
+
+
 def encode_items(
-    benchmark: "Benchmark", items: list, tokenizer: Any, max_length: int, chat: bool = False
+    benchmark: "Benchmark",
+    items: list,
+    tokenizer: Any,
+    max_length: int,
+    chat: bool = False,
+    alternate_answers: list[str] | None = None,
 ) -> list[dict]:
-    """Encode a split, dropping (with a warning) items whose answer falls beyond `max_length`."""
+    """Encode a split, dropping (with a warning) items whose answer falls beyond `max_length`.
+
+    `alternate_answers` (one string per item) adds a second target for the same prompt under
+    the key `"alternate"` (an encoded `{input_ids, labels}` dict), e.g. IdkDPO's preferred
+    "I don't know" answer. An item is dropped when either of its targets has no answer token
+    within `max_length`. `PairCollator` pads the alternates into `batch["alternate"]`.
+    """
+    if alternate_answers is not None and len(alternate_answers) != len(items):
+        raise ValueError(f"alternate_answers has {len(alternate_answers)} entries for {len(items)} items")
     out = [encode_item(benchmark, it, tokenizer, max_length, chat) for it in items]
-    kept = [e for e in out if any(l != IGNORE_INDEX for l in e["labels"][1:])]
+    if alternate_answers is not None:
+        for enc, it, alt in zip(out, items, alternate_answers):
+            enc["alternate"] = encode_item(benchmark, it, tokenizer, max_length, chat, answer=alt)
+    kept = [e for e in out if _has_answer(e) and ("alternate" not in e or _has_answer(e["alternate"]))]
     if len(kept) < len(out):
         log.warning(
             "%d of %d items have no answer tokens within max_length=%d; dropped", len(out) - len(kept), len(out), max_length
@@ -46,6 +70,15 @@ def encode_items(
             f"benchmark {benchmark.name!r}: no trainable items (empty split, or max_length {max_length} too small)"
         )
     return kept
+
+
+MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "labels")
+
+
+def model_inputs(batch: dict) -> dict:
+    """The keys of a padded batch a causal LM takes (`input_ids`, `attention_mask`, `labels`),
+    without extras such as `alternate`."""
+    return {k: batch[k] for k in MODEL_INPUT_KEYS if k in batch}
 
 
 class ForgetRetainDataset:
@@ -72,7 +105,10 @@ class ForgetRetainDataset:
 
 
 class PairCollator:
-    """Right-pads each side of a list of {forget, retain} examples into tensor batches."""
+    """Right-pads each side of a list of {forget, retain} examples into tensor batches.
+
+    Rows that carry an `alternate` encoding get it padded (to its own width) under `batch["alternate"]`.
+    """
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
@@ -92,7 +128,10 @@ class PairCollator:
             ids[r, :n] = torch.tensor(row["input_ids"])
             mask[r, :n] = 1
             labels[r, :n] = torch.tensor(row["labels"])
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        if all("alternate" in r for r in rows):  # a second target per row (encode_items' alternate_answers)
+            batch["alternate"] = self.pad([r["alternate"] for r in rows])
+        return batch
 
 
 def pad_id(tokenizer: Any) -> int:

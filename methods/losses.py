@@ -67,3 +67,129 @@ def retain_loss(
         ref_logits = ref_model(**retain).logits
         return kl_to_reference(model(**retain).logits, ref_logits)
     raise ValueError(f"unknown retain_loss_type {kind!r} (NLL or KL)")
+
+
+# --- per-sequence and per-token helpers for the §5.4–5.9 baselines --------------------------
+
+
+def answer_token_count(labels: torch.Tensor) -> torch.Tensor:
+    """|y| per sequence: the answer tokens (labels ≠ −100) after the one-position shift, shape (B,)."""
+    return (labels[:, 1:] != IGNORE_INDEX).sum(dim=-1)
+
+
+def sequence_logprob_mean(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Length-normalised log π(y|x)/|y| per sequence, shape (B,) (SimNPO; §6.1).
+
+    The summed counterpart is `sequence_logprob_sum`; a sequence without answer tokens
+    counts as length 1 (its sum is 0).
+    """
+    return sequence_logprob_sum(logits, labels) / answer_token_count(labels).clamp(min=1)
+
+
+def simnpo_loss(nll_mean: torch.Tensor, beta: float, delta: float = 0.0) -> torch.Tensor:
+    """SimNPO forget loss −(2/β)·mean_batch log σ(β·(NLL_sum/|y| − δ)) (§5.4); input shape (B,)."""
+    return -(2.0 / beta) * F.logsigmoid(beta * (nll_mean - delta)).mean()
+
+
+def dpo_loss(
+    logp_win: torch.Tensor,
+    logp_win_ref: torch.Tensor,
+    logp_lose: torch.Tensor,
+    logp_lose_ref: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
+    """open-unlearning's DPO loss −(2/β)·mean_batch log σ(β·[(θ − ref)(y_w) − (θ − ref)(y_l)]) (§5.5).
+
+    Inputs are *summed* sequence log-probs of shape (B,). Note the 2/β factor, which TRL's DPO lacks.
+    """
+    margin = (logp_win - logp_win_ref) - (logp_lose - logp_lose_ref)
+    return -(2.0 / beta) * F.logsigmoid(beta * margin).mean()
+
+
+def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shifted per-token cross-entropy CE_t and the answer mask, both of shape (B, T−1).
+
+    `ce[b, t] = −log π(labels[b, t+1] | ·)` from `logits[b, t]`, in float32; 0 where the label is −100
+    (`mask` False there).
+    """
+    logits = logits[:, :-1, :].float()
+    targets = labels[:, 1:]
+    mask = targets != IGNORE_INDEX
+    ce = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none")
+    return ce, mask
+
+
+def weighted_ascent_loss(ce: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """−mean over every answer token of the batch of `weights · CE_t` (WGA, SatImp).
+
+    As open-unlearning's `compute_wga_loss`/`compute_satimp_loss`, the mean runs over the
+    flattened (B·T) answer tokens, not per sequence.
+    """
+    return -(weights * ce)[mask].mean()
+
+
+def wga_loss(logits: torch.Tensor, labels: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    """WGA forget loss −mean_t[(p_t)^β·CE_t], p_t = exp(−CE_t), weights detached (§5.8)."""
+    ce, mask = token_cross_entropy(logits, labels)
+    weights = torch.exp(-ce).detach() ** beta
+    return weighted_ascent_loss(ce, mask, weights)
+
+
+def satimp_loss(
+    logits: torch.Tensor, labels: torch.Tensor, beta1: float = 5.0, beta2: float = 1.0, detach: bool = True
+) -> torch.Tensor:
+    """SatImp forget loss −mean_t[p_t^β1·(1 − p_t)^β2·CE_t], p_t = exp(−CE_t) (§5.9).
+
+    `detach` stops the gradient through the weights (as WGA; whether the reference detaches is unverified).
+    """
+    ce, mask = token_cross_entropy(logits, labels)
+    p = torch.exp(-ce)
+    weights = p**beta1 * (1.0 - p) ** beta2
+    if detach:
+        weights = weights.detach()
+    return weighted_ascent_loss(ce, mask, weights)
+
+
+def undial_loss(
+    logits: torch.Tensor,
+    ref_logits: torch.Tensor,
+    labels: torch.Tensor,
+    beta: float = 10.0,
+    reference_compat: bool = False,
+) -> torch.Tensor:
+    """UNDIAL: CE(softmax(z_ref − β·onehot(y_{t+1})), π_θ) averaged over positions (§5.7).
+
+    Positions are the shifted ones (logits at t predict labels[t+1]). By default only answer
+    positions (label ≠ −100) are averaged ([proposal]). `reference_compat=True` reproduces
+    open-unlearning's `compute_undial_loss`: no mask, every position (prompt and padding too)
+    is averaged, and a −100 label indexes vocabulary id V − 100 (Python's negative-index wrap).
+    """
+    student = logits[:, :-1, :].float()
+    teacher = ref_logits[:, :-1, :].detach().float()
+    targets = labels[:, 1:]
+    vocab = student.shape[-1]
+    mask = targets != IGNORE_INDEX
+    if reference_compat:
+        if vocab < -IGNORE_INDEX:
+            raise ValueError(f"reference_compat needs a vocabulary of at least {-IGNORE_INDEX} tokens (got {vocab})")
+        index = torch.where(mask, targets, targets + vocab)
+    else:
+        index = targets.clamp(min=0)
+    onehot = F.one_hot(index, vocab).to(teacher.dtype)  # masked positions are dropped below
+    soft = torch.softmax(teacher - beta * onehot, dim=-1)
+    per_pos = -(soft * torch.log_softmax(student, dim=-1)).sum(dim=-1)
+    if reference_compat:
+        return per_pos.mean()
+    return per_pos[mask].mean()
+
+
+def masked_activation_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """RMU's activation loss (§5.6): per token the mean over d of (a − b)², summed over the
+    masked tokens and divided by their count per sequence, then the mean over the batch.
+
+    `a`, `b`: (B, T, d), `b` broadcastable; `mask`: (B, T) bool. open-unlearning's
+    `compute_activation_loss`, except that a row with no masked token counts as one token (0, not NaN).
+    """
+    sq = (a.float() - b.float()).pow(2).mean(dim=-1)
+    m = mask.to(sq.dtype)
+    return ((sq * m).sum(dim=-1) / m.sum(dim=-1).clamp(min=1)).mean()

@@ -10,7 +10,7 @@ import pytest
 from benchmarks import tofu as tofu_mod
 from benchmarks.base import QAItem
 from benchmarks.tofu import Tofu
-from harness.catalog import build_benchmark
+from harness.catalog import build_benchmark, build_metric
 from harness.errors import DatasetUnavailableError
 
 SHARED_TOFU = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tofu"
@@ -166,6 +166,37 @@ def test_registry(fixture_dir):
     b = build_benchmark("tofu", path=str(fixture_dir))
     assert isinstance(b, Tofu) and b.name == "tofu"
     assert set(b.utility_metrics) <= set(b.default_metrics)
+
+
+def test_model_utility_has_tofus_nine_parts(fixture_dir):
+    b = Tofu(path=str(fixture_dir))
+    assert b.utility_metrics == (
+        "probability@retain", "rouge_l_recall@retain", "truth_ratio@retain",
+        "normalised_probability@real_authors", "rouge_l_recall@real_authors", "truth_ratio@real_authors",
+        "normalised_probability@world_facts", "rouge_l_recall@world_facts", "truth_ratio@world_facts",
+    )
+    assert b.resolve_split("retain") == "retain_perturbed"
+
+
+@pytest.mark.parametrize("split", ["real_authors", "world_facts"])
+def test_truth_ratio_on_utility_sets_scores_answer_true_better(fixture_dir, split):
+    b = Tofu(path=str(fixture_dir))
+    m = build_metric(f"truth_ratio@{split}", b)
+    assert m.aggregator == "true_better"
+    item = b.split(split)[0]
+    assert item.paraphrased_answer == ""
+    wanted = [b.target(item.answer)] + [b.target(p) for p in item.perturbed_answers]
+    assert [r.continuation for r in m.requests()[:4]] == wanted
+    assert all(r.context == b.prompt(item) for r in m.requests()[:4])
+
+
+def test_jsonl_files_and_paraphrased_question(tmp_path):
+    rows = _perturbed("retain_perturbed", n=2)
+    rows[0]["paraphrased_question"] = "retain_perturbed question 0, put differently?"
+    (tmp_path / "retain_perturbed.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    items = Tofu(path=str(tmp_path)).split("retain_perturbed")
+    assert items[0].question_paraphrases == ("retain_perturbed question 0, put differently?",)
+    assert items[1].question_paraphrases == ()
 
 
 def test_shipped_real_authors():

@@ -63,7 +63,7 @@ def test_run_writes_results_and_a_cached_rerun_makes_no_model_calls(tmp_path, to
     assert s.cache.misses > 0
 
     samples = read_samples(out / "toy" / "grad-ascent" / "fictitious-facts" / "samples.jsonl")
-    assert {r.split for r in samples} == {"forget10", "retain_perturbed"}
+    assert {r.split for r in samples} == {"forget10", "retain_perturbed", "real_authors", "world_facts"}
     forget = [r for r in samples if r.split == "forget10"]
     assert len(forget) == 4 and all(r.generation is not None for r in forget)
     assert all("truth_ratio@forget" in r.values for r in forget)

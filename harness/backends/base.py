@@ -19,6 +19,8 @@ from harness.errors import HarnessError
 from harness.requests import (
     GenerateRequest,
     GenerateResponse,
+    GradNormRequest,
+    GradNormResponse,
     HiddenStatesRequest,
     HiddenStatesResponse,
     LoglikelihoodRequest,
@@ -27,7 +29,8 @@ from harness.requests import (
     Response,
 )
 
-_METHODS = {"generate": "generate", "loglikelihood": "loglikelihood", "hidden_states": "hidden_states"}
+_METHODS = {"generate": "generate", "loglikelihood": "loglikelihood", "hidden_states": "hidden_states",
+            "grad_norm": "grad_norm"}
 
 
 class Backend(ABC):
@@ -59,6 +62,11 @@ class Backend(ABC):
     @abstractmethod
     def hidden_states(self, requests: list[HiddenStatesRequest]) -> list[HiddenStatesResponse]:
         """Hidden states at the requested layers, pooled over each continuation."""
+
+    def grad_norm(self, requests: list[GradNormRequest]) -> list[GradNormResponse]:
+        """Gradient norms of each continuation's loss (optional: only backends that list
+        "grad_norm" in `serves` implement it; `run` refuses the kind for the others)."""
+        raise HarnessError(f"backend {self.name!r} does not compute gradient norms")
 
     def run(self, requests: list[Request]) -> list[Response]:
         """Answer a mixed list: one batched call per request kind, answers in input order."""

@@ -30,6 +30,8 @@ from harness.prompts import encode_prompt
 from harness.requests import (
     GenerateRequest,
     GenerateResponse,
+    GradNormRequest,
+    GradNormResponse,
     HiddenStatesRequest,
     HiddenStatesResponse,
     LoglikelihoodRequest,
@@ -46,7 +48,7 @@ class HFBackend(Backend):
     """A transformers causal LM (optionally with a PEFT adapter) behind the request interface."""
 
     name: ClassVar[str] = "hf"
-    serves: ClassVar[frozenset[str]] = frozenset({"generate", "loglikelihood", "hidden_states"})
+    serves: ClassVar[frozenset[str]] = frozenset({"generate", "loglikelihood", "hidden_states", "grad_norm"})
 
     def __init__(self, spec: ModelSpec, device: str | None = None, batch_size: int | str = "auto",
                  adapter: str | None = None, loaded: LoadedModel | None = None, max_batch_size: int = 64,
@@ -280,6 +282,64 @@ class HFBackend(Backend):
         done = self._map_batches("hidden_states", order, pool)
         return [done[i] for i in range(len(requests))]
 
+    # ---- gradient norms (MIA GradNorm) ------------------------------------------------
+    def grad_norm(self, requests: list[GradNormRequest]) -> list[GradNormResponse]:
+        """Per request (batch size 1, no padding): loss = mean NLL of the continuation tokens,
+        one backward pass, answer = mean over parameter tensors of ||grad||_p (metrics.md §7).
+
+        Which tensors: every parameter of a plain model; for a PEFT model only the adapter's
+        own parameters (names with a `.<active adapter>.` segment: LoRA A/B, modules_to_save,
+        prompt encoders), i.e. what PEFT trains, whatever their requires_grad flags are when
+        this is called: the answer must depend only on the weights, the cache key.
+        The model is in train() mode during the computation, as in open-unlearning, under a
+        fixed torch seed (dropout, if any, is then the same on every call); afterwards its
+        previous mode (eval) and requires_grad flags are restored and the grads zeroed
+        (set to None). An empty continuation answers NaN.
+        """
+        if not requests:  # nothing to ask: do not load the weights
+            return []
+        bad = sorted({r.p for r in requests if r.p not in (1, 2, float("inf"))})
+        if bad:
+            raise HarnessError(f"grad_norm: p must be 1, 2 or inf, not {bad[0]!r}")
+        import torch
+
+        model = self.model
+        chosen = _grad_params(model)
+        chosen_ids = {id(p) for p in chosen}
+        params = list(model.parameters())
+        flags = [p.requires_grad for p in params]
+        was_training = model.training
+        device = torch.device(self.loaded.device)
+        rng_devices = [device] if device.type == "cuda" else []
+        out: list[GradNormResponse] = []
+        try:
+            for p in params:
+                p.requires_grad_(id(p) in chosen_ids)
+            model.zero_grad(set_to_none=True)
+            model.train()
+            for request in requests:
+                self.calls += 1
+                seq, nc = self._encode_pair(request)
+                if nc == 0:
+                    out.append(GradNormResponse(norm=float("nan")))
+                    continue
+                ids = torch.tensor([seq], dtype=torch.long, device=device)
+                with torch.enable_grad(), torch.random.fork_rng(devices=rng_devices):
+                    torch.manual_seed(0)
+                    logits = model(input_ids=ids, use_cache=False).logits[0, -nc - 1:-1].float()
+                    loss = torch.nn.functional.cross_entropy(logits, ids[0, -nc:])
+                    loss.backward()
+                norms = [torch.linalg.vector_norm(p.grad.detach().float(), ord=request.p)
+                         for p in chosen if p.grad is not None]
+                out.append(GradNormResponse(norm=float(torch.stack(norms).mean()) if norms else float("nan")))
+                model.zero_grad(set_to_none=True)
+        finally:
+            model.zero_grad(set_to_none=True)
+            for p, flag in zip(params, flags):
+                p.requires_grad_(flag)
+            model.train(was_training)
+        return out
+
     # ---- generation -------------------------------------------------------------------
     def generate(self, requests: list[GenerateRequest]) -> list[GenerateResponse]:
         """Greedy requests batched (answers identical to one-at-a-time); sampled ones singly, seeded."""
@@ -335,6 +395,17 @@ class HFBackend(Backend):
             seqs = [self.encode_prompt(LoglikelihoodRequest(context=p, continuation="", chat=False)) for p in prompts]
             _, logits = self._forward(seqs, keep=1)
         return logits[:, -1].cpu().clone()
+
+
+def _grad_params(model: Any) -> list:
+    """The tensors GradNorm differentiates: a PEFT model's adapter parameters, else all."""
+    if hasattr(model, "peft_config"):
+        active = getattr(model, "active_adapters", None) or [getattr(model, "active_adapter", "default")]
+        active = [active] if isinstance(active, str) else list(active)
+        own = [p for n, p in model.named_parameters() if any(f".{a}." in f".{n}." for a in active)]
+        if own:
+            return own
+    return list(model.parameters())
 
 
 def _is_oom(e: BaseException) -> bool:

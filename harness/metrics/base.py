@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from harness.requests import Request, Response
+from harness.requests import LoglikelihoodRequest, Request, Response
 from harness.stats import mean_ci
 
 if TYPE_CHECKING:
@@ -37,6 +37,17 @@ class MetricResult:
     higher_is_better: bool | None
     per_item: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+
+
+def answer_request(benchmark: "Benchmark", item: Any, answer: str | None = None) -> LoglikelihoodRequest:
+    """The teacher-forced request for an answer to `item` (its own answer by default).
+
+    Probability, truth ratio, normalised probability and the MIA scores all ask this one
+    request, so the evaluator sends each (item, answer) pair to the model once.
+    """
+    return LoglikelihoodRequest(
+        context=benchmark.prompt(item), continuation=benchmark.target(item.answer if answer is None else answer)
+    )
 
 
 def parse_metric_id(metric_id: str) -> tuple[str, str | None]:
@@ -103,7 +114,7 @@ class Metric(ABC):
 
     @property
     def better_when_higher(self) -> bool | None:
-        forgetting = self.split is not None and self.split == self.benchmark.resolve_split("forget")
+        forgetting = self.split is not None and self.benchmark.is_forget_split(self.split)
         if self.measures_knowledge and forgetting and self.higher_is_better is not None:
             return not self.higher_is_better
         return self.higher_is_better

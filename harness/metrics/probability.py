@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from harness.metrics.base import ItemMetric, ResponseMap
+from harness.metrics.base import ItemMetric, ResponseMap, answer_request
 from harness.requests import LoglikelihoodRequest, Request
 
 
@@ -24,9 +24,7 @@ class Probability(ItemMetric):
         return [self._request(item)]
 
     def _request(self, item: Any) -> LoglikelihoodRequest:
-        return LoglikelihoodRequest(
-            context=self.benchmark.prompt(item), continuation=self.benchmark.target(item.answer)
-        )
+        return answer_request(self.benchmark, item)
 
     def item_value(self, item: Any, responses: ResponseMap) -> float | None:
         response = responses[self._request(item)]

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from harness.metrics.base import Metric, MetricResult, ResponseMap
+from harness.metrics.base import Metric, MetricResult, ResponseMap, answer_request
 from harness.requests import LoglikelihoodRequest, Request
 from harness.stats import bootstrap_ci
 
@@ -51,7 +51,7 @@ class TruthRatio(Metric):
 
     # --- requests ---------------------------------------------------------------------
     def _request(self, item: Any, answer: str) -> LoglikelihoodRequest:
-        return LoglikelihoodRequest(context=self.benchmark.prompt(item), continuation=self.benchmark.target(answer))
+        return answer_request(self.benchmark, item, answer)
 
     @staticmethod
     def _correct(item: Any) -> str:
