@@ -12,10 +12,11 @@ from typing import Any
 from harness.config import ExperimentConfig, parse_config
 
 DEMO_METHOD_PARAMS: dict[str, dict[str, Any]] = {
-    "grad-ascent": {"lr": 1e-3, "epochs": 3},
-    "grad-diff": {"lr": 1e-3, "epochs": 8},
-    "npo": {"lr": 1e-3, "epochs": 5},
+    "grad-ascent": {"lr": 1e-3, "epochs": 4},
+    "grad-diff": {"lr": 1.2e-3, "epochs": 10},
+    "npo": {"lr": 1.2e-3, "epochs": 6},
 }
+
 
 def demo_config(output_dir: str = "results/demo", limit: int | None = None, **overrides: Any) -> ExperimentConfig:
     data: dict[str, Any] = {
