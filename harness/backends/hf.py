@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from harness.backends.base import Backend
+from harness.backends.gradients import gradient_norms
+from harness.backends.stopping import StopCriteria, finish_generation
 from harness.errors import HarnessError
 from harness.fingerprint import file_sha256, model_identity
 from harness.prompts import encode_prompt
@@ -284,61 +286,16 @@ class HFBackend(Backend):
 
     # ---- gradient norms (MIA GradNorm) ------------------------------------------------
     def grad_norm(self, requests: list[GradNormRequest]) -> list[GradNormResponse]:
-        """Per request (batch size 1, no padding): loss = mean NLL of the continuation tokens,
-        one backward pass, answer = mean over parameter tensors of ||grad||_p (metrics.md §7).
-
-        Which tensors: every parameter of a plain model; for a PEFT model only the adapter's
-        own parameters (names with a `.<active adapter>.` segment: LoRA A/B, modules_to_save,
-        prompt encoders), i.e. what PEFT trains, whatever their requires_grad flags are when
-        this is called: the answer must depend only on the weights, the cache key.
-        The model is in train() mode during the computation, as in open-unlearning, under a
-        fixed torch seed (dropout, if any, is then the same on every call); afterwards its
-        previous mode (eval) and requires_grad flags are restored and the grads zeroed
-        (set to None). An empty continuation answers NaN.
-        """
+        """GradNorm MIA scores, one unpadded request at a time (harness/backends/gradients.py)."""
         if not requests:  # nothing to ask: do not load the weights
             return []
         bad = sorted({r.p for r in requests if r.p not in (1, 2, float("inf"))})
         if bad:
             raise HarnessError(f"grad_norm: p must be 1, 2 or inf, not {bad[0]!r}")
-        import torch
-
-        model = self.model
-        chosen = _grad_params(model)
-        chosen_ids = {id(p) for p in chosen}
-        params = list(model.parameters())
-        flags = [p.requires_grad for p in params]
-        was_training = model.training
-        device = torch.device(self.loaded.device)
-        rng_devices = [device] if device.type == "cuda" else []
-        out: list[GradNormResponse] = []
-        try:
-            for p in params:
-                p.requires_grad_(id(p) in chosen_ids)
-            model.zero_grad(set_to_none=True)
-            model.train()
-            for request in requests:
-                self.calls += 1
-                seq, nc = self._encode_pair(request)
-                if nc == 0:
-                    out.append(GradNormResponse(norm=float("nan")))
-                    continue
-                ids = torch.tensor([seq], dtype=torch.long, device=device)
-                with torch.enable_grad(), torch.random.fork_rng(devices=rng_devices):
-                    torch.manual_seed(0)
-                    logits = model(input_ids=ids, use_cache=False).logits[0, -nc - 1:-1].float()
-                    loss = torch.nn.functional.cross_entropy(logits, ids[0, -nc:])
-                    loss.backward()
-                norms = [torch.linalg.vector_norm(p.grad.detach().float(), ord=request.p)
-                         for p in chosen if p.grad is not None]
-                out.append(GradNormResponse(norm=float(torch.stack(norms).mean()) if norms else float("nan")))
-                model.zero_grad(set_to_none=True)
-        finally:
-            model.zero_grad(set_to_none=True)
-            for p, flag in zip(params, flags):
-                p.requires_grad_(flag)
-            model.train(was_training)
-        return out
+        seqs = [self._encode_pair(r) for r in requests]
+        self.calls += len(requests)
+        norms = gradient_norms(self.model, seqs, [r.p for r in requests], self.loaded.device)
+        return [GradNormResponse(norm=n) for n in norms]
 
     # ---- generation -------------------------------------------------------------------
     def generate(self, requests: list[GenerateRequest]) -> list[GenerateResponse]:
@@ -375,13 +332,13 @@ class HFBackend(Backend):
         else:
             gc.update(do_sample=False)
         per_row = reqs[0].n if sample else 1
-        stopper = _StopCriteria(tok, ids.shape[1], [r for r in reqs for _ in range(per_row)], eos_ids)
+        stopper = StopCriteria(tok, ids.shape[1], [r for r in reqs for _ in range(per_row)], eos_ids)
         out = model.generate(input_ids=ids, attention_mask=mask, generation_config=gc,
                              stopping_criteria=StoppingCriteriaList([stopper]))
         rows = out[:, ids.shape[1]:].tolist()
         responses = []
         for k, r in enumerate(reqs):
-            texts, counts = zip(*(_finish(tok, rows[k * per_row + j], r, eos_ids) for j in range(per_row)))
+            texts, counts = zip(*(finish_generation(tok, rows[k * per_row + j], r, eos_ids) for j in range(per_row)))
             n = 1 if sample else r.n  # greedy: n identical samples
             responses.append(GenerateResponse(texts=list(texts) * n, n_tokens=list(counts) * n))
         return responses
@@ -397,58 +354,7 @@ class HFBackend(Backend):
         return logits[:, -1].cpu().clone()
 
 
-def _grad_params(model: Any) -> list:
-    """The tensors GradNorm differentiates: a PEFT model's adapter parameters, else all."""
-    if hasattr(model, "peft_config"):
-        active = getattr(model, "active_adapters", None) or [getattr(model, "active_adapter", "default")]
-        active = [active] if isinstance(active, str) else list(active)
-        own = [p for n, p in model.named_parameters() if any(f".{a}." in f".{n}." for a in active)]
-        if own:
-            return own
-    return list(model.parameters())
-
-
 def _is_oom(e: BaseException) -> bool:
     import torch
 
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
-
-
-def _finish(tok: Any, gen: list[int], req: GenerateRequest, eos_ids: set[int]) -> tuple[str, int]:
-    """Cut a generated row at its own budget, EOS and first stop string: (text, tokens kept)."""
-    gen = gen[: req.max_new_tokens]
-    end = next((k for k, t in enumerate(gen) if t in eos_ids), len(gen))
-    gen = gen[:end]
-    text = tok.decode(gen, skip_special_tokens=True)
-    cuts = [text.find(s) for s in req.stop if s and s in text]
-    if not cuts:
-        return text, len(gen)
-    text = text[: min(cuts)]
-    kept = next(k for k in range(len(gen) + 1) if tok.decode(gen[:k], skip_special_tokens=True).startswith(text))
-    return text, kept
-
-
-class _StopCriteria:
-    """Per-row done flags: own token budget reached, EOS produced, or a stop string seen.
-
-    Ending rows early is only an optimisation; `_finish` cuts the text either way.
-    """
-
-    def __init__(self, tok: Any, start: int, rows: list[GenerateRequest], eos_ids: set[int]):
-        self.tok, self.start, self.rows, self.eos_ids = tok, start, rows, eos_ids
-        # A finished row stays finished inside `generate`, so only a recent tail needs decoding.
-        self.tail = 8 + 4 * max((len(s) for r in rows for s in r.stop), default=0)
-
-    def __call__(self, input_ids, scores, **kwargs):
-        import torch
-
-        done = []
-        for r, req in enumerate(self.rows):
-            n = input_ids.shape[1] - self.start
-            flag = n >= req.max_new_tokens or (n > 0 and int(input_ids[r, -1]) in self.eos_ids)
-            if not flag and req.stop:
-                text = self.tok.decode(input_ids[r, max(self.start, input_ids.shape[1] - self.tail):].tolist(),
-                                       skip_special_tokens=True)
-                flag = any(s and s in text for s in req.stop)
-            done.append(flag)
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
