@@ -67,6 +67,9 @@ def run(
     model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="model name or path (repeatable)"),
     benchmark: Optional[list[str]] = typer.Option(None, "--benchmark", "-b", help="benchmark name (repeatable)"),
     method: Optional[list[str]] = typer.Option(None, "--method", help="method name, or 'none' (repeatable)"),
+    method_param: Optional[list[str]] = typer.Option(
+        None, "--method-param", "-p", help="a method hyperparameter, METHOD.NAME=VALUE, e.g. npo.beta=0.2 (repeatable)"
+    ),
     metrics: Optional[str] = typer.Option(None, "--metrics", help="comma-separated metric ids, e.g. probability@forget"),
     output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="where results go"),
     limit: Optional[int] = typer.Option(None, "--limit", help="at most this many items per split"),
@@ -109,6 +112,8 @@ def run(
         data["methods"] = _split_list(method)
     if metrics:
         data["metrics"] = _split_list([metrics])
+    if method_param:
+        data["methods"] = _with_method_params(data.get("methods") or [], method_param)
     data.update({k: v for k, v in overrides.items() if v is not None})
     cfg = parse_config(data, source=str(config) if config else "flags")
 
@@ -119,6 +124,28 @@ def run(
         f"done in {report.seconds:.1f}s: {len(report.cells)} result cells, cache {report.cache_hits} hits / "
         f"{report.cache_misses} misses; leaderboard: {paths['markdown']}"
     )
+
+
+def _with_method_params(methods: list, assignments: list[str]) -> list[dict]:
+    """Apply `METHOD.NAME=VALUE` flags (VALUE read as YAML: numbers, booleans, lists) to the methods."""
+    import yaml
+
+    entries = [{"name": m, "params": {}} if isinstance(m, str) else {"params": {}, **m} for m in methods]
+    for text in assignments:
+        key, eq, raw = text.partition("=")
+        method, dot, name = key.strip().partition(".")
+        if not (eq and dot and method and name):
+            raise HarnessError(f"--method-param takes METHOD.NAME=VALUE, not {text!r}")
+        matches = [e for e in entries if e["name"] == method]
+        if not matches:
+            raise HarnessError(f"--method-param {text!r}: method {method!r} is not in this run's methods")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        for entry in matches:
+            entry["params"] = {**entry["params"], name: value}
+    return entries
 
 
 def _batch_size(value: Optional[str]) -> int | str | None:

@@ -130,3 +130,14 @@ def test_real_entry_point_exits_2_without_traceback(tmp_path):
     assert "Traceback" not in proc.stderr and proc.stderr.strip().startswith("error:")
     assert len(proc.stderr.strip().splitlines()) == 1
 
+
+
+def test_method_params_from_the_command_line(tmp_path):
+    from cli import _with_method_params
+
+    out = _with_method_params(["none", {"name": "npo", "params": {"lr": 0.1}}], ["npo.beta=0.25", "npo.peft=full"])
+    assert out == [{"name": "none", "params": {}}, {"name": "npo", "params": {"lr": 0.1, "beta": 0.25, "peft": "full"}}]
+    p = _write(tmp_path, _config(tmp_path, methods=["npo"]))
+    _assert_user_error(runner.invoke(app, ["run", str(p), "-p", "npo.betta=1"]), "betta")
+    _assert_user_error(runner.invoke(app, ["run", str(p), "-p", "simnpo.beta=1"]), "not in this run's methods")
+    _assert_user_error(runner.invoke(app, ["run", str(p), "-p", "beta=1"]), "METHOD.NAME=VALUE")
