@@ -19,7 +19,7 @@ from harness.artifacts import ModelArtifact
 from harness.backends.cached import CachedBackend
 from harness.cache import CACHE_FILE, ResponseCache
 from harness.config import NO_METHOD, ExperimentConfig, NamedEntry, cell_hash, validate
-from harness.errors import AdapterNoEffectError
+from harness.errors import AdapterNoEffectError, HarnessError
 from harness.evaluate import evaluate, load_reference, resolve_metrics
 from harness.io import cache_dir
 from harness.metrics.base import MetricResult
@@ -28,6 +28,8 @@ from harness.results import CacheStats, MetricValue, Provenance, RunSummary, cel
 from harness.zoo.specs import ModelSpec, ModelZoo
 
 log = logging.getLogger(__name__)
+
+NO_EFFECT_RTOL = 1e-6  # logits closer than this (relative to their scale) count as unchanged
 
 
 @dataclass
@@ -105,8 +107,8 @@ class Runner:
         metrics = resolve_metrics(benchmark, metric_ids, cfg.seed)
         self.console.print(f"[bold]evaluating[/bold] {label}")
         evaluation = evaluate(benchmark, metrics, cached, reference)
-        if cached.stats.misses and (adapter or artifact):
-            self._check_took_effect(backend, spec, benchmark, label)
+        if cached.stats.misses and (artifact or eval_spec.adapter):
+            self._check_took_effect(backend, spec.model_copy(update={"adapter": None}), benchmark, label)
         t_eval = time.time() - t0 - t_apply
         if method.name != NO_METHOD and cfg.attacks:
             self._attack(benchmark, spec, eval_spec, adapter, artifact, cached, evaluation, original, out)
@@ -162,14 +164,20 @@ class Runner:
         return backend
 
     def _check_took_effect(self, backend, base_spec: ModelSpec, benchmark, label: str) -> None:
-        """Fail loudly when a method's adapter or checkpoint answers exactly like its base model."""
-        items = benchmark.split(benchmark.forget_split())[:4]
+        """Fail loudly when an adapter or checkpoint answers exactly like its base model.
+
+        Catches an adapter that silently did nothing (lm-evaluation-harness#2432,
+        open-unlearning#161) before its numbers are reported under the method's name.
+        """
+        items = _probe_items(benchmark)
         probes = [benchmark.prompt(i) + benchmark.target(i.answer) for i in items] or ["Hello"]
         base = self._backend(base_spec, None).backend
-        diff = float((backend.logits_fingerprint(probes) - base.logits_fingerprint(probes)).abs().max())
-        if diff == 0.0:
+        ours, theirs = backend.logits_fingerprint(probes), base.logits_fingerprint(probes)
+        # Float noise only: an adapter can route the same sums through other kernels.
+        tolerance = NO_EFFECT_RTOL * max(1.0, float(theirs.abs().max()))
+        if float((ours - theirs).abs().max()) <= tolerance:
             raise AdapterNoEffectError(
-                f"{label}: the unlearned model gives exactly the base model's logits on probe prompts; "
+                f"{label}: the model gives the base model's logits on probe prompts (within {tolerance:.1e}); "
                 "its adapter or checkpoint had no effect, so its numbers would be the base model's"
             )
 
@@ -229,6 +237,13 @@ class Runner:
     def _reference_provenance(self) -> dict[str, Any] | None:
         ref = self.config.reference
         return ref.model_dump(exclude_none=True) if ref else None
+
+
+def _probe_items(benchmark) -> list:
+    try:
+        return benchmark.split(benchmark.forget_split())[:4]
+    except HarnessError:  # an evaluation-only benchmark (WMDP) has no forget split
+        return []
 
 
 def _harness_version() -> str:

@@ -122,3 +122,29 @@ def test_leaderboard_command_rebuilds_from_files(tmp_path, toy_zoo):
     assert (out / "leaderboard.md").exists()
     bad = runner.invoke(app, ["leaderboard", str(out), "--sort-by", "nope"])
     assert bad.exit_code == 2
+
+
+def test_an_adapter_without_effect_fails_loudly(tmp_path, tiny_model_dir):
+    """A LoRA adapter whose B matrices are zero changes nothing: no numbers under its name."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    lora = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))  # B = 0 at init
+    lora.save_pretrained(tmp_path / "noop-adapter")
+    config = {
+        "zoo": {"toy-noop": {"path": str(tiny_model_dir), "adapter": str(tmp_path / "noop-adapter"),
+                             "chat_template": "none"}},
+        "models": ["toy-noop"],
+        "benchmarks": ["fictitious-facts"],
+        "metrics": ["probability@forget"],
+        "output_dir": str(tmp_path / "out"),
+        "cache_dir": str(tmp_path / "cache"),
+        "limit": 2,
+    }
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = runner.invoke(app, ["run", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "had no effect" in result.output
+    assert not list((tmp_path / "out").rglob("summary.json"))
