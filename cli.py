@@ -23,7 +23,7 @@ err_console = Console(stderr=True)
 # Piped output gets a wide table rather than rich's 80-column default, so rows stay readable.
 out_console = Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", 220)))
 
-LS_KINDS = ("benchmarks", "methods", "metrics", "models")
+LS_KINDS = ("benchmarks", "methods", "metrics", "attacks", "models")
 
 
 def _user_errors(fn: Callable) -> Callable:
@@ -181,9 +181,9 @@ def _headline_metrics(benchmark: str) -> tuple[str, ...]:
 
 @app.command()
 @_user_errors
-def ls(kind: Optional[str] = typer.Argument(None, help="benchmarks | methods | metrics | models")) -> None:
+def ls(kind: Optional[str] = typer.Argument(None, help="benchmarks | methods | metrics | attacks | models")) -> None:
     """List what exists, with one-line descriptions."""
-    from harness.catalog import BENCHMARKS, METHODS, METRICS
+    from harness.catalog import ATTACKS, BENCHMARKS, METHODS, METRICS
     from harness.zoo.specs import ModelZoo
 
     if kind is not None and kind not in LS_KINDS:
@@ -192,6 +192,7 @@ def ls(kind: Optional[str] = typer.Argument(None, help="benchmarks | methods | m
         "benchmarks": BENCHMARKS.describe,
         "methods": METHODS.describe,
         "metrics": METRICS.describe,
+        "attacks": ATTACKS.describe,
         "models": ModelZoo().describe,
     }
     for k in [kind] if kind else LS_KINDS:

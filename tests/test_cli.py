@@ -100,12 +100,12 @@ def test_bad_flags(tmp_path):
 
 
 def test_ls_lists_every_registered_name():
-    from harness.catalog import BENCHMARKS, METHODS, METRICS
+    from harness.catalog import ATTACKS, BENCHMARKS, METHODS, METRICS
     from harness.zoo.specs import BUILTIN_MODELS
 
     result = runner.invoke(app, ["ls"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    for name in BENCHMARKS.names() + METHODS.names() + METRICS.names() + list(BUILTIN_MODELS):
+    for name in BENCHMARKS.names() + METHODS.names() + METRICS.names() + ATTACKS.names() + list(BUILTIN_MODELS):
         assert name in result.output
     methods_only = runner.invoke(app, ["ls", "methods"], env={"COLUMNS": "200"})
     assert "npo" in methods_only.output and "fictitious-facts" not in methods_only.output
