@@ -27,7 +27,7 @@ from functools import lru_cache
 from typing import Any
 
 from benchmarks.base import BenchmarkData, QAItem, TofuShapedBenchmark, check_limit
-from benchmarks.fictitious_utility import UTILITY_SPLITS, utility_items
+from benchmarks.fictitious_utility import UTILITY_SPLITS, pick_distinct, utility_items
 
 GENERATOR_VERSION = "v2"  # v2: real_authors / world_facts splits, question paraphrases
 SEED = 20240117
@@ -140,16 +140,6 @@ def _fill(template: str, name: str, value: str) -> str:
     return template.format(name=name, value=value, a_value=_a(value))
 
 
-def _pick(rng: random.Random, pool: tuple[str, ...], k: int, exclude: str) -> tuple[str, ...]:
-    """k distinct values from pool, none equal to `exclude` (randrange only: version-stable)."""
-    out: list[str] = []
-    while len(out) < k:
-        v = pool[rng.randrange(len(pool))]
-        if v != exclude and v not in out:
-            out.append(v)
-    return tuple(out)
-
-
 @lru_cache(maxsize=1)
 def generate_entities() -> tuple[Entity, ...]:
     """All N_ENTITIES entities, in index order; identical on every run."""
@@ -165,7 +155,7 @@ def generate_entities() -> tuple[Entity, ...]:
                 seen.add(name)
                 break
         values = tuple(a.pool[rng.randrange(len(a.pool))] for a in ATTRIBUTES)
-        perturbed = tuple(_pick(rng, a.pool, N_PERTURBED, v) for a, v in zip(ATTRIBUTES, values))
+        perturbed = tuple(pick_distinct(rng, a.pool, N_PERTURBED, v) for a, v in zip(ATTRIBUTES, values))
         entities.append(Entity(i, name, values, perturbed))
     return tuple(entities)
 

@@ -94,7 +94,8 @@ def _shuffled(rng: random.Random, pool: tuple[str, ...]) -> list[str]:
     return out
 
 
-def _pick(rng: random.Random, pool, k: int, exclude: str) -> tuple[str, ...]:
+def pick_distinct(rng: random.Random, pool, k: int, exclude: str) -> tuple[str, ...]:
+    """k distinct values from pool, none equal to `exclude` (randrange only: version-stable)."""
     out: list[str] = []
     while len(out) < k:
         v = pool[rng.randrange(len(pool))]
@@ -117,7 +118,7 @@ def utility_items(split: str) -> tuple[QAItem, ...]:
         for i in range(len(WORKS["novel"])):
             for kind, (q, a, other) in WORK_KINDS.items():
                 work, name = WORKS[kind][i], next(people)
-                wrong = _pick(rng, FAMOUS_PEOPLE, N_PERTURBED, name)
+                wrong = pick_distinct(rng, FAMOUS_PEOPLE, N_PERTURBED, name)
                 items.append(QAItem(
                     id=f"ra-{kind}-{i}", question=q.format(work=work), answer=a.format(work=work, name=name),
                     perturbed_answers=tuple(a.format(work=work, name=w) for w in wrong), entity=name,
@@ -128,7 +129,7 @@ def utility_items(split: str) -> tuple[QAItem, ...]:
         for c, country in enumerate(COUNTRIES):
             for fact, (q, a, other, pool) in WORLD_FACTS.items():
                 value = values[fact][c]
-                wrong = _pick(rng, pool, N_PERTURBED, value)
+                wrong = pick_distinct(rng, pool, N_PERTURBED, value)
                 items.append(QAItem(
                     id=f"wf-{country.lower()}-{fact}", question=q.format(country=country),
                     answer=a.format(country=country, value=value),

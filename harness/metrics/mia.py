@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from abc import abstractmethod
 from typing import Any, Mapping
 
 import numpy as np
@@ -89,9 +90,9 @@ class MIAMetric(Metric):
         return [self.item_request(item) for role in ROLES for item in self.role_items(role)]
 
     # --- scores -----------------------------------------------------------------------
+    @abstractmethod
     def item_score(self, item: Any, responses: ResponseMap, reference: Mapping[str, MetricResult]) -> float | None:
         """The item's loss-like score (higher = less member-like); None: skipped."""
-        raise NotImplementedError
 
     def unavailable(self, reference: Mapping[str, MetricResult]) -> str | None:
         """Why the attack cannot run at all (None: it can)."""
