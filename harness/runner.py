@@ -110,8 +110,9 @@ class Runner:
         if cached.stats.misses and (artifact or eval_spec.adapter):
             self._check_took_effect(backend, spec.model_copy(update={"adapter": None}), benchmark, label)
         t_eval = time.time() - t0 - t_apply
-        if method.name != NO_METHOD and cfg.attacks:
-            self._attack(benchmark, spec, eval_spec, adapter, artifact, cached, evaluation, original, out)
+        if cfg.attacks:
+            self._attack(benchmark, spec, eval_spec, adapter, artifact, cached, evaluation, original, out,
+                         unlearned=method.name != NO_METHOD)
         t_attack = time.time() - t0 - t_apply - t_eval
         summary = RunSummary(
             model=model_name,
@@ -181,8 +182,12 @@ class Runner:
                 "its adapter or checkpoint had no effect, so its numbers would be the base model's"
             )
 
-    def _attack(self, benchmark, spec, eval_spec, adapter, artifact, cached, evaluation, original, out) -> None:
-        """Run every configured attack on the unlearned model; add its results to the cell."""
+    def _attack(self, benchmark, spec, eval_spec, adapter, artifact, cached, evaluation, original, out,
+                unlearned: bool) -> None:
+        """Run the configured attacks on the model; add their results to the cell.
+
+        Models without a method get only the attacks that make a baseline there (the probes).
+        """
         from harness.attacks.base import AttackContext
         from harness.catalog import ATTACKS
         from harness.zoo.load import load_hf_model
@@ -196,8 +201,11 @@ class Runner:
         by_id = {(r.split, r.item_id): r for r in evaluation.samples}
         forget = benchmark.forget_split()
         for entry in self.config.attacks:
+            attack = ATTACKS.get(entry.name)(**entry.params)
+            if not (unlearned or attack.on_original):
+                continue
             self.console.print(f"  [bold]attack[/bold] {entry.name}")
-            for mid, result in ATTACKS.get(entry.name)(**entry.params).run(ctx).items():
+            for mid, result in attack.run(ctx).items():
                 evaluation.results[mid] = result
                 for item_id, value in result.per_item.items():
                     record = by_id.get((forget, item_id))

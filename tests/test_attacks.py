@@ -106,7 +106,9 @@ def test_attacks_run_in_the_grid_and_rerun_from_cache(tmp_path, toy_zoo):
         assert mid in unlearned.metrics, mid
     assert unlearned.metrics["relearn_unseen:probability@forget"].n == 2  # half of 4 items unseen
     assert unlearned.metrics["relearn_gain:probability@forget"].value is not None
-    assert "relearn:exact_match_recall@forget" not in cells[("toy", "none")].metrics  # no attack on the original
+    original = cells[("toy", "none")].metrics
+    assert "relearn:exact_match_recall@forget" not in original  # relearning the original is pointless
+    assert "paraphrase_probe:probability@forget" in original  # probes give the original's baseline
     samples = read_samples(tmp_path / "out" / "toy" / "grad-ascent" / "fictitious-facts" / "samples.jsonl")
     assert any("relearn:probability@forget" in r.values for r in samples)
 

@@ -38,6 +38,8 @@ class AttackContext:
 
 class Attack(ABC):
     name: ClassVar[str] = ""
+    # Also run on models without a method, as a baseline (probes: yes; relearning: pointless).
+    on_original: ClassVar[bool] = False
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")

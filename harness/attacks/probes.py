@@ -41,6 +41,7 @@ class _ForgetView:
 
 
 class _ProbeAttack(Attack):
+    on_original: ClassVar[bool] = True  # the original model's probe score is the baseline
     class Params(Attack.Params):
         metrics: list[str] = ["exact_match_recall@forget", "probability@forget"]
 
