@@ -172,7 +172,11 @@ class Runner:
         """
         items = _probe_items(benchmark)
         probes = [benchmark.prompt(i) + benchmark.target(i.answer) for i in items] or ["Hello"]
-        base = self._backend(base_spec, None).backend
+        from harness.backends.hf import HFBackend
+
+        # The base weights a method trained from are already in memory: compare against them.
+        loaded = self._loaded.get(base_spec.name) if not self.zoo.get(base_spec.name).adapter else None
+        base = HFBackend(base_spec, device=self.config.device, batch_size=self.config.batch_size, loaded=loaded)
         ours, theirs = backend.logits_fingerprint(probes), base.logits_fingerprint(probes)
         # Float noise only: an adapter can route the same sums through other kernels.
         tolerance = NO_EFFECT_RTOL * max(1.0, float(theirs.abs().max()))

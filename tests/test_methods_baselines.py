@@ -15,7 +15,6 @@ from harness.artifacts import ModelArtifact
 from harness.catalog import METHODS
 from harness.errors import ConfigError
 from harness.zoo.load import load_hf_model
-from harness.zoo.specs import ModelSpec
 from methods.base import ReferenceModel
 from methods.data import PairCollator, encode_items, model_inputs
 from methods.idk_answers import IDK_ANSWERS
@@ -26,18 +25,20 @@ from methods.satimp import SatImp
 from methods.simnpo import SimNPO
 from methods.undial import UNDIAL
 from methods.wga import WGA
-from tests.test_methods import FakeModel, TinyQA, _assert_base_unchanged
+# The tiny benchmark, model fixtures and one-thread setting are shared with the GradAscent/NPO tests.
+from tests.test_methods import (  # noqa: F401 - fixtures are used by name
+    FakeModel,
+    _assert_base_unchanged,
+    _one_thread,
+    base,
+    base_state,
+    bench,
+    spec,
+)
 
 FAST = {"max_steps": 3, "batch_size": 4, "logging_steps": 100}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models train faster on one thread, and far faster when the CPUs are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # --- independent computations, one token at a time --------------------------------------------
@@ -384,26 +385,6 @@ def test_rmu_default_layer_is_the_middle_one_and_hooks_are_removed(base, bench):
 
 
 # --- a tiny benchmark and model ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def bench() -> TinyQA:
-    return TinyQA()
-
-
-@pytest.fixture(scope="module")
-def spec(tiny_model_dir) -> ModelSpec:
-    return ModelSpec(name="t", path=str(tiny_model_dir), dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def base(spec):
-    return load_hf_model(spec, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def base_state(base) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in base.model.state_dict().items()}
 
 
 def _batch(base, bench, split: str, n: int | None = None) -> dict:
