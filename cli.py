@@ -165,18 +165,41 @@ def _leaderboard(results_dir: Path, sort_by: Optional[str] = None, benchmark: Op
     paths = write_leaderboard(lb, results_dir)
     if print_table:
         for name in sorted(df["benchmark"].unique()) if benchmark is None else [benchmark]:
-            headline = [m for m in _headline_metrics(name) if m in set(df.loc[df.benchmark == name, "metric"])]
+            present = list(dict.fromkeys(df.loc[df.benchmark == name, "metric"]))
+            headline, views = _benchmark_tables(name)
+            headline = _matching(headline, present)
             if headline and sort_by and sort_by not in headline:
                 headline.append(sort_by)
             out_console.print(render_rich(build_leaderboard(df, benchmark=name, sort_by=sort_by,
                                                             metrics=headline or None)))
+            for title, patterns in views.items():
+                chosen = _matching(patterns, present)
+                if chosen:
+                    lb = build_leaderboard(df, benchmark=name, metrics=chosen)
+                    lb.title = f"{name}: {title}"
+                    out_console.print(render_rich(lb))
     return paths
 
 
-def _headline_metrics(benchmark: str) -> tuple[str, ...]:
+def _benchmark_tables(benchmark: str) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """The benchmark's headline metric ids and its extra titled views (none when unregistered)."""
     from harness.catalog import BENCHMARKS
 
-    return BENCHMARKS.get(benchmark).headline_metrics if benchmark in BENCHMARKS else ()
+    if benchmark not in BENCHMARKS:
+        return (), {}
+    cls = BENCHMARKS.get(benchmark)
+    return tuple(cls.headline_metrics), dict(cls.views)
+
+
+def _matching(patterns: tuple[str, ...] | list[str], present: list[str]) -> list[str]:
+    """Metric ids in `present` that the patterns name, in pattern order (fnmatch; [ ] taken literally)."""
+    import fnmatch
+
+    out: list[str] = []
+    for pattern in patterns:
+        literal = pattern.replace("[", "[[]")  # metric ids contain brackets: only * and ? are wildcards
+        out += [m for m in present if fnmatch.fnmatchcase(m, literal) and m not in out]
+    return out
 
 
 @app.command()

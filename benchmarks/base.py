@@ -49,6 +49,43 @@ class MCQItem:
     subject: str = ""
 
 
+@dataclass(frozen=True)
+class PromptItem:
+    """A prompt a model answers freely (safety benchmarks: ALKALI, HarmBench, AdvBench, ...).
+
+    `categories` holds every category field the source has (macro category, subtype, attack
+    family, semantic category, ...): ASR is broken down by each. The three completions are
+    optional, for AVQI and GRACE (a refusal, a direct compliance, a jailbroken compliance).
+    """
+
+    id: str
+    prompt: str
+    categories: dict[str, str] = field(default_factory=dict, hash=False)
+    system: str | None = None
+    context: str = ""  # e.g. HarmBench's ContextString, prepended to the prompt
+    target: str = ""  # an affirmative target ("Sure, here is ..."), where the source has one
+    safe_completion: str = ""
+    unsafe_completion: str = ""
+    jailbreak_completion: str = ""
+
+
+@dataclass(frozen=True)
+class OpenQuestion:
+    """An open question sampled many times and judged (emergent-misalignment probes).
+
+    `judge_prompts` maps a judge name ("aligned", "coherent", "correct") to its template with
+    `{question}` and `{answer}` slots; `judge` names the model the source judged with.
+    """
+
+    id: str
+    paraphrases: tuple[str, ...]
+    judge_prompts: dict[str, str] = field(default_factory=dict, hash=False)
+    system: str | None = None
+    type: str = "free_form_judge_0_100"
+    judge: str = ""
+    samples_per_paraphrase: int = 1
+
+
 @dataclass
 class BenchmarkData:
     """Loaded splits plus where they came from."""
@@ -79,6 +116,9 @@ class Benchmark(ABC):
     default_metrics: ClassVar[tuple[str, ...]] = ()
     # The few metric ids the terminal leaderboard shows (the files always hold every metric).
     headline_metrics: ClassVar[tuple[str, ...]] = ()
+    # Further titled tables the terminal shows after the headline one (title -> metric ids;
+    # shell-style patterns such as "asr@adversarial[attack_family=*]" match data-dependent ids).
+    views: ClassVar[dict[str, tuple[str, ...]]] = {}
     # Metric ids whose harmonic mean is the model utility on this benchmark.
     utility_metrics: ClassVar[tuple[str, ...]] = ()
     # Defaults for the greedy generations metrics ask for (max_new_tokens, stop strings).
@@ -250,3 +290,59 @@ def check_limit(limit: Any) -> int | None:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise ConfigError(f"option `limit` must be a non-negative integer or null, got {limit!r}")
     return limit
+
+
+class PromptBenchmark(Benchmark):
+    """Prompts answered freely and judged (safety sets): HarmBench, AdvBench, ALKALI, ...
+
+    Each benchmark sets its own decoding (HarmBench greedy 512 tokens, JailbreakBench 150,
+    ...); the options `max_new_tokens`, `temperature`, `top_p` and `samples` override them,
+    and the values used are recorded with the benchmark options in every result.
+    """
+
+    request_kinds = ("generate",)
+    temperature: ClassVar[float] = 0.0
+    top_p: ClassVar[float] = 1.0
+    samples: ClassVar[int] = 1
+    # The category fields of the source (ASR is broken down by each): documentation only.
+    category_fields: ClassVar[tuple[str, ...]] = ()
+
+    def forget_split(self) -> str:
+        from harness.errors import HarnessError
+
+        raise HarnessError(f"benchmark {self.name!r} has no forget split: it evaluates, it is not unlearned")
+
+    def is_forget_split(self, split: str) -> bool:
+        return False
+
+    def prompt(self, item: PromptItem) -> str:  # type: ignore[override]
+        return f"{item.context}\n\n{item.prompt}" if item.context else item.prompt
+
+    def reference(self, item: Any) -> str:
+        return getattr(item, "target", "") or ""
+
+    def decoding(self) -> dict[str, Any]:
+        """max_new_tokens, temperature, top_p, samples: the class defaults, overridden by options."""
+        from harness.errors import ConfigError
+
+        out = {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "top_p": self.top_p,
+               "samples": self.samples}
+        for key, kind in (("max_new_tokens", int), ("temperature", float), ("top_p", float), ("samples", int)):
+            if key in self.options:
+                value = self.options[key]
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 \
+                        or (kind is int and (not isinstance(value, int) or value < 1)):
+                    raise ConfigError(f"benchmark {self.name!r}: option `{key}` must be a "
+                                      f"{'positive integer' if kind is int else 'non-negative number'}, got {value!r}")
+                out[key] = kind(value)
+        return out
+
+    def generate_request(self, item: PromptItem, seed: int = 0):
+        """The request that produces the answers to judge (one request, `samples` answers)."""
+        from harness.requests import GenerateRequest
+
+        d = self.decoding()
+        return GenerateRequest(prompt=self.prompt(item), max_new_tokens=d["max_new_tokens"],
+                               temperature=d["temperature"], top_p=d["top_p"], n=d["samples"],
+                               seed=seed if d["temperature"] > 0 else None, stop=tuple(self.stop),
+                               system=item.system)

@@ -33,6 +33,9 @@ class GenerateRequest:
     system: str | None = None
     images: tuple[str, ...] = ()  # paths or content hashes; vision backends read them
     chat: bool = True  # apply the tokenizer's chat template when it has one
+    # > 0: also return the k most likely tokens (text -> log-probability) at each generated
+    # position, as OpenAI's `top_logprobs` does. Model judges read the 0-100 score this way.
+    top_logprobs: int = 0
     kind: RequestKind = field(default="generate", init=False)
 
     @property
@@ -94,6 +97,8 @@ Request = Union[GenerateRequest, LoglikelihoodRequest, HiddenStatesRequest, Grad
 class GenerateResponse:
     texts: list[str]  # n samples
     n_tokens: list[int]
+    # With `top_logprobs` > 0: per sample, per generated position, {token text: log-prob}.
+    top_logprobs: list[list[dict[str, float]]] | None = None
 
 
 @dataclass

@@ -333,15 +333,38 @@ class HFBackend(Backend):
             gc.update(do_sample=False)
         per_row = reqs[0].n if sample else 1
         stopper = StopCriteria(tok, ids.shape[1], [r for r in reqs for _ in range(per_row)], eos_ids)
+        want_top = max(r.top_logprobs for r in reqs)
+        gc.update(return_dict_in_generate=True, output_logits=want_top > 0)
         out = model.generate(input_ids=ids, attention_mask=mask, generation_config=gc,
                              stopping_criteria=StoppingCriteriaList([stopper]))
-        rows = out[:, ids.shape[1]:].tolist()
+        rows = out.sequences[:, ids.shape[1]:].tolist()
         responses = []
         for k, r in enumerate(reqs):
             texts, counts = zip(*(finish_generation(tok, rows[k * per_row + j], r, eos_ids) for j in range(per_row)))
             n = 1 if sample else r.n  # greedy: n identical samples
-            responses.append(GenerateResponse(texts=list(texts) * n, n_tokens=list(counts) * n))
+            top = None
+            if r.top_logprobs > 0:
+                top = [self._top_logprobs(out.logits, k * per_row + j, counts[j], r.top_logprobs) for j in range(per_row)]
+                top = top * n
+            responses.append(GenerateResponse(texts=list(texts) * n, n_tokens=list(counts) * n, top_logprobs=top))
         return responses
+
+    def _top_logprobs(self, logits, row: int, n_kept: int, k: int) -> list[dict[str, float]]:
+        """{token text: log-prob} of the k most likely tokens at each kept position of one row.
+
+        Raw (unprocessed) logits, so the distribution is the model's own, not the sampler's;
+        the first position is kept even for an empty completion (a judge reads it).
+        """
+        steps = []
+        for step in logits[: max(1, n_kept)]:
+            lp = step[row].float().log_softmax(-1)
+            values, ids = lp.topk(min(k, lp.shape[-1]))
+            entry: dict[str, float] = {}
+            for v, i in zip(values.tolist(), ids.tolist()):
+                text = self.tokenizer.decode([i])
+                entry.setdefault(text, v)  # two ids can decode alike: keep the likelier
+            steps.append(entry)
+        return steps
 
     # ---- probes -----------------------------------------------------------------------
     def logits_fingerprint(self, prompts: list[str]):
