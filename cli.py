@@ -23,7 +23,7 @@ err_console = Console(stderr=True)
 # Piped output gets a wide table rather than rich's 80-column default, so rows stay readable.
 out_console = Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", 220)))
 
-LS_KINDS = ("benchmarks", "methods", "metrics", "attacks", "models")
+LS_KINDS = ("benchmarks", "methods", "metrics", "attacks", "judges", "models")
 
 
 def _user_errors(fn: Callable) -> Callable:
@@ -77,13 +77,22 @@ def run(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, ..."),
     batch_size: Optional[str] = typer.Option(None, "--batch-size", help="an integer or 'auto'"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the response cache"),
+    shard: Optional[str] = typer.Option(
+        None, "--shard", help="run only share I of N of the grid's cells, e.g. 1/4 (shards merge in one output dir)"
+    ),
+    executor: str = typer.Option("local", "--executor", help="local (this process) or ray (each cell a Ray task)"),
 ) -> None:
     """Run an experiment (benchmarks x models x methods x metrics). No arguments: the offline demo."""
     from harness.config import load_config, parse_config
     from harness.demo import demo_config
     from harness.runner import Runner
 
+    from harness.executor import EXECUTORS, parse_shard
+
     _quiet_libraries()
+    shard_spec = parse_shard(shard) if shard is not None else None  # bad values fail before any work
+    if executor not in EXECUTORS:
+        raise HarnessError(f"--executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
     overrides: dict[str, Any] = {
         "output_dir": output_dir,
         "limit": limit,
@@ -118,7 +127,7 @@ def run(
     cfg = parse_config(data, source=str(config) if config else "flags")
 
     runner = Runner(cfg, console=err_console)
-    report = runner.run()
+    report = runner.run(shard=shard_spec, executor=executor)
     paths = _leaderboard(Path(cfg.output_dir), print_table=True)
     err_console.print(
         f"done in {report.seconds:.1f}s: {len(report.cells)} result cells, cache {report.cache_hits} hits / "
@@ -204,9 +213,9 @@ def _matching(patterns: tuple[str, ...] | list[str], present: list[str]) -> list
 
 @app.command()
 @_user_errors
-def ls(kind: Optional[str] = typer.Argument(None, help="benchmarks | methods | metrics | attacks | models")) -> None:
+def ls(kind: Optional[str] = typer.Argument(None, help="benchmarks | methods | metrics | attacks | judges | models")) -> None:
     """List what exists, with one-line descriptions."""
-    from harness.catalog import ATTACKS, BENCHMARKS, METHODS, METRICS
+    from harness.catalog import ATTACKS, BENCHMARKS, JUDGES, METHODS, METRICS
     from harness.zoo.specs import ModelZoo
 
     if kind is not None and kind not in LS_KINDS:
@@ -216,6 +225,7 @@ def ls(kind: Optional[str] = typer.Argument(None, help="benchmarks | methods | m
         "methods": METHODS.describe,
         "metrics": METRICS.describe,
         "attacks": ATTACKS.describe,
+        "judges": JUDGES.describe,
         "models": ModelZoo().describe,
     }
     for k in [kind] if kind else LS_KINDS:
@@ -251,6 +261,65 @@ def leaderboard(
         raise HarnessError(f"results directory not found: {results_dir}")
     paths = _leaderboard(results_dir, sort_by=sort_by, benchmark=benchmark)
     err_console.print(f"wrote {paths['markdown']} and {paths['csv']}")
+
+
+@app.command(name="judge-agreement")
+@_user_errors
+def judge_agreement(
+    labels: Path = typer.Argument(..., help="labelled file: prompt, response, label (JSONL, JSON or CSV)"),
+    judge: str = typer.Option("refusal-patterns", "--judge", "-j", help="judge kind (see `harness ls judges`)"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="judge model (zoo name, path or hub id)"),
+    template: Optional[str] = typer.Option(None, "--template", help="judge prompt template file"),
+    param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="judge parameter NAME=VALUE (repeatable)"),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="score >= threshold counts as 1 (scored judges)"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="also write the report as JSON here"),
+    device: Optional[str] = typer.Option(None, "--device"),
+) -> None:
+    """Score a judge against human labels: accuracy, Cohen's kappa, confusion matrix."""
+    import dataclasses
+    import json
+
+    import yaml
+
+    from harness.judges.agreement import agreement, read_labelled
+    from harness.judges.panel import JudgeSpec, build_judge
+
+    _quiet_libraries()
+    params: dict[str, Any] = {}
+    for text in param or []:
+        key, eq, raw = text.partition("=")
+        if not eq or not key.strip():
+            raise HarnessError(f"--param takes NAME=VALUE, not {text!r}")
+        params[key.strip()] = yaml.safe_load(raw)
+    spec = JudgeSpec(kind=judge, model=model, template=template, params=params)
+    backend = None
+    if model is not None:
+        from harness.backends.cached import CachedBackend
+        from harness.backends.hf import HFBackend
+        from harness.cache import CACHE_FILE, ResponseCache
+        from harness.io import cache_dir
+        from harness.zoo.specs import ModelZoo
+
+        zspec = ModelZoo().get(model)
+        zspec.check_exists()
+        backend = CachedBackend(HFBackend(zspec, device=device or "auto"), ResponseCache(cache_dir() / CACHE_FILE))
+    rows = read_labelled(labels)
+    report = agreement(build_judge(spec, backend), rows, threshold)
+    table = Table(title=f"judge {judge} vs {labels.name}", show_header=True, title_justify="left")
+    table.add_column("")
+    for lab in report.labels:
+        table.add_column(f"judge {lab}", justify="right")
+    for lab, row in zip(report.labels, report.confusion):
+        table.add_row(f"label {lab}", *(str(v) for v in row))
+    out_console.print(table)
+    kappa = "—" if report.kappa is None else f"{report.kappa:.3f}"
+    acc = "—" if report.accuracy is None else f"{report.accuracy:.3f}"
+    out_console.print(f"n={report.n} scored={report.scored} unparsed={report.unparsed} "
+                      f"accuracy={acc} cohen_kappa={kappa}")
+    if output is not None:
+        from harness.io import atomic_write_text
+
+        atomic_write_text(output, json.dumps(dataclasses.asdict(report), indent=2) + "\n")
 
 
 def main() -> None:  # pragma: no cover - console entry

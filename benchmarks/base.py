@@ -62,6 +62,8 @@ class PromptItem:
     prompt: str
     categories: dict[str, str] = field(default_factory=dict, hash=False)
     system: str | None = None
+    # The request underneath an attack wrapper (what a judge asks about); empty: the prompt itself.
+    behavior: str = ""
     context: str = ""  # e.g. HarmBench's ContextString, prepended to the prompt
     target: str = ""  # an affirmative target ("Sure, here is ..."), where the source has one
     safe_completion: str = ""

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import ConfigError, HarnessError
+from harness.judges.panel import JudgeSpec
 
 NO_METHOD = "none"
 
@@ -45,6 +46,8 @@ class ExperimentConfig(BaseModel):
     benchmarks: list[NamedEntry]
     metrics: list[str] | None = None  # metric ids; None = each benchmark's defaults
     attacks: list[NamedEntry] = Field(default_factory=list)  # run on every unlearned model
+    # Judges by role (harm, refusal, score, ...); harm and refusal default to refusal patterns.
+    judges: dict[str, JudgeSpec] = Field(default_factory=dict)
     zoo: dict[str, dict[str, Any]] = Field(default_factory=dict)  # extra model specs by name
     reference: ReferenceConfig | None = None
     output_dir: str = "results/run"
@@ -54,6 +57,17 @@ class ExperimentConfig(BaseModel):
     limit: int | None = None
     cache: bool = True
     cache_dir: str | None = None
+    # GPUs each cell reserves under `--executor ray`: one number, or per model name. Unset: the
+    # model spec's num_gpus / tensor_parallel_size, else 1 on a CUDA device, else 0.
+    num_gpus: float | dict[str, float] | None = Field(default=None)
+
+    @field_validator("num_gpus")
+    @classmethod
+    def _gpus(cls, v: Any) -> Any:
+        values = v.values() if isinstance(v, dict) else [] if v is None else [v]
+        if any(x < 0 for x in values):
+            raise ValueError("must be >= 0")
+        return v
 
     @field_validator("methods", "benchmarks", "attacks", mode="before")
     @classmethod
@@ -101,7 +115,8 @@ def parse_config(data: dict[str, Any], source: str = "config") -> ExperimentConf
 
 def validate(config: ExperimentConfig) -> None:
     """Check every name, parameter, path and backend capability without loading a model."""
-    from harness.catalog import ATTACKS, BACKENDS, BENCHMARKS, METHODS, METRICS
+    from harness.backends.routing import served_kinds
+    from harness.catalog import ATTACKS, BENCHMARKS, METHODS, METRICS
     from harness.metrics.base import parse_metric_id
     from harness.zoo.specs import ModelZoo
 
@@ -114,15 +129,23 @@ def validate(config: ExperimentConfig) -> None:
     specs = [zoo.get(m) for m in names]
     for spec in specs:
         spec.check_exists()
-        BACKENDS.check(spec.backend)
+        served_kinds(spec, config.device)  # checks the backend names and per-kind routes
     for m in config.methods:
         if m.name != NO_METHOD:
             METHODS.get(m.name)(**m.params)  # validates hyperparameters
     for a in config.attacks:
         ATTACKS.get(a.name)(**a.params)  # validates parameters
+    for role, judge in config.judges.items():
+        from harness.catalog import JUDGES
+        from harness.judges.panel import build_judge
+
+        JUDGES.check(judge.kind)
+        if judge.model is not None:
+            zoo.get(judge.model).check_exists()
+        build_judge(judge)  # validates parameters and reads the template (no model is loaded)
     for b in config.benchmarks:
         cls = BENCHMARKS.get(b.name)
-        served = set(getattr(BACKENDS.get(specs[0].backend), "serves", ()) or ())
+        served = set(served_kinds(specs[0], config.device))
         if served and not set(cls.request_kinds) <= served:
             raise ConfigError(
                 f"benchmark {b.name!r} needs request kinds {sorted(cls.request_kinds)} but backend "

@@ -57,13 +57,29 @@ def evaluate(
     metrics: list[Metric],
     backend,
     reference: Mapping[str, MetricResult] | None = None,
+    judges=None,
 ) -> Evaluation:
+    """Requests -> responses -> (judge requests -> verdicts) -> metric results.
+
+    `judges` is the run's `JudgePanel`; without one, the default panel (pattern judges,
+    no model) answers judged metrics.
+    """
     requests = collect_requests(metrics)
-    responses = dict(zip(requests, backend.run(requests))) if requests else {}
+    responses: dict = dict(zip(requests, backend.run(requests))) if requests else {}
+    judge_requests = list(dict.fromkeys(jr for m in metrics for jr in m.judge_requests(responses)))
+    if judge_requests:
+        if judges is None:
+            from harness.judges.panel import JudgePanel
+
+            judges = JudgePanel()
+        responses.update(judges.judge(judge_requests))
     results: dict[str, MetricResult] = {}
     for metric in metrics:
         deps = {d: results[d] for d in metric.dependencies()}
-        results[metric.id] = metric.compute(responses, deps, reference or {})
+        result = metric.compute(responses, deps, reference or {})
+        results[metric.id] = result
+        for part_id, part in result.parts.items():
+            results[part_id] = part
     return Evaluation(results=results, samples=_samples(benchmark, metrics, results, responses))
 
 
@@ -81,6 +97,9 @@ def _samples(benchmark, metrics: list[Metric], results: dict[str, MetricResult],
                 )
             if item.id in per_item:
                 rec.values[metric.id] = per_item[item.id]
+            note = metric.item_note(item, responses) if isinstance(metric, ItemMetric) else None
+            if note:
+                rec.notes[metric.id] = note
             if rec.generation is None and isinstance(metric, ItemMetric):
                 for req in metric.item_requests(item):
                     if req.kind == "generate" and not req.sampled:

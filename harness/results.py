@@ -75,6 +75,7 @@ class SampleRecord(BaseModel):
     reference: str = ""
     generation: str | None = None
     values: dict[str, float] = Field(default_factory=dict)
+    notes: dict[str, str] = Field(default_factory=dict)  # metric id -> e.g. the judge verdicts
 
 
 def cell_dir(output_dir: str | Path, model: str, method: str, benchmark: str) -> Path:

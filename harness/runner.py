@@ -19,12 +19,14 @@ from harness.artifacts import ModelArtifact
 from harness.backends.cached import CachedBackend
 from harness.cache import CACHE_FILE, ResponseCache
 from harness.config import NO_METHOD, ExperimentConfig, NamedEntry, cell_hash, validate
-from harness.errors import AdapterNoEffectError, HarnessError
+from harness.errors import AdapterNoEffectError, ConfigError, HarnessError
 from harness.evaluate import evaluate, load_reference, resolve_metrics
 from harness.io import cache_dir
 from harness.metrics.base import MetricResult
 from harness.provenance import git_commit, now, package_versions
-from harness.results import CacheStats, MetricValue, Provenance, RunSummary, cell_dir, write_cell
+from harness.executor import Cell, Shard
+from harness.results import (SUMMARY_FILE, CacheStats, MetricValue, Provenance, RunSummary, cell_dir,
+                             read_summary, write_cell)
 from harness.zoo.specs import ModelSpec, ModelZoo
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,15 @@ class RunReport:
     seconds: float = 0.0
 
 
+@dataclass
+class _GridState:
+    """What one run shares between its cells: dependency results and built benchmarks."""
+
+    memo: dict[Cell, dict[str, MetricResult]] = field(default_factory=dict)
+    benchmarks: dict[int, tuple[Any, list[str]]] = field(default_factory=dict)
+    reference_results: dict[str, MetricResult] | None = None
+
+
 class Runner:
     def __init__(self, config: ExperimentConfig, console: Console | None = None):
         validate(config)
@@ -51,40 +62,103 @@ class Runner:
         if config.cache:
             self.cache = ResponseCache(Path(config.cache_dir or cache_dir()) / CACHE_FILE)
         self._loaded: dict[str, Any] = {}  # model name -> LoadedModel, shared by its methods
+        from harness.judges.panel import JudgePanel
+
+        self.judges = JudgePanel(config.judges, make_backend=lambda name: self._backend(self.zoo.get(name), None))
         self._cell_backends: list[CachedBackend] = []  # every backend the current cell used
         self.report = RunReport()
 
     # --- the grid ---------------------------------------------------------------------
-    def run(self) -> RunReport:
+    def run(self, shard: Shard | None = None, executor: str = "local") -> RunReport:
+        """Run the grid's cells (or one shard's share, see harness/executor.py), in order:
+        per benchmark the reference first, then per model the method-less cell, then methods.
+
+        `executor="ray"` runs each cell as a Ray task instead of in this process."""
+        from harness.executor import EXECUTORS, assign, run_on_ray
+
+        if executor not in EXECUTORS:
+            raise ConfigError(f"unknown executor {executor!r} (choose one of: {', '.join(EXECUTORS)})")
+        start = time.time()
+        cells = assign(self.config, shard)
+        if shard is not None:
+            self.console.print(f"[bold]shard {shard}[/bold]: {len(cells)} of {len(assign(self.config, None))} cells")
+        if executor == "ray":
+            run_on_ray(self, cells)
+        else:
+            grid = self._grid_state()
+            for cell in cells:
+                self._run_with_dependencies(cell, grid)
+        self.report.seconds = time.time() - start
+        return self.report
+
+    def _grid_state(self) -> _GridState:
+        return _GridState()
+
+    def _run_with_dependencies(self, cell: Cell, grid: _GridState) -> dict[str, MetricResult]:
+        """Run one cell, first getting the results it needs: the reference model's and (for
+        attacks) the method-less model's, each from this run, from disk, or computed here."""
+        from harness.executor import original_cell, reference_cell
+
+        cfg = self.config
+        benchmark, metric_ids = self._grid_benchmark(cell.benchmark, grid)
+        bentry = cfg.benchmarks[cell.benchmark]
+        reference = original = None
+        if cfg.reference is not None and cfg.reference.results:
+            if grid.reference_results is None:
+                grid.reference_results = load_reference(cfg.reference.results)
+            reference = grid.reference_results
+        ref_cell, orig_cell = reference_cell(cfg, cell), original_cell(cfg, cell)
+        if ref_cell is not None:
+            reference = self._dependency(ref_cell, grid)
+        if orig_cell is not None:
+            original = self._dependency(orig_cell, grid)
+        method = NamedEntry(name=NO_METHOD) if cell.method is None else cfg.methods[cell.method]
+        results = self._cell(benchmark, bentry, metric_ids, cell.model, method, reference, original)
+        if method.name == NO_METHOD:  # only method-less cells are ever needed by others
+            grid.memo[cell] = results
+        return results
+
+    def _dependency(self, cell: Cell, grid: _GridState) -> dict[str, MetricResult]:
+        if cell in grid.memo:
+            return grid.memo[cell]
+        finished = self._finished_cell(cell, grid)
+        if finished is not None:
+            self.console.print(f"[dim]using finished {cell.label(self.config)} from {self.output_dir}[/dim]")
+            grid.memo[cell] = finished
+            return finished
+        self.console.print(f"[dim]computing {cell.label(self.config)}: needed here, not on disk yet[/dim]")
+        return self._run_with_dependencies(cell, grid)
+
+    def _finished_cell(self, cell: Cell, grid: _GridState) -> dict[str, MetricResult] | None:
+        """A finished cell's results on disk, when written under this cell's config hash."""
+        cfg = self.config
+        path = self.output_dir / cell.key(cfg)
+        if not (path / SUMMARY_FILE).is_file():
+            return None
+        try:
+            summary = read_summary(path / SUMMARY_FILE)
+        except HarnessError:
+            return None  # unreadable: recompute rather than trust it
+        _, metric_ids = self._grid_benchmark(cell.benchmark, grid)
+        method = NamedEntry(name=NO_METHOD) if cell.method is None else cfg.methods[cell.method]
+        expected = self._cell_config_hash(self.zoo.get(cell.model), method, cfg.benchmarks[cell.benchmark], metric_ids)
+        if summary.provenance.config_hash != expected:
+            return None
+        return load_reference(path)
+
+    def _grid_benchmark(self, index: int, grid: _GridState) -> tuple[Any, list[str]]:
+        """The benchmark of config.benchmarks[index] (built once per run) and its metric ids."""
         from harness.catalog import build_benchmark
 
-        start = time.time()
-        cfg = self.config
-        for bentry in cfg.benchmarks:
+        if index not in grid.benchmarks:
+            cfg = self.config
+            bentry = cfg.benchmarks[index]
             options = dict(bentry.params)
             if cfg.limit is not None:
                 options.setdefault("limit", cfg.limit)
             benchmark = build_benchmark(bentry.name, **options)
-            metric_ids = list(cfg.metrics or benchmark.default_metrics)
-            reference = self._reference(benchmark, bentry, metric_ids)
-            # The model as given goes first, so attacks can compare against it.
-            methods = sorted(cfg.methods, key=lambda m: m.name != NO_METHOD)
-            for model_name in cfg.models:
-                original = None
-                for method in methods:
-                    results = self._cell(benchmark, bentry, metric_ids, model_name, method, reference, original)
-                    if method.name == NO_METHOD:
-                        original = results
-        self.report.seconds = time.time() - start
-        return self.report
-
-    def _reference(self, benchmark, bentry: NamedEntry, metric_ids: list[str]) -> dict[str, MetricResult] | None:
-        ref = self.config.reference
-        if ref is None:
-            return None
-        if ref.results:
-            return load_reference(ref.results)
-        return self._cell(benchmark, bentry, metric_ids, ref.model, NamedEntry(name=NO_METHOD), None)
+            grid.benchmarks[index] = (benchmark, list(cfg.metrics or benchmark.default_metrics))
+        return grid.benchmarks[index]
 
     # --- one cell ---------------------------------------------------------------------
     def _cell(self, benchmark, bentry, metric_ids, model_name, method: NamedEntry, reference, original=None):
@@ -106,7 +180,8 @@ class Runner:
         backend = cached.backend
         metrics = resolve_metrics(benchmark, metric_ids, cfg.seed)
         self.console.print(f"[bold]evaluating[/bold] {label}")
-        evaluation = evaluate(benchmark, metrics, cached, reference)
+        self.judges.used = set()
+        evaluation = evaluate(benchmark, metrics, cached, reference, judges=self.judges)
         if cached.stats.misses and (artifact or eval_spec.adapter):
             self._check_took_effect(backend, spec.model_copy(update={"adapter": None}), benchmark, label)
         t_eval = time.time() - t0 - t_apply
@@ -139,6 +214,7 @@ class Runner:
                 dataset_hash=benchmark.data.data_hash(),
                 benchmark_options=dict(benchmark.options),
                 reference=self._reference_provenance(),
+                judge=self.judges.identities() or None,
                 device=cfg.device,
                 created_at=now(),
             ),
@@ -201,6 +277,9 @@ class Runner:
             make_backend=self._backend,
             load_model=lambda: load_hf_model(eval_spec, device=self.config.device, adapter=adapter),
             results=evaluation.results, original=original, output_dir=out, seed=self.config.seed,
+            original_spec=spec,
+            reference_spec=(self.zoo.get(self.config.reference.model)
+                            if self.config.reference and self.config.reference.model else None),
         )
         by_id = {(r.split, r.item_id): r for r in evaluation.samples}
         forget = benchmark.forget_split()

@@ -64,7 +64,28 @@ def load_results(results_dir: str | Path) -> pd.DataFrame:
     dup = df[df.duplicated(["model", "method", "benchmark", "metric"], keep=False)]
     if not dup.empty:  # two runs of one cell (e.g. a parent of two output dirs): which to show?
         raise HarnessError(f"the same result appears in several files: {', '.join(sorted(set(dup.path)))}")
-    return df
+    return with_normalised_avqi(df)
+
+
+def with_normalised_avqi(df: pd.DataFrame) -> pd.DataFrame:
+    """Add `avqi_normalised@...` rows: 100 (raw - min) / (max - min + 1e-8) over the rows
+    (models x methods) of each benchmark, so 0 is the best of this leaderboard (metrics.md §3).
+
+    Relative to the compared set, so it is derived here and never stored in a result file.
+    """
+    from harness.metrics.avqi import normalise
+
+    raw = df[df.metric.str.startswith("avqi@") & df.value.notna()]
+    extra = []
+    for (_, metric), group in raw.groupby(["benchmark", "metric"]):
+        if len(group) < 2:
+            continue
+        rows = group.copy()
+        rows["metric"] = metric.replace("avqi@", "avqi_normalised@", 1)
+        rows["value"] = normalise(list(rows["value"].astype(float)))
+        rows[["ci_low", "ci_high"]] = None
+        extra.append(rows)
+    return pd.concat([df, *extra], ignore_index=True) if extra else df
 
 
 @dataclass

@@ -37,6 +37,9 @@ class MetricResult:
     higher_is_better: bool | None
     per_item: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    # Sub-results reported as metrics of their own (ASR per attack family:
+    # "asr@adversarial[attack_family=role-play]"); the evaluator adds them to the results.
+    parts: dict[str, "MetricResult"] = field(default_factory=dict)
 
 
 def answer_request(benchmark: "Benchmark", item: Any, answer: str | None = None) -> LoglikelihoodRequest:
@@ -89,6 +92,14 @@ class Metric(ABC):
     def dependencies(self) -> list[str]:
         return []
 
+    def judge_requests(self, responses: ResponseMap) -> list[Any]:
+        """Second stage of judged metrics: `JudgeRequest`s built from the model's responses.
+
+        The evaluator answers them with the run's judges and adds the `Verdict`s to the
+        response map that `compute` reads (keyed by the judge request).
+        """
+        return []
+
     def reference_dependencies(self) -> list[str]:
         return []
 
@@ -134,6 +145,10 @@ class ItemMetric(Metric):
     @abstractmethod
     def item_value(self, item: Any, responses: ResponseMap) -> float | None:
         """The item's value from its responses (None: left out of the mean)."""
+
+    def item_note(self, item: Any, responses: ResponseMap) -> str | None:
+        """Text kept with the item's sample record (e.g. judge verdicts), for audit."""
+        return None
 
     def requests(self) -> list[Request]:
         return [r for item in self.items for r in self.item_requests(item)]
