@@ -1,8 +1,13 @@
-"""The built-in demo: unlearn forget10 of `tiny-facts` with three methods, offline, in minutes.
+"""The built-in demo, offline, in minutes: unlearning on `tiny-facts`, safety on `tiny-safety`.
 
-It evaluates the original model, the retain-only reference and each unlearned model, so
-the leaderboard shows the methods lowering forget-set recall while the reference keeps its
-retain recall. Hyperparameters are tuned for the tiny model (LoRA, a few epochs).
+Unlearning: forget10 of `tiny-facts` with several methods. It evaluates the original model,
+the retain-only reference and each unlearned model, so the leaderboard shows the methods
+lowering forget-set recall while the reference keeps its retain recall. Hyperparameters are
+tuned for the tiny model (LoRA, a few epochs).
+
+Safety: `tiny-safety` on the built-in `adversarial-probes` (ASR by attack family, benign
+over-refusal, AVQI). The two are separate experiments (different models and benchmarks)
+sharing one output directory, so one leaderboard shows both.
 """
 
 from __future__ import annotations
@@ -30,3 +35,24 @@ def demo_config(output_dir: str = "results/demo", limit: int | None = None, **ov
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
     return parse_config(data, source="demo")
+
+
+def safety_demo_config(output_dir: str = "results/demo", limit: int | None = None, **overrides: Any) -> ExperimentConfig:
+    """`tiny-safety` on the built-in adversarial probes: ASR by attack family, over-refusal, AVQI.
+
+    Judged by the refusal-pattern judge (no judge model needed offline).
+    """
+    data: dict[str, Any] = {
+        "models": ["tiny-safety"],
+        "methods": ["none"],
+        "benchmarks": ["adversarial-probes"],
+        "output_dir": output_dir,
+        "limit": limit,
+    }
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return parse_config(data, source="demo")
+
+
+def demo_configs(output_dir: str = "results/demo", limit: int | None = None, **overrides: Any) -> list[ExperimentConfig]:
+    """Every experiment of the demo, in order; they share the output dir (and so one leaderboard)."""
+    return [demo_config(output_dir, limit, **overrides), safety_demo_config(output_dir, limit, **overrides)]

@@ -163,6 +163,7 @@ def test_avqi_metric_pools_three_clusters_through_hidden_state_requests():
     assert result.value == pytest.approx(avqi(clusters["safe"], clusters["unsafe"], clusters["jailbreak"])["avqi"])
     assert "avqi@adversarial[layer=1]" in ev.results
     assert result.details["cluster_sizes"] == {"safe": 18, "unsafe": 18, "jailbreak": 18}
+    assert result.ci_low <= result.value <= result.ci_high and result.ci_low < result.ci_high
 
 
 def test_leaderboard_adds_normalised_avqi(tmp_path):
