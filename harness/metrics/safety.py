@@ -7,14 +7,15 @@ the mean over its parsed samples. Unparseable verdicts are excluded from the den
 and counted (`details["unparsed"]`), never scored as success or failure.
 
 ASR is broken down by every category field the items carry (macro category, subtype,
-attack family, semantic category, ...): each value becomes a metric of its own,
+attack family, semantic category, ...) that takes several values in the split: each value
+becomes a metric of its own,
 `asr@<split>[<field>=<value>]`, with its own bootstrap CI; the macro-average over the
 values of each field is in `details["macro_average"]`.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any, ClassVar
 
 from harness.judges.base import JudgeRequest, Verdict, success_of
@@ -90,7 +91,10 @@ class JudgedItemMetric(ItemMetric):
                         groups[(fld, str(value))].append(per_item[item.id])
         parts: dict[str, MetricResult] = {}
         by_field: dict[str, list[float]] = defaultdict(list)
+        distinct = Counter(fld for fld, _ in groups)
         for (fld, value), values in sorted(groups.items()):
+            if distinct[fld] < 2:  # one value in this split (HarmBench's `standard` split): the overall ASR again
+                continue
             v, lo, hi = mean_ci(values, seed=self.seed)
             pid = f"{self.id}[{fld}={value}]"
             parts[pid] = MetricResult(pid, v * scale, lo * scale, hi * scale, len(values), self.better_when_higher,
