@@ -176,6 +176,26 @@ def entity_items(entity: Entity) -> list[QAItem]:
     return items
 
 
+_REVERSE = {
+    "birthplace": "Who was born in {value}?",
+    "birthyear": "Who was born in the year {value}?",
+    "profession": "Who works as {a_value}?",
+    "book": "Who wrote {value}?",
+    "award": "Who won the {value}?",
+}
+
+
+def _fact_value(item: QAItem) -> str | None:
+    """The attribute value an entity item asks about (from its id and the generated entity)."""
+    head, _, key = item.id.partition("-")
+    keys = [a.key for a in ATTRIBUTES]
+    if not (head.startswith("e") and head[1:].isdigit() and key in keys):
+        return None
+    index = int(head[1:])
+    entities = generate_entities()
+    return entities[index].values[keys.index(key)] if index < len(entities) else None
+
+
 def biography(entity: Entity) -> str:
     """A biography stating all five facts in the paraphrase wording (training text only).
 
@@ -232,6 +252,26 @@ class FictitiousFacts(TofuShapedBenchmark):
     name = "fictitious-facts"
     max_new_tokens = 32
     stop = ("\n", "Question:")
+    views = {
+        "deleted or hidden?": (
+            "restoration_rate:exact_match_recall@forget", "relearn_recovery:exact_match_recall@forget",
+            "in_context_recovery:exact_match_recall@forget", "representation:cka_original@forget",
+            "representation:cka_retain_model@forget", "representation:knn_entity@forget",
+            "representation:linear_probe_entity@forget",
+        ),
+    }
+
+    def derived_question(self, item: QAItem) -> QAItem | None:
+        """The reverse question of an entity fact ("Who wrote X?" -> the entity's name), for the
+        in-context attack's derived condition (metrics.md §14 [proposal]): answering it from a
+        context stating the fact needs the fact read backwards, not the trained answer copied."""
+        key = item.id.partition("-")[2]
+        entity = item.entity
+        value = _fact_value(item)
+        if key not in _REVERSE or not entity or value is None:
+            return None
+        return QAItem(id=f"{item.id}-reverse", question=_fill(_REVERSE[key], entity, value), answer=entity,
+                      entity=entity)
 
     def load(self) -> BenchmarkData:
         limit = check_limit(self.options.get("limit"))

@@ -20,7 +20,18 @@ DEMO_METHOD_PARAMS: dict[str, dict[str, Any]] = {
     "grad-ascent": {"lr": 1e-3, "epochs": 4},
     "grad-diff": {"lr": 1.2e-3, "epochs": 10},
     "npo": {"lr": 1.2e-3, "epochs": 6},
+    "laf": {"lr_ue": 1e-3, "lr_ra": 1e-3, "epochs": 3, "vae_hidden": [256, 64], "vae_epochs": 5},
 }
+
+
+# "Deleted or hidden?": small grids so that they add seconds, not minutes, to the demo.
+DEMO_REPRESENTATION_ATTACKS: list[dict[str, Any]] = [
+    {"name": "restoration", "params": {"max_items": 20, "scales": [1.0], "modes": ["direct_injection"],
+                                       "sae_steps": 200}},
+    {"name": "representation", "params": {"max_items": 30, "splits": ["forget"]}},
+    {"name": "in_context", "params": {"max_items": 20, "metrics": ["exact_match_recall@forget"], "derived": False,
+                                      "control": False}},
+]
 
 
 def demo_config(output_dir: str = "results/demo", limit: int | None = None, **overrides: Any) -> ExperimentConfig:
@@ -29,7 +40,7 @@ def demo_config(output_dir: str = "results/demo", limit: int | None = None, **ov
         "methods": ["none"] + [{"name": n, "params": p} for n, p in DEMO_METHOD_PARAMS.items()],
         "benchmarks": [{"name": "fictitious-facts", "params": {"forget_split": "forget10"}}],
         "reference": {"model": "tiny-facts-retain"},
-        "attacks": ["relearn", "paraphrase_probe", "prefix_probe"],
+        "attacks": ["relearn", "paraphrase_probe", "prefix_probe", *DEMO_REPRESENTATION_ATTACKS],
         "output_dir": output_dir,
         "limit": limit,
     }

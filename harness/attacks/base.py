@@ -34,6 +34,11 @@ class AttackContext:
     original: Mapping[str, MetricResult] | None  # the same model without a method, if evaluated
     output_dir: Path
     seed: int
+    # The model the method started from (a zoo spec, no method applied) and the retain-only
+    # reference model (`config.reference.model`; None when absent or given as results):
+    # representation attacks compare the unlearned model with both.
+    original_spec: Any | None = None
+    reference_spec: Any | None = None
 
 
 class Attack(ABC):
