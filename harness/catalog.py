@@ -29,6 +29,10 @@ for name, target, desc in [
     ("muse", "benchmarks.muse:Muse",
      "MUSE news/books unlearning: VerbMem, KnowMem, PrivLeak (hub muse-bench/MUSE-News|Books or a local copy)"),
     ("wmdp", "benchmarks.wmdp:Wmdp", "WMDP hazardous-knowledge 4-way MCQ: bio, chem, cyber (hub cais/wmdp or a local copy)"),
+    ("alkali", "benchmarks.alkali:Alkali",
+     "ALKALI adversarial prompts, ASR by macro category/attack family (unavailable: not released; `path` to a copy)"),
+    ("adversarial-probes", "benchmarks.adversarial_probes:AdversarialProbes",
+     "built-in harmless-placeholder jailbreak probes in the ALKALI schema (5 attack families) + benign set, offline"),
     ("harmbench", "benchmarks.harmbench:HarmBench",
      "HarmBench behaviours standard/contextual/copyright, judged ASR (available: pinned GitHub CSV or `path`)"),
     ("jailbreakbench", "benchmarks.jailbreakbench:JailbreakBench",
@@ -54,6 +58,13 @@ for name, target, desc in [
     ("undial", "methods.undial:UNDIAL", "self-distillation from the reference with the gold token's logit lowered by beta"),
     ("wga", "methods.wga:WGA", "gradient ascent weighted by detached token probability p^beta + retain NLL"),
     ("satimp", "methods.satimp:SatImp", "gradient ascent weighted by p^beta1 (1-p)^beta2 + retain NLL"),
+    ("laf", "methods.laf:LAF",
+     "label-agnostic forgetting: VAE-guided extractor unlearning + contrastive alignment on pooled prompt states"),
+    ("dpo", "methods.dpo:DPO",
+     "DPO on TRL's DPOTrainer (LoRA or full): refusal-vs-compliance pairs from the model's own judged samples or a "
+     "dataset; reports likelihood displacement"),
+    ("ches-dpo", "methods.dpo:CHESDPO",
+     "DPO on the preference pairs with the lowest CHES / LN-CHES scores (a window at a quantile), TRL DPOTrainer"),
 ]:
     METHODS.add_lazy(name, target, desc)
 
@@ -113,6 +124,12 @@ for name, target, desc in [
      "ask each forget question in other wordings; recovered if any wording elicits the answer"),
     ("prefix_probe", "harness.attacks.probes:PrefixProbe",
      "give the first half of a forgotten answer and ask for the rest"),
+    ("restoration", "harness.attacks.restoration:RestorationAttack",
+     "patch the original model's forget-selective SAE features into the unlearned model; restoration rate"),
+    ("representation", "harness.attacks.representation:RepresentationAttack",
+     "linear CKA to the original and retain-only models; k-NN and linear probes of the forget entity"),
+    ("in_context", "harness.attacks.in_context:InContextAttack",
+     "re-introduce each forgotten fact in the prompt (plus a same-length irrelevant control)"),
 ]:
     ATTACKS.add_lazy(name, target, desc)
 
@@ -129,6 +146,10 @@ for name, target, desc in [
     JUDGES.add_lazy(name, target, desc)
 
 BACKENDS.add_lazy("hf", "harness.backends.hf:HFBackend", "Hugging Face transformers: generation, loglikelihood, hidden states")
+BACKENDS.add_lazy("vllm", "harness.backends.vllm:VLLMBackend",
+                  "vLLM in-process engine: generation, top logprobs, LoRA adapters, prompt-logprob loglikelihood")
+BACKENDS.add_lazy("openai", "harness.backends.openai:OpenAIBackend",
+                  "OpenAI-compatible endpoint (vllm serve, APIs): generation, top logprobs; key from an env var")
 
 
 def build_benchmark(name: str, **options: Any) -> "Benchmark":

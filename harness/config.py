@@ -57,8 +57,8 @@ class ExperimentConfig(BaseModel):
     limit: int | None = None
     cache: bool = True
     cache_dir: str | None = None
-    # GPUs each cell reserves under `--executor ray`: one number, or per model name. Unset: the
-    # model spec's num_gpus / tensor_parallel_size, else 1 on a CUDA device, else 0.
+    # GPUs each cell reserves under `--executor ray`: one number, or per model name. Unset: 0 on
+    # CPU, else the model spec's num_gpus (vLLM tensor x data parallel) or 1 (harness/executor.py).
     num_gpus: float | dict[str, float] | None = Field(default=None)
 
     @field_validator("num_gpus")

@@ -182,6 +182,8 @@ class Runner:
         self.console.print(f"[bold]evaluating[/bold] {label}")
         self.judges.used = set()
         evaluation = evaluate(benchmark, metrics, cached, reference, judges=self.judges)
+        if artifact is not None:  # what the method measured itself (likelihood displacement)
+            evaluation.results.update(artifact.metric_results())
         if cached.stats.misses and (artifact or eval_spec.adapter):
             self._check_took_effect(backend, spec.model_copy(update={"adapter": None}), benchmark, label)
         t_eval = time.time() - t0 - t_apply
@@ -233,10 +235,14 @@ class Runner:
         return evaluation.results
 
     def _backend(self, spec: ModelSpec, adapter: str | None) -> CachedBackend:
-        from harness.backends.hf import HFBackend
+        from harness.backends.routing import build_backend
 
         cfg = self.config
-        backend = CachedBackend(HFBackend(spec, device=cfg.device, batch_size=cfg.batch_size, adapter=adapter), self.cache)
+        # Per request kind (spec.backends / backend: auto); plain HF unless vLLM or an endpoint is used.
+        # lora_expected: a vLLM engine built for the original model can then serve the methods' adapters.
+        lora = any(m.name != NO_METHOD for m in cfg.methods) or bool(cfg.attacks)
+        routed = build_backend(spec, device=cfg.device, batch_size=cfg.batch_size, adapter=adapter, lora_expected=lora)
+        backend = CachedBackend(routed, self.cache)
         self._cell_backends.append(backend)
         return backend
 
@@ -300,15 +306,22 @@ class Runner:
         from harness.catalog import METHODS
 
         out = cell_dir(self.output_dir, spec.name, method.name, bentry.name) / "artifact"
+        cls = METHODS.get(method.name)
         recipe = cell_hash(spec.model_dump(), method.model_dump(), bentry.model_dump(),
                            benchmark.data.data_hash(), self.config.seed)
+        uses_judges = getattr(cls, "uses_judges", False)  # preference methods judge their own samples
+        if uses_judges:
+            recipe = cell_hash(recipe, {r: s.model_dump() for r, s in sorted(self.judges.specs.items())})
         existing = ModelArtifact.load(out)
         if existing and existing.config_hash == recipe:
             self.console.print(f"[dim]reusing {method.name} artefact for {spec.name} ({out})[/dim]")
             return existing
         base = self._load(spec)
         self.console.print(f"[bold]applying[/bold] {method.name} to {spec.name}")
-        artifact = METHODS.get(method.name)(**method.params).apply(base, benchmark, out, self.config.seed)
+        instance = cls(**method.params)
+        if uses_judges:
+            instance.judges = self.judges
+        artifact = instance.apply(base, benchmark, out, self.config.seed)
         artifact.config_hash = recipe
         artifact.save(out)
         return artifact

@@ -31,8 +31,10 @@ class CachedBackend:
         unique = list(dict.fromkeys(requests))
         answers: dict[Request, Response] = {}
         if self.cache is not None:
-            identity = self.backend.identity
-            keys = {r: ResponseCache.key(identity, r) for r in unique if cacheable(r)}
+            # A routed backend keys each kind by the backend that answers it (routing.py).
+            per_kind = getattr(self.backend, "cache_identity", None)
+            identity = {k: per_kind(k) if per_kind else self.backend.identity for k in {r.kind for r in unique}}
+            keys = {r: ResponseCache.key(identity[r.kind], r) for r in unique if cacheable(r)}
             found = self.cache.get_many(list(keys.values()))
             for r, k in keys.items():
                 if k in found:
