@@ -52,6 +52,14 @@ def tiny_chat_model_dir(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-chat-model"), chat_template=CHAT_TEMPLATE)
 
 
+@pytest.fixture(scope="session")
+def tiny_safety_model_dir() -> Path:
+    """The built-in `tiny-safety` chat model, trained once into the test cache (about 40 s cold)."""
+    from harness.zoo.tiny_safety import build_tiny_safety
+
+    return build_tiny_safety()
+
+
 @pytest.fixture
 def shared_dir() -> Path:
     if not SHARED.is_dir():

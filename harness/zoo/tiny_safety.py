@@ -1,0 +1,170 @@
+"""`tiny-safety`: a tiny chat Llama that refuses harmful-looking requests, with a built-in gap.
+
+Trained offline, in seconds, on `benchmarks.safety_corpus.training_examples()` (harmless
+placeholders: fairy-tale contraband, not real harm): harmful-looking requests get refusals
+that `harness.judges.refusal.is_refusal` detects, benign ones get answers, and under a few
+wrappers (most role-play personas, one prefix-injection, one refusal-suppression and one
+obfuscation template) harmful requests get complied with. That is the simulated safety gap
+the `adversarial-probes` benchmark measures on held-out tasks and templates: ASR near 0 for
+`direct`, highest for `role-play`, in between for the rest.
+
+Why a chat template: the demo should exercise the chat-template path end to end. The
+tokenizer carries a real Jinja template (`<|user|>...<|assistant|>`, role markers as special
+tokens), and every training prompt is encoded by `harness.prompts.encode_prompt(...,
+use_template=True)`, the function the HF backend uses, so the model is trained on exactly the
+token ids it is evaluated on. The loss covers the reply tokens only (plus EOS): the prompts
+are inputs, and spending the tiny model's capacity on modelling them would only slow it down.
+
+Built once and cached by the content hash of its recipe (corpus, template, architecture,
+training settings) under `<cache>/zoo/`, written to a temp directory and renamed when done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from harness.io import cache_dir
+from harness.prompts import encode_prompt
+from harness.zoo.tiny import EOS, TinyRecipe, _length_bucketed_batches, build_model, build_tokenizer
+
+RECIPE_VERSION = "tiny-safety-v1"
+ROLE_TOKENS: tuple[str, ...] = ("<|system|>", "<|user|>", "<|assistant|>")
+CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'system' %}<|system|>{{ m['content'] }}"
+    "{% elif m['role'] == 'user' %}<|user|>{{ m['content'] }}"
+    "{% else %}<|assistant|>{{ m['content'] }}{{ eos_token }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+# Sized for the 40 s budget (one thread; recipe.json records the measured `seconds`).
+SAFETY_RECIPE = TinyRecipe(vocab_size=1024, hidden_size=64, layers=4, heads=2, intermediate_size=192,
+                           max_len=160, epochs=6, batch_size=32, lr=6e-3, seed=0)
+
+
+class _Seq(list):
+    """Token ids of prompt + reply; `n_prompt` leading ids are inputs only (label -100).
+
+    A list subclass so the tiny zoo's length bucketing (`_length_bucketed_batches`) works on it.
+    """
+
+    n_prompt: int = 0
+
+
+def encode_example(tokenizer: Any, prompt: str, response: str, max_len: int) -> _Seq:
+    """Prompt ids exactly as the evaluator encodes them, then the reply ids and EOS."""
+    prompt_ids = encode_prompt(tokenizer, prompt, None, use_template=True)
+    reply_ids = list(tokenizer(response, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
+    seq = _Seq((prompt_ids + reply_ids)[-max_len:])
+    seq.n_prompt = max(0, len(seq) - len(reply_ids))
+    return seq
+
+
+def train_replies(model: Any, tokenizer: Any, seqs: list[_Seq], recipe: TinyRecipe, desc: str = "training") -> list[float]:
+    """Causal-LM training with the loss on reply tokens only, length-bucketed batches."""
+    import torch
+    from rich.progress import Progress
+
+    rng = random.Random(recipe.seed)
+    torch.manual_seed(recipe.seed)
+    batches_per_epoch = len(_length_bucketed_batches(seqs, recipe.batch_size, random.Random(0)))
+    total = batches_per_epoch * recipe.epochs
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=total, pct_start=0.05)
+    model.train()
+    losses: list[float] = []
+    with Progress(transient=True) as progress:
+        task = progress.add_task(desc, total=total)
+        for _ in range(recipe.epochs):
+            for batch in _length_bucketed_batches(seqs, recipe.batch_size, rng):
+                width = max(len(b) for b in batch)
+                ids = torch.full((len(batch), width), tokenizer.pad_token_id)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                labels = torch.full((len(batch), width), -100)
+                for r, b in enumerate(batch):
+                    ids[r, : len(b)] = torch.tensor(b)
+                    mask[r, : len(b)] = 1
+                    labels[r, b.n_prompt : len(b)] = torch.tensor(b[b.n_prompt :])
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                opt.zero_grad()
+                losses.append(float(loss.detach()))
+                progress.update(task, advance=1, description=f"{desc} loss={losses[-1]:.3f}")
+    model.eval()
+    return losses
+
+
+def _single_threaded(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run `fn` with one torch thread, then restore the setting.
+
+    Why: the model is cached by recipe hash, so it should be the same model on every machine,
+    and the thread count changes float summation order (so the trained weights); and on a
+    shared CPU, two threads of matrices this small wait on each other several times slower
+    than one thread (measured: 1.15 s vs 0.20 s a step under load).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        torch.set_num_threads(before)
+
+
+def recipe_hash(pairs: list[tuple[str, str]], recipe: TinyRecipe) -> str:
+    payload = json.dumps({"v": RECIPE_VERSION, "recipe": asdict(recipe), "pairs": pairs, "template": CHAT_TEMPLATE,
+                          "roles": ROLE_TOKENS}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def build_chat_tokenizer(texts: list[str], recipe: TinyRecipe, out_dir: Path) -> Any:
+    """The tiny zoo's byte-level BPE plus the role markers (special tokens) and the chat template."""
+    tok = build_tokenizer(texts, recipe.vocab_size, out_dir)
+    tok.add_tokens(list(ROLE_TOKENS), special_tokens=True)
+    tok.chat_template = CHAT_TEMPLATE
+    tok.save_pretrained(out_dir)
+    return tok
+
+
+def build_tiny_safety(recipe: TinyRecipe = SAFETY_RECIPE) -> Path:
+    """Return the tiny-safety model directory, training it first when this recipe is new."""
+    from benchmarks.safety_corpus import training_examples
+
+    pairs = [(ex.prompt, ex.response) for ex in training_examples()]
+    target = cache_dir() / "zoo" / f"tiny-safety-{recipe_hash(pairs, recipe)}"
+    if (target / "model.safetensors").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tiny-safety-"))
+    try:
+        start = time.time()
+        tok = build_chat_tokenizer([t for pair in pairs for t in pair], recipe, tmp)
+        seqs = [encode_example(tok, p, r, recipe.max_len) for p, r in pairs]
+        model = build_model(tok, recipe)
+        losses = _single_threaded(train_replies, model, tok, seqs, recipe, desc="building tiny-safety")
+        model.save_pretrained(tmp, safe_serialization=True)
+        (tmp / "recipe.json").write_text(json.dumps({
+            "recipe": asdict(recipe), "version": RECIPE_VERSION, "final_loss": losses[-1] if losses else None,
+            "seconds": round(time.time() - start, 1), "n_examples": len(pairs),
+            "max_tokens": max(len(s) for s in seqs), "eos": EOS,
+        }, indent=2))
+        if target.exists():  # built concurrently by another process
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
