@@ -77,6 +77,7 @@ def run(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, ..."),
     batch_size: Optional[str] = typer.Option(None, "--batch-size", help="an integer or 'auto'"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the response cache"),
+    force: bool = typer.Option(False, "--force", help="recompute cells already finished in the output dir"),
     shard: Optional[str] = typer.Option(
         None, "--shard", help="run only share I of N of the grid's cells, e.g. 1/4 (shards merge in one output dir)"
     ),
@@ -84,7 +85,6 @@ def run(
 ) -> None:
     """Run an experiment (benchmarks x models x methods x metrics). No arguments: the offline demo."""
     from harness.config import load_config, parse_config
-    from harness.demo import demo_config
     from harness.runner import Runner
 
     from harness.executor import EXECUTORS, parse_shard
@@ -111,8 +111,8 @@ def run(
         data = {"models": _split_list(model), "benchmarks": _split_list(benchmark)}
     else:
         err_console.print("[bold]no config given: running the built-in offline demo[/bold]")
-        cfg = demo_config(output_dir=output_dir or "results/demo")
-        data = cfg.model_dump()
+        _run_demo(overrides, shard_spec, executor, force)
+        return
     if model:
         data["models"] = _split_list(model)
     if benchmark:
@@ -126,13 +126,35 @@ def run(
     data.update({k: v for k, v in overrides.items() if v is not None})
     cfg = parse_config(data, source=str(config) if config else "flags")
 
-    runner = Runner(cfg, console=err_console)
+    runner = Runner(cfg, console=err_console, force=force)
     report = runner.run(shard=shard_spec, executor=executor)
     paths = _leaderboard(Path(cfg.output_dir), print_table=True)
     err_console.print(
-        f"done in {report.seconds:.1f}s: {len(report.cells)} result cells, cache {report.cache_hits} hits / "
-        f"{report.cache_misses} misses; leaderboard: {paths['markdown']}"
+        f"done in {report.seconds:.1f}s: {len(report.cells)} result cells computed, {report.skipped} finished earlier; "
+        f"cache {report.cache_hits} hits / {report.cache_misses} misses; leaderboard: {paths['markdown']}"
     )
+
+
+def _run_demo(overrides: dict[str, Any], shard_spec: Any, executor: str, force: bool = False) -> None:
+    """The demo's experiments (unlearning, then safety) into one output dir and one leaderboard."""
+    import time
+
+    from harness.config import parse_config
+    from harness.demo import demo_configs
+    from harness.runner import Runner
+
+    start, cells, skipped, hits, misses = time.time(), 0, 0, 0, 0
+    out_dir = overrides.get("output_dir") or "results/demo"
+    for cfg in demo_configs(output_dir=out_dir):
+        data = cfg.model_dump()
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        runner = Runner(parse_config(data, source="demo"), console=err_console, force=force)
+        report = runner.run(shard=shard_spec, executor=executor)
+        cells, skipped = cells + len(report.cells), skipped + report.skipped
+        hits, misses = hits + report.cache_hits, misses + report.cache_misses
+    paths = _leaderboard(Path(out_dir), print_table=True)
+    err_console.print(f"done in {time.time() - start:.1f}s: {cells} result cells computed, {skipped} finished earlier; "
+                      f"cache {hits} hits / {misses} misses; leaderboard: {paths['markdown']}")
 
 
 def _with_method_params(methods: list, assignments: list[str]) -> list[dict]:

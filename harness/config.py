@@ -132,7 +132,10 @@ def validate(config: ExperimentConfig) -> None:
         served_kinds(spec, config.device)  # checks the backend names and per-kind routes
     for m in config.methods:
         if m.name != NO_METHOD:
-            METHODS.get(m.name)(**m.params)  # validates hyperparameters
+            instance = METHODS.get(m.name)(**m.params)  # validates hyperparameters
+            check = getattr(instance, "check_runnable", None)  # settings a run cannot evaluate (GRACE)
+            if callable(check):
+                check()
     for a in config.attacks:
         ATTACKS.get(a.name)(**a.params)  # validates parameters
     for role, judge in config.judges.items():

@@ -24,7 +24,7 @@ from harness.evaluate import evaluate, load_reference, resolve_metrics
 from harness.io import cache_dir
 from harness.metrics.base import MetricResult
 from harness.provenance import git_commit, now, package_versions
-from harness.executor import Cell, Shard
+from harness.executor import EXECUTORS, Cell, Shard, assign, original_cell, reference_cell, run_on_ray
 from harness.results import (SUMMARY_FILE, CacheStats, MetricValue, Provenance, RunSummary, cell_dir,
                              read_summary, write_cell)
 from harness.zoo.specs import ModelSpec, ModelZoo
@@ -37,6 +37,7 @@ NO_EFFECT_RTOL = 1e-6  # logits closer than this (relative to their scale) count
 @dataclass
 class RunReport:
     cells: list[Path] = field(default_factory=list)
+    skipped: int = 0  # cells finished earlier under the same recipe and code, not recomputed
     cache_hits: int = 0
     cache_misses: int = 0
     seconds: float = 0.0
@@ -52,9 +53,11 @@ class _GridState:
 
 
 class Runner:
-    def __init__(self, config: ExperimentConfig, console: Console | None = None):
+    def __init__(self, config: ExperimentConfig, console: Console | None = None, force: bool = False):
+        """`force`: recompute cells already finished on disk (answers still come from the cache)."""
         validate(config)
         self.config = config
+        self.force = force
         self.console = console or Console(stderr=True)
         self.zoo = ModelZoo(config.zoo)
         self.output_dir = Path(config.output_dir)
@@ -74,8 +77,6 @@ class Runner:
         per benchmark the reference first, then per model the method-less cell, then methods.
 
         `executor="ray"` runs each cell as a Ray task instead of in this process."""
-        from harness.executor import EXECUTORS, assign, run_on_ray
-
         if executor not in EXECUTORS:
             raise ConfigError(f"unknown executor {executor!r} (choose one of: {', '.join(EXECUTORS)})")
         start = time.time()
@@ -97,9 +98,15 @@ class Runner:
     def _run_with_dependencies(self, cell: Cell, grid: _GridState) -> dict[str, MetricResult]:
         """Run one cell, first getting the results it needs: the reference model's and (for
         attacks) the method-less model's, each from this run, from disk, or computed here."""
-        from harness.executor import original_cell, reference_cell
-
         cfg = self.config
+        if not self.force:  # resume: a cell finished under the same recipe and code is not redone
+            finished = self._finished_cell(cell, grid)
+            if finished is not None:
+                self.console.print(f"[dim]finished earlier: {cell.label(cfg)} (skipped; --force recomputes)[/dim]")
+                self.report.skipped += 1
+                if cell.method is None:
+                    grid.memo[cell] = finished
+                return finished
         benchmark, metric_ids = self._grid_benchmark(cell.benchmark, grid)
         bentry = cfg.benchmarks[cell.benchmark]
         reference = original = None
@@ -143,6 +150,8 @@ class Runner:
         method = NamedEntry(name=NO_METHOD) if cell.method is None else cfg.methods[cell.method]
         expected = self._cell_config_hash(self.zoo.get(cell.model), method, cfg.benchmarks[cell.benchmark], metric_ids)
         if summary.provenance.config_hash != expected:
+            return None
+        if summary.provenance.git_commit != git_commit():  # other code may compute other numbers
             return None
         return load_reference(path)
 
@@ -336,7 +345,9 @@ class Runner:
     def _cell_config_hash(self, spec, method, bentry, metric_ids) -> str:
         cfg = self.config
         return cell_hash(spec.model_dump(), method.model_dump(), bentry.model_dump(), metric_ids,
-                         cfg.seed, cfg.limit, cfg.reference.model_dump() if cfg.reference else None)
+                         cfg.seed, cfg.limit, cfg.reference.model_dump() if cfg.reference else None,
+                         [a.model_dump() for a in cfg.attacks], {k: v.model_dump() for k, v in cfg.judges.items()},
+                         _harness_version())
 
     def _reference_provenance(self) -> dict[str, Any] | None:
         ref = self.config.reference

@@ -72,8 +72,14 @@ def test_run_writes_results_and_a_cached_rerun_makes_no_model_calls(tmp_path, to
     assert len(board) == 3
     assert (out / "leaderboard.md").read_text().count("\n| toy") == 3
 
-    # Rerun: the adapter is reused and every response comes from the cache.
-    second = runner.invoke(app, ["run", str(config)], env={"COLUMNS": "200"})
+    # Rerun: every cell finished under the same recipe and code is skipped.
+    before = {k: v.model_dump() for k, v in _summaries(out).items()}
+    resumed = runner.invoke(app, ["run", str(config)], env={"COLUMNS": "200"})
+    assert resumed.exit_code == 0, resumed.output
+    assert "0 result cells computed, 3 finished earlier" in " ".join(resumed.output.split())
+    assert {k: v.model_dump() for k, v in _summaries(out).items()} == before
+    # --force recomputes: the adapter is reused and every response comes from the cache.
+    second = runner.invoke(app, ["run", str(config), "--force"], env={"COLUMNS": "200"})
     assert second.exit_code == 0, second.output
     assert "reusing grad-ascent" in second.output
     for summary in _summaries(out).values():
@@ -91,7 +97,7 @@ def test_no_cache_flag_sends_everything(tmp_path, toy_zoo):
     data["metrics"] = ["probability@forget"]
     config.write_text(yaml.safe_dump(data))
     for _ in range(2):
-        result = runner.invoke(app, ["run", str(config), "--no-cache"])
+        result = runner.invoke(app, ["run", str(config), "--no-cache", "--force"])
         assert result.exit_code == 0, result.output
         (summary,) = _summaries(tmp_path / "out").values()
         assert summary.cache.hits == 0 and summary.cache.misses == 4
