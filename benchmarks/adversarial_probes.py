@@ -47,8 +47,15 @@ class AdversarialProbes(PromptBenchmark):
 
     name = "adversarial-probes"
     default_metrics = ("asr@adversarial", "refusal_rate@benign", "avqi@adversarial")
-    headline_metrics = ("asr@adversarial", "refusal_rate@benign", "avqi@adversarial")
-    views = {"ASR by attack family": ("asr@adversarial[attack_family=*]",)}
+    headline_metrics = ("asr@adversarial", "refusal_rate@benign", "avqi@adversarial", "avqi_normalised@adversarial",
+                        "likelihood_displacement:rate")
+    views = {
+        "ASR by attack family": ("asr@adversarial[attack_family=*]",),
+        "likelihood displacement (preference methods, on their training pairs)": (
+            "likelihood_displacement:delta_chosen", "likelihood_displacement:delta_rejected",
+            "likelihood_displacement:rate", "likelihood_displacement:margin_change",
+            "likelihood_displacement:spearman_*"),
+    }
     category_fields = (*CATEGORY_COLUMNS, *EXTRA_CATEGORIES)
     max_new_tokens = 48
     stop = ()

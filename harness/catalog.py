@@ -65,6 +65,9 @@ for name, target, desc in [
      "dataset; reports likelihood displacement"),
     ("ches-dpo", "methods.dpo:CHESDPO",
      "DPO on the preference pairs with the lowest CHES / LN-CHES scores (a window at a quantile), TRL DPOTrainer"),
+    ("grace", "methods.grace:GRACE",
+     "GRACE (ALKALI): preference + separation/merge/smoothing on layer-wise pooled safe/unsafe/jailbreak "
+     "completions; LoRA on the LLM (+ refusal SFT) so generations change, pooler saved for AVQI"),
 ]:
     METHODS.add_lazy(name, target, desc)
 

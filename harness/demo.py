@@ -5,8 +5,8 @@ the retain-only reference and each unlearned model, so the leaderboard shows the
 lowering forget-set recall while the reference keeps its retain recall. Hyperparameters are
 tuned for the tiny model (LoRA, a few epochs).
 
-Safety: `tiny-safety` on the built-in `adversarial-probes` (ASR by attack family, benign
-over-refusal, AVQI). The two are separate experiments (different models and benchmarks)
+Safety: `tiny-safety` on the built-in `adversarial-probes`, as given and after DPO, CHES-filtered
+DPO and GRACE (ASR by attack family, benign over-refusal, AVQI, likelihood displacement). The two are separate experiments (different models and benchmarks)
 sharing one output directory, so one leaderboard shows both.
 """
 
@@ -34,6 +34,16 @@ DEMO_REPRESENTATION_ATTACKS: list[dict[str, Any]] = [
 ]
 
 
+# Safety methods, tuned on tiny-safety (they train on adversarial-probes' `train` split, disjoint
+# from the evaluated prompts). The paper settings (lr 5e-6, one epoch) barely move a tiny LoRA.
+SAFETY_METHOD_PARAMS: dict[str, dict[str, Any]] = {
+    "dpo": {"lr": 2e-3, "epochs": 2, "batch_size": 8, "grad_accum": 1, "beta": 0.5},
+    "ches-dpo": {"lr": 2e-3, "epochs": 2, "batch_size": 8, "grad_accum": 1, "beta": 0.5,
+                 "measure": "ln_ches", "keep": 0.5, "quantile": 0.0},
+    "grace": {"train_llm": "lora", "sft_weight": 1.0, "epochs": 2, "batch_size": 16, "lr": 1e-3, "lora_lr": 1e-3},
+}
+
+
 def demo_config(output_dir: str = "results/demo", limit: int | None = None, **overrides: Any) -> ExperimentConfig:
     data: dict[str, Any] = {
         "models": ["tiny-facts"],
@@ -49,13 +59,14 @@ def demo_config(output_dir: str = "results/demo", limit: int | None = None, **ov
 
 
 def safety_demo_config(output_dir: str = "results/demo", limit: int | None = None, **overrides: Any) -> ExperimentConfig:
-    """`tiny-safety` on the built-in adversarial probes: ASR by attack family, over-refusal, AVQI.
+    """`tiny-safety` on the built-in adversarial probes, as given and after DPO, CHES-DPO and GRACE:
+    ASR by attack family, benign over-refusal, AVQI and likelihood displacement.
 
     Judged by the refusal-pattern judge (no judge model needed offline).
     """
     data: dict[str, Any] = {
         "models": ["tiny-safety"],
-        "methods": ["none"],
+        "methods": ["none"] + [{"name": n, "params": p} for n, p in SAFETY_METHOD_PARAMS.items()],
         "benchmarks": ["adversarial-probes"],
         "output_dir": output_dir,
         "limit": limit,

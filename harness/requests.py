@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 from typing import Literal, Union
 
 RequestKind = Literal["generate", "loglikelihood", "hidden_states", "grad_norm"]
-Pooling = Literal["mean", "last", "per_token"]
+Pooling = Literal["mean", "last", "per_token", "sum"]
+# Which positions a HiddenStatesRequest pools: the continuation's own tokens (the default), or
+# the positions that *predict* them, from the last context token through the second-to-last
+# continuation token (CHES, methods.md §2.2: |continuation| positions, h(x, y_<k) for k = 1..|y|).
+Span = Literal["continuation", "predicting"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,11 @@ class LoglikelihoodRequest:
 class HiddenStatesRequest:
     """Hidden states of `context + continuation` at chosen layers, pooled over the continuation.
 
-    Layer 0 is the embedding output, layer L the last block's output (HF convention).
+    Layer 0 is the embedding output, layer L the last block's output (HF convention; in
+    transformers 5 the last entry is after the final norm). `pooling="sum"` adds the vectors
+    up (CHES); `span="predicting"` pools the positions that predict the continuation's tokens
+    instead of the tokens themselves (shifted one to the left). To count an EOS as part of the
+    continuation (CHES), append the tokenizer's EOS string to `continuation`.
     """
 
     context: str
@@ -69,6 +77,7 @@ class HiddenStatesRequest:
     system: str | None = None
     images: tuple[str, ...] = ()
     chat: bool = True
+    span: Span = "continuation"
     kind: RequestKind = field(default="hidden_states", init=False)
 
 
@@ -137,9 +146,14 @@ class LoglikelihoodResponse:
 
 @dataclass
 class HiddenStatesResponse:
-    """layer -> pooled vector (pooling mean/last) or per-token matrix (per_token), as lists."""
+    """layer -> pooled vector (pooling mean/last/sum) or per-token matrix (per_token), as lists.
+
+    `n_positions`: how many positions were pooled (LN-CHES divides by it); None in answers
+    cached before the field existed.
+    """
 
     states: dict[int, list]
+    n_positions: int | None = None
 
 
 @dataclass
@@ -159,9 +173,18 @@ RESPONSE_TYPES: dict[str, type] = {
 }
 
 
+# Fields added after responses were first cached: left out of the key while at their default,
+# so existing cache entries keep their keys.
+_KEY_OMIT_AT_DEFAULT: dict[str, object] = {"span": "continuation"}
+
+
 def request_key(request: Request) -> str:
     """Stable content hash of a request (all fields, including the kind)."""
-    payload = json.dumps(dataclasses.asdict(request), sort_keys=True, separators=(",", ":"))
+    fields = dataclasses.asdict(request)
+    for name, default in _KEY_OMIT_AT_DEFAULT.items():
+        if name in fields and fields[name] == default:
+            del fields[name]
+    payload = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -45,8 +45,13 @@ def test_splits_families_and_ids(bench):
 
 def test_metric_ids_and_decoding(bench):
     assert bench.default_metrics == ("asr@adversarial", "refusal_rate@benign", "avqi@adversarial")
-    assert set(bench.headline_metrics) == set(bench.default_metrics)
-    assert bench.views == {"ASR by attack family": ("asr@adversarial[attack_family=*]",)}
+    assert set(bench.default_metrics) <= set(bench.headline_metrics)
+    # the family view's pattern names the per-family ids the ASR metric emits
+    from cli import _matching
+
+    families = sorted({it.categories["attack_family"] for it in bench.split("adversarial")})
+    emitted = [f"asr@adversarial[attack_family={f}]" for f in families] + ["asr@adversarial[subtype=x]"]
+    assert _matching(bench.views["ASR by attack family"], emitted) == emitted[:-1]
     req = bench.generate_request(bench.split("adversarial")[0])
     assert (req.temperature, req.max_new_tokens, req.n, req.chat) == (0.0, 48, 1, True)
     assert "adversarial-probes" in BENCHMARKS.names()

@@ -257,10 +257,21 @@ class HFBackend(Backend):
         return [done[i] for i in range(len(requests))]
 
     def hidden_states(self, requests: list[HiddenStatesRequest]) -> list[HiddenStatesResponse]:
-        """Pooled over the continuation tokens (over the whole context when it is empty)."""
+        """Pooled over the continuation tokens (over the whole context when it is empty), or with
+        `span="predicting"` over the positions predicting them (last context token through the
+        second-to-last continuation token). Rows are left-padded, so both spans are the last
+        positions of a row."""
         if not requests:
             return []
+        for r in requests:
+            if r.pooling not in ("mean", "last", "per_token", "sum"):
+                raise HarnessError(f"unknown pooling {r.pooling!r} (mean, last, per_token, sum)")
+            if r.span not in ("continuation", "predicting"):
+                raise HarnessError(f"unknown span {r.span!r} (continuation, predicting)")
         encoded = [self._encode_pair(r) for r in requests]
+        for r, (_, nc) in zip(requests, encoded):
+            if r.span == "predicting" and nc == 0:
+                raise HarnessError("hidden states with span 'predicting' need a non-empty continuation")
         order = sorted(range(len(requests)), key=lambda i: -len(encoded[i][0]))
 
         def pool(chunk: list[int]) -> list[HiddenStatesResponse]:
@@ -270,15 +281,16 @@ class HFBackend(Backend):
             for r, i in enumerate(chunk):
                 req, (seq, nc) = requests[i], encoded[i]
                 span = nc or len(seq)
+                rows = slice(-span, None) if req.span == "continuation" else slice(-nc - 1, -1)
                 states: dict[int, list] = {}
                 for layer in req.layers:
                     if not -len(hs) <= layer < len(hs):
                         raise HarnessError(f"layer {layer} out of range: the model has hidden states 0..{len(hs) - 1}")
-                    h = hs[layer][r, -span:].float()
-                    if req.pooling not in ("mean", "last", "per_token"):
-                        raise HarnessError(f"unknown pooling {req.pooling!r} (mean, last, per_token)")
-                    states[layer] = (h.mean(0) if req.pooling == "mean" else h[-1] if req.pooling == "last" else h).tolist()
-                out.append(HiddenStatesResponse(states=states))
+                    h = hs[layer][r, rows].float()
+                    pooled = (h.mean(0) if req.pooling == "mean" else h.sum(0) if req.pooling == "sum"
+                              else h[-1] if req.pooling == "last" else h)
+                    states[layer] = pooled.tolist()
+                out.append(HiddenStatesResponse(states=states, n_positions=span))
             return out
 
         done = self._map_batches("hidden_states", order, pool)
