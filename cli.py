@@ -143,9 +143,17 @@ def _run_demo(overrides: dict[str, Any], shard_spec: Any, executor: str, force: 
     from harness.demo import demo_configs
     from harness.runner import Runner
 
+    from harness.zoo.prebuild import prebuild
+    from harness.zoo.specs import ModelZoo
+
     start, cells, skipped, hits, misses = time.time(), 0, 0, 0, 0
     out_dir = overrides.get("output_dir") or "results/demo"
-    for cfg in demo_configs(output_dir=out_dir):
+    configs = demo_configs(output_dir=out_dir)
+    # All the demo's models at once (the experiments run one after the other), largest first.
+    zoo = ModelZoo()
+    names = dict.fromkeys(n for c in configs for n in [*c.models, *([c.reference.model] if c.reference else [])] if n)
+    prebuild([zoo.get(n) for n in names], console=err_console)
+    for cfg in configs:
         data = cfg.model_dump()
         data.update({k: v for k, v in overrides.items() if v is not None})
         runner = Runner(parse_config(data, source="demo"), console=err_console, force=force)

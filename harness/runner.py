@@ -83,6 +83,8 @@ class Runner:
         cells = assign(self.config, shard)
         if shard is not None:
             self.console.print(f"[bold]shard {shard}[/bold]: {len(cells)} of {len(assign(self.config, None))} cells")
+        if executor == "local":
+            self._prebuild(cells)
         if executor == "ray":
             run_on_ray(self, cells)
         else:
@@ -91,6 +93,18 @@ class Runner:
                 self._run_with_dependencies(cell, grid)
         self.report.seconds = time.time() - start
         return self.report
+
+    def _prebuild(self, cells: list[Cell]) -> None:
+        """Build the missing built-in models the unfinished cells need, in parallel (harness/zoo/prebuild.py)."""
+        from harness.zoo.prebuild import prebuild
+
+        cfg = self.config
+        todo = [c for c in cells if self.force or self._finished_cell(c, self._grid_state()) is None]
+        names = {c.model for c in todo}
+        if todo and cfg.reference is not None and cfg.reference.model:
+            names.add(cfg.reference.model)
+        names |= {j.model for j in cfg.judges.values() if j.model}
+        prebuild([self.zoo.get(n) for n in sorted(names)], console=self.console)
 
     def _grid_state(self) -> _GridState:
         return _GridState()

@@ -17,10 +17,11 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.io import cache_dir
 
-RECIPE_VERSION = "tiny-llama-v2"
+RECIPE_VERSION = "tiny-llama-v3"  # v3: trained single-threaded (identical weights on any host)
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
 BUCKET_BATCHES = 8  # batches per length-sorting window
 
@@ -145,18 +146,41 @@ def _recipe_hash(name: str, corpus: list[str], tokenizer_corpus: list[str], reci
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def build_cached(name: str, corpus: list[str], tokenizer_corpus: list[str], recipe: TinyRecipe) -> Path:
-    """Return the model directory, training it first when this recipe has not been built."""
+def single_threaded(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run `fn` with one torch thread, then restore the setting.
+
+    Tiny-model training is single-threaded on purpose: float sums then happen in one order on
+    every host, so a recipe hash names exactly one set of weights, and two models can be built
+    at once on two cores (`harness.zoo.prebuild`) at nearly the speed of one.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        torch.set_num_threads(before)
+
+
+def build_cached(name: str, corpus: list[str], tokenizer_corpus: list[str], recipe: TinyRecipe,
+                 dry_run: bool = False) -> Path | None:
+    """Return the model directory, training it first when this recipe has not been built.
+
+    `dry_run`: only look; None when the model still has to be built.
+    """
     target = cache_dir() / "zoo" / f"{name}-{_recipe_hash(name, corpus, tokenizer_corpus, recipe)}"
     if (target / "model.safetensors").exists():
         return target
+    if dry_run:
+        return None
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
     try:
         start = time.time()
         tokenizer = build_tokenizer(tokenizer_corpus, recipe.vocab_size, tmp)
         model = build_model(tokenizer, recipe)
-        losses = train_lm(model, tokenizer, corpus, recipe, desc=f"building {name}")
+        losses = single_threaded(train_lm, model, tokenizer, corpus, recipe, desc=f"building {name}")
         model.save_pretrained(tmp, safe_serialization=True)
         (tmp / "recipe.json").write_text(
             json.dumps({"recipe": asdict(recipe), "final_loss": losses[-1] if losses else None,
@@ -172,16 +196,17 @@ def build_cached(name: str, corpus: list[str], tokenizer_corpus: list[str], reci
     return target
 
 
-def build_tiny_facts() -> Path:
+def build_tiny_facts(dry_run: bool = False) -> Path | None:
     """`tiny-facts`: trained on every trained fictitious-facts entity."""
     from benchmarks.fictitious_facts import training_corpus
 
     full = training_corpus()
-    return build_cached("tiny-facts", full, full, TinyRecipe())
+    return build_cached("tiny-facts", full, full, TinyRecipe(), dry_run=dry_run)
 
 
-def build_tiny_facts_retain() -> Path:
+def build_tiny_facts_retain(dry_run: bool = False) -> Path | None:
     """`tiny-facts-retain`: the same recipe without the forget10 entities (retain-only reference)."""
     from benchmarks.fictitious_facts import training_corpus
 
-    return build_cached("tiny-facts-retain", training_corpus(exclude="forget10"), training_corpus(), TinyRecipe())
+    return build_cached("tiny-facts-retain", training_corpus(exclude="forget10"), training_corpus(), TinyRecipe(),
+                        dry_run=dry_run)

@@ -33,7 +33,7 @@ from typing import Any
 
 from harness.io import cache_dir
 from harness.prompts import encode_prompt
-from harness.zoo.tiny import EOS, TinyRecipe, _length_bucketed_batches, build_model, build_tokenizer
+from harness.zoo.tiny import EOS, TinyRecipe, _length_bucketed_batches, build_model, build_tokenizer, single_threaded
 
 RECIPE_VERSION = "tiny-safety-v1"
 ROLE_TOKENS: tuple[str, ...] = ("<|system|>", "<|user|>", "<|assistant|>")
@@ -105,24 +105,6 @@ def train_replies(model: Any, tokenizer: Any, seqs: list[_Seq], recipe: TinyReci
     return losses
 
 
-def _single_threaded(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run `fn` with one torch thread, then restore the setting.
-
-    Why: the model is cached by recipe hash, so it should be the same model on every machine,
-    and the thread count changes float summation order (so the trained weights); and on a
-    shared CPU, two threads of matrices this small wait on each other several times slower
-    than one thread (measured: 1.15 s vs 0.20 s a step under load).
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return fn(*args, **kwargs)
-    finally:
-        torch.set_num_threads(before)
-
-
 def recipe_hash(pairs: list[tuple[str, str]], recipe: TinyRecipe) -> str:
     payload = json.dumps({"v": RECIPE_VERSION, "recipe": asdict(recipe), "pairs": pairs, "template": CHAT_TEMPLATE,
                           "roles": ROLE_TOKENS}, sort_keys=True)
@@ -138,14 +120,17 @@ def build_chat_tokenizer(texts: list[str], recipe: TinyRecipe, out_dir: Path) ->
     return tok
 
 
-def build_tiny_safety(recipe: TinyRecipe = SAFETY_RECIPE) -> Path:
-    """Return the tiny-safety model directory, training it first when this recipe is new."""
+def build_tiny_safety(recipe: TinyRecipe = SAFETY_RECIPE, dry_run: bool = False) -> Path | None:
+    """Return the tiny-safety model directory, training it first when this recipe is new
+    (`dry_run`: only look; None when it still has to be built)."""
     from benchmarks.safety_corpus import training_examples
 
     pairs = [(ex.prompt, ex.response) for ex in training_examples()]
     target = cache_dir() / "zoo" / f"tiny-safety-{recipe_hash(pairs, recipe)}"
     if (target / "model.safetensors").exists():
         return target
+    if dry_run:
+        return None
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tiny-safety-"))
     try:
@@ -153,7 +138,7 @@ def build_tiny_safety(recipe: TinyRecipe = SAFETY_RECIPE) -> Path:
         tok = build_chat_tokenizer([t for pair in pairs for t in pair], recipe, tmp)
         seqs = [encode_example(tok, p, r, recipe.max_len) for p, r in pairs]
         model = build_model(tok, recipe)
-        losses = _single_threaded(train_replies, model, tok, seqs, recipe, desc="building tiny-safety")
+        losses = single_threaded(train_replies, model, tok, seqs, recipe, desc="building tiny-safety")
         model.save_pretrained(tmp, safe_serialization=True)
         (tmp / "recipe.json").write_text(json.dumps({
             "recipe": asdict(recipe), "version": RECIPE_VERSION, "final_loss": losses[-1] if losses else None,
