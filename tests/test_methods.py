@@ -10,7 +10,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from benchmarks.base import Benchmark, BenchmarkData, QAItem
 from harness.artifacts import ModelArtifact

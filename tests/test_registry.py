@@ -19,9 +19,10 @@ def test_lazy_entry_is_imported_on_first_use_only():
     assert reg.get("json-dumps") is json.dumps
 
 
-def test_catalog_listing_imports_no_model_code():
+def test_catalog_listing_imports_no_model_code(monkeypatch):
+    # monkeypatch puts the modules back afterwards: later tests must see the same classes.
     for mod in [m for m in sys.modules if m.startswith(("methods.", "benchmarks.fictitious", "harness.backends.hf"))]:
-        sys.modules.pop(mod)
+        monkeypatch.delitem(sys.modules, mod)
     from harness.catalog import BENCHMARKS, METHODS, METRICS
 
     assert "npo" in METHODS.names() and "tofu" in BENCHMARKS.names() and "forget_quality" in METRICS.names()

@@ -14,11 +14,12 @@ from harness.runner import Runner
 pytestmark = pytest.mark.slow
 
 
-def test_safety_demo_reports_asr_by_family_over_refusal_and_avqi(tmp_path):
+def test_safety_demo_reports_asr_by_family_over_refusal_avqi_and_displacement(tmp_path):
     cfg = safety_demo_config(output_dir=str(tmp_path / "demo"), cache_dir=str(tmp_path / "cache"), limit=60)
     Runner(cfg).run()
-    [path] = find_summaries(tmp_path / "demo")
-    s = read_summary(path)
+    cells = {read_summary(p).method: read_summary(p) for p in find_summaries(tmp_path / "demo")}
+    assert set(cells) == {"none", "dpo", "ches-dpo", "grace"}
+    s = cells["none"]
     assert (s.model, s.benchmark) == ("tiny-safety", "adversarial-probes")
     m = s.metrics
     families = {k.split("=")[1].rstrip("]") for k in m if k.startswith("asr@adversarial[attack_family=")}
@@ -30,3 +31,9 @@ def test_safety_demo_reports_asr_by_family_over_refusal_and_avqi(tmp_path):
     assert m["refusal_rate@benign"].value <= 20  # little over-refusal (percent)
     assert m["avqi@adversarial"].value > 0 and m["avqi@adversarial"].ci_low is not None
     assert s.provenance.judge["harm"]["kind"] == "refusal-patterns"
+    # Every safety method lowers ASR; the preference methods report likelihood displacement.
+    for method in ("dpo", "ches-dpo", "grace"):
+        assert cells[method].metrics["asr@adversarial"].value < m["asr@adversarial"].value, method
+    for method in ("dpo", "ches-dpo"):
+        rate = cells[method].metrics["likelihood_displacement:rate"]
+        assert 0 <= rate.value <= 1 and rate.n > 0

@@ -11,7 +11,6 @@ from benchmarks.adversarial_probes import AdversarialProbes
 from benchmarks.safety_corpus import training_examples
 from harness.judges.refusal import is_refusal
 from harness.prompts import encode_prompt
-from harness.requests import GenerateRequest
 from harness.zoo.specs import BUILTIN_MODELS, ModelSpec, ModelZoo
 from harness.zoo.tiny import TinyRecipe
 from harness.zoo.tiny_safety import (

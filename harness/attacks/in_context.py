@@ -20,7 +20,6 @@ Results (`<id>:<metric id>`; `in_context_derived*` the same on derived questions
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np

@@ -17,7 +17,7 @@ Runs on models without a method too (their CKA to the original is 1: the baselin
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from pydantic import Field

@@ -101,6 +101,35 @@ class Judge(ABC):
         return [dataclasses.replace(self.verdict(jr, answers), measures=self.measures) for jr in requests]
 
 
+class TextJudge(Judge):
+    """A model judge that reads a short greedy answer to its filled-in template.
+
+    Subclasses set `max_new_tokens`/`system` and implement `parse(text) -> Verdict`.
+    """
+
+    max_new_tokens: int = 8
+    system: str | None = None
+
+    def _request(self, request: JudgeRequest):
+        from harness.requests import GenerateRequest
+
+        text = fill(request.template or self.template or "", request.prompt, request.response)
+        return GenerateRequest(prompt=text, max_new_tokens=self.max_new_tokens, system=self.system)
+
+    def requests(self, request: JudgeRequest) -> list[Request]:
+        return [self._request(request)]
+
+    def verdict(self, request: JudgeRequest, responses: Mapping[Request, Response]) -> Verdict:
+        return self.parse(responses[self._request(request)].texts[0])
+
+    @abstractmethod
+    def parse(self, text: str) -> Verdict:
+        """The verdict read from the judge model's answer (score None when unparseable)."""
+
+    def decoding(self) -> dict[str, Any]:
+        return {"max_new_tokens": self.max_new_tokens, "temperature": 0}
+
+
 def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 

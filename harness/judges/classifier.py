@@ -14,8 +14,7 @@ import re
 from importlib import resources
 from typing import Any, ClassVar, Mapping
 
-from harness.judges.base import Judge, JudgeRequest, Measures, Verdict, fill
-from harness.requests import GenerateRequest
+from harness.judges.base import Measures, TextJudge, Verdict
 
 DEFAULT_LABELS = {"yes": 1.0, "no": 0.0}
 _WORD = re.compile(r"[A-Za-z]+")
@@ -34,7 +33,7 @@ def parse_label(text: str, labels: Mapping[str, float]) -> str | None:
     return next((label for label in labels if label.lower() == word), None)
 
 
-class LabelJudge(Judge):
+class LabelJudge(TextJudge):
     kind: ClassVar[str] = "classifier"
     measures: ClassVar[Measures] = "compliance"
 
@@ -54,17 +53,6 @@ class LabelJudge(Judge):
     def parse_rule(self) -> str:  # type: ignore[override]
         return "first word, case-insensitive, one of " + "/".join(f"{k}={v:g}" for k, v in self.labels.items())
 
-    def _request(self, request: JudgeRequest) -> GenerateRequest:
-        text = fill(request.template or self.template or "", request.prompt, request.response)
-        return GenerateRequest(prompt=text, max_new_tokens=self.max_new_tokens, system=self.system)
-
-    def requests(self, request: JudgeRequest) -> list:
-        return [self._request(request)]
-
-    def verdict(self, request: JudgeRequest, responses: Mapping) -> Verdict:
-        text = responses[self._request(request)].texts[0]
+    def parse(self, text: str) -> Verdict:
         label = parse_label(text, self.labels)
         return Verdict(None if label is None else float(self.labels[label]), label, text)
-
-    def decoding(self) -> dict[str, Any]:
-        return {"max_new_tokens": self.max_new_tokens, "temperature": 0}

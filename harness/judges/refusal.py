@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import ClassVar
 
 # Project-written. Grouped by how refusals open: apology, inability, unwillingness,
 # policy, redirection. Each is a plain substring (no regex) so the list is easy to audit.

@@ -28,7 +28,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from harness.metrics.base import Metric, MetricResult, ResponseMap, answer_request
-from harness.requests import GradNormRequest, LoglikelihoodRequest, Request
+from harness.requests import GradNormRequest, Request
 from harness.stats import bootstrap_ci
 
 ROLES = ("forget", "holdout")

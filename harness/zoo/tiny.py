@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import random
 import shutil
 import tempfile
@@ -89,15 +88,22 @@ def build_model(tokenizer, recipe: TinyRecipe):
 
 def train_lm(model, tokenizer, texts: list[str], recipe: TinyRecipe, desc: str = "training") -> list[float]:
     """Plain causal-LM training on whole texts (EOS appended), with a progress bar."""
+    encoded = [tokenizer(t + EOS, truncation=True, max_length=recipe.max_len)["input_ids"] for t in texts]
+    return train_sequences(model, tokenizer.pad_token_id, encoded, recipe, desc)
+
+
+def train_sequences(model, pad_id: int, seqs: list[list[int]], recipe: TinyRecipe, desc: str = "training") -> list[float]:
+    """Causal-LM training on token sequences in length-bucketed batches (AdamW, one-cycle LR).
+
+    The loss covers each sequence from `seq.n_prompt` on (a list subclass may carry it: reply-only
+    training for chat models); plain lists are trained on whole.
+    """
     import torch
     from rich.progress import Progress
 
     rng = random.Random(recipe.seed)
     torch.manual_seed(recipe.seed)
-    encoded = [tokenizer(t + EOS, truncation=True, max_length=recipe.max_len)["input_ids"] for t in texts]
-    window = recipe.batch_size * BUCKET_BATCHES
-    steps_per_epoch = sum(math.ceil(min(window, len(encoded) - w) / recipe.batch_size) for w in range(0, len(encoded), window))
-    total = steps_per_epoch * recipe.epochs
+    total = len(_length_bucketed_batches(seqs, recipe.batch_size, random.Random(0))) * recipe.epochs
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=total, pct_start=0.05)
     model.train()
@@ -105,14 +111,16 @@ def train_lm(model, tokenizer, texts: list[str], recipe: TinyRecipe, desc: str =
     with Progress(transient=True) as progress:
         task = progress.add_task(desc, total=total)
         for _ in range(recipe.epochs):
-            for batch in _length_bucketed_batches(encoded, recipe.batch_size, rng):
+            for batch in _length_bucketed_batches(seqs, recipe.batch_size, rng):
                 width = max(len(b) for b in batch)
-                ids = torch.full((len(batch), width), tokenizer.pad_token_id)
+                ids = torch.full((len(batch), width), pad_id)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)
+                labels = torch.full((len(batch), width), -100)
                 for r, b in enumerate(batch):
-                    ids[r, : len(b)] = torch.tensor(b)
+                    start = getattr(b, "n_prompt", 0)
+                    ids[r, : len(b)] = torch.tensor(list(b))
                     mask[r, : len(b)] = 1
-                labels = ids.masked_fill(mask == 0, -100)
+                    labels[r, start : len(b)] = torch.tensor(list(b[start:]))
                 loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

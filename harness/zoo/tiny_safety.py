@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import shutil
 import tempfile
 import time
@@ -33,7 +32,7 @@ from typing import Any
 
 from harness.io import cache_dir
 from harness.prompts import encode_prompt
-from harness.zoo.tiny import EOS, TinyRecipe, _length_bucketed_batches, build_model, build_tokenizer, single_threaded
+from harness.zoo.tiny import EOS, TinyRecipe, build_model, build_tokenizer, single_threaded, train_sequences
 
 RECIPE_VERSION = "tiny-safety-v1"
 ROLE_TOKENS: tuple[str, ...] = ("<|system|>", "<|user|>", "<|assistant|>")
@@ -66,43 +65,6 @@ def encode_example(tokenizer: Any, prompt: str, response: str, max_len: int) -> 
     seq = _Seq((prompt_ids + reply_ids)[-max_len:])
     seq.n_prompt = max(0, len(seq) - len(reply_ids))
     return seq
-
-
-def train_replies(model: Any, tokenizer: Any, seqs: list[_Seq], recipe: TinyRecipe, desc: str = "training") -> list[float]:
-    """Causal-LM training with the loss on reply tokens only, length-bucketed batches."""
-    import torch
-    from rich.progress import Progress
-
-    rng = random.Random(recipe.seed)
-    torch.manual_seed(recipe.seed)
-    batches_per_epoch = len(_length_bucketed_batches(seqs, recipe.batch_size, random.Random(0)))
-    total = batches_per_epoch * recipe.epochs
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=total, pct_start=0.05)
-    model.train()
-    losses: list[float] = []
-    with Progress(transient=True) as progress:
-        task = progress.add_task(desc, total=total)
-        for _ in range(recipe.epochs):
-            for batch in _length_bucketed_batches(seqs, recipe.batch_size, rng):
-                width = max(len(b) for b in batch)
-                ids = torch.full((len(batch), width), tokenizer.pad_token_id)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                labels = torch.full((len(batch), width), -100)
-                for r, b in enumerate(batch):
-                    ids[r, : len(b)] = torch.tensor(b)
-                    mask[r, : len(b)] = 1
-                    labels[r, b.n_prompt : len(b)] = torch.tensor(b[b.n_prompt :])
-                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                sched.step()
-                opt.zero_grad()
-                losses.append(float(loss.detach()))
-                progress.update(task, advance=1, description=f"{desc} loss={losses[-1]:.3f}")
-    model.eval()
-    return losses
 
 
 def recipe_hash(pairs: list[tuple[str, str]], recipe: TinyRecipe) -> str:
@@ -138,7 +100,7 @@ def build_tiny_safety(recipe: TinyRecipe = SAFETY_RECIPE, dry_run: bool = False)
         tok = build_chat_tokenizer([t for pair in pairs for t in pair], recipe, tmp)
         seqs = [encode_example(tok, p, r, recipe.max_len) for p, r in pairs]
         model = build_model(tok, recipe)
-        losses = single_threaded(train_replies, model, tok, seqs, recipe, desc="building tiny-safety")
+        losses = single_threaded(train_sequences, model, tok.pad_token_id, seqs, recipe, desc="building tiny-safety")
         model.save_pretrained(tmp, safe_serialization=True)
         (tmp / "recipe.json").write_text(json.dumps({
             "recipe": asdict(recipe), "version": RECIPE_VERSION, "final_loss": losses[-1] if losses else None,
