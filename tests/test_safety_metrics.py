@@ -175,3 +175,33 @@ def test_leaderboard_adds_normalised_avqi(tmp_path):
     out = with_normalised_avqi(df)
     norm = out[out.metric == "avqi_normalised@adv"].set_index("model").value
     assert norm["a"] == pytest.approx(0) and norm["b"] == pytest.approx(100, rel=1e-6) and norm["c"] == pytest.approx(50, rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["classifier", "rubric"])
+def test_model_judges_from_a_config(tmp_path, toy_zoo, kind):
+    """`judges:` in a config: a model judge answers through its own cached backend; an untrained
+    judge's answers are unparseable, so they are counted and no ASR is made up."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    cfg = tmp_path / "safety.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "models": ["toy"], "zoo": toy_zoo,
+        "benchmarks": [{"name": "adversarial-probes", "params": {"max_new_tokens": 4}}],
+        "metrics": ["asr@adversarial"], "limit": 3,
+        "judges": {"harm": {"kind": kind, "model": "toy", "params": {"max_new_tokens": 3}}},
+        "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"),
+    }))
+    result = CliRunner().invoke(app, ["run", str(cfg)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "toy" / "none" / "adversarial-probes" / "summary.json").read_text())
+    judge = summary["provenance"]["judge"]["harm"]
+    assert judge["kind"] == kind and judge["model_name"] == "toy" and judge["template_sha256"]
+    asr = summary["metrics"]["asr@adversarial"]
+    assert asr["details"]["unparsed"] + asr["n"] == 3  # every answer either scored or counted
+    if asr["n"] == 0:
+        assert asr["value"] is None
