@@ -15,6 +15,7 @@ values of each field is in `details["macro_average"]`.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections import Counter, defaultdict
 from typing import Any, ClassVar
 
@@ -44,9 +45,9 @@ class JudgedItemMetric(ItemMetric):
     def _verdicts(self, item: Any, responses: ResponseMap) -> list[Verdict]:
         return [responses[jr] for jr in self._judge_requests_for(item, responses)]
 
+    @abstractmethod
     def item_success(self, verdicts: list[Verdict]) -> list[float]:
         """Per-sample values of this metric (0/1 or a rubric score); unparsed ones left out."""
-        raise NotImplementedError
 
     def item_value(self, item: Any, responses: ResponseMap) -> float | None:
         values = self.item_success(self._verdicts(item, responses))

@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from harness.io import cache_dir
 
@@ -171,20 +171,33 @@ def single_threaded(fn: Any, *args: Any, **kwargs: Any) -> Any:
         torch.set_num_threads(before)
 
 
-def build_cached(name: str, corpus: list[str], tokenizer_corpus: list[str], recipe: TinyRecipe,
-                 dry_run: bool = False) -> Path | None:
-    """Return the model directory, training it first when this recipe has not been built.
-
-    `dry_run`: only look; None when the model still has to be built.
-    """
-    target = cache_dir() / "zoo" / f"{name}-{_recipe_hash(name, corpus, tokenizer_corpus, recipe)}"
+def cached_build(target: Path, build: Callable[[Path], None], dry_run: bool = False) -> Path | None:
+    """`target` when built; else `build(tmp)` into a temp dir beside it, renamed into place when
+    complete (an interrupted build never leaves half a model). `dry_run`: only look; None when
+    the model still has to be built."""
     if (target / "model.safetensors").exists():
         return target
     if dry_run:
         return None
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
     try:
+        build(tmp)
+        if target.exists():  # built concurrently by another process
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def build_cached(name: str, corpus: list[str], tokenizer_corpus: list[str], recipe: TinyRecipe,
+                 dry_run: bool = False) -> Path | None:
+    """The model directory of this recipe, trained first when it has not been built."""
+
+    def build(tmp: Path) -> None:
         start = time.time()
         tokenizer = build_tokenizer(tokenizer_corpus, recipe.vocab_size, tmp)
         model = build_model(tokenizer, recipe)
@@ -194,14 +207,9 @@ def build_cached(name: str, corpus: list[str], tokenizer_corpus: list[str], reci
             json.dumps({"recipe": asdict(recipe), "final_loss": losses[-1] if losses else None,
                         "seconds": round(time.time() - start, 1), "n_texts": len(corpus)}, indent=2)
         )
-        if target.exists():  # built concurrently by another process
-            shutil.rmtree(tmp)
-        else:
-            tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+
+    target = cache_dir() / "zoo" / f"{name}-{_recipe_hash(name, corpus, tokenizer_corpus, recipe)}"
+    return cached_build(target, build, dry_run)
 
 
 def build_tiny_facts(dry_run: bool = False) -> Path | None:

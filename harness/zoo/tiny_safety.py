@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -32,7 +30,7 @@ from typing import Any
 
 from harness.io import cache_dir
 from harness.prompts import encode_prompt
-from harness.zoo.tiny import EOS, TinyRecipe, build_model, build_tokenizer, single_threaded, train_sequences
+from harness.zoo.tiny import EOS, TinyRecipe, build_model, build_tokenizer, cached_build, single_threaded, train_sequences
 
 RECIPE_VERSION = "tiny-safety-v1"
 ROLE_TOKENS: tuple[str, ...] = ("<|system|>", "<|user|>", "<|assistant|>")
@@ -89,13 +87,8 @@ def build_tiny_safety(recipe: TinyRecipe = SAFETY_RECIPE, dry_run: bool = False)
 
     pairs = [(ex.prompt, ex.response) for ex in training_examples()]
     target = cache_dir() / "zoo" / f"tiny-safety-{recipe_hash(pairs, recipe)}"
-    if (target / "model.safetensors").exists():
-        return target
-    if dry_run:
-        return None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tiny-safety-"))
-    try:
+
+    def build(tmp: Path) -> None:
         start = time.time()
         tok = build_chat_tokenizer([t for pair in pairs for t in pair], recipe, tmp)
         seqs = [encode_example(tok, p, r, recipe.max_len) for p, r in pairs]
@@ -107,11 +100,5 @@ def build_tiny_safety(recipe: TinyRecipe = SAFETY_RECIPE, dry_run: bool = False)
             "seconds": round(time.time() - start, 1), "n_examples": len(pairs),
             "max_tokens": max(len(s) for s in seqs), "eos": EOS,
         }, indent=2))
-        if target.exists():  # built concurrently by another process
-            shutil.rmtree(tmp)
-        else:
-            tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+
+    return cached_build(target, build, dry_run)
