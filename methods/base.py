@@ -39,6 +39,12 @@ log = logging.getLogger(__name__)
 
 
 
+
+def uses_chat_template(base: "LoadedModel", wanted: bool) -> bool:
+    """Whether training prompts are chat-templated: asked for, not switched off in the model
+    spec, and the tokenizer has a template (the same rule the backend applies at evaluation)."""
+    return wanted and base.spec.chat_template != "none" and bool(getattr(base.tokenizer, "chat_template", None))
+
 class Method(ABC):
     """A method: turns a base model (and a benchmark's data) into a new model artefact.
 
@@ -196,7 +202,7 @@ class UnlearningMethod(Method):
         output_dir.mkdir(parents=True, exist_ok=True)
         set_seed(seed)
         tok = base.tokenizer
-        use_chat = p.chat and base.spec.chat_template != "none" and bool(getattr(tok, "chat_template", None))
+        use_chat = uses_chat_template(base, p.chat)
 
         forget = self.encode_forget(benchmark, benchmark.split(benchmark.forget_split()), tok, p.max_length, use_chat, seed)
         retain = None

@@ -49,7 +49,7 @@ from pydantic import Field, field_validator
 from harness.artifacts import ModelArtifact
 from harness.errors import AdapterNoEffectError, ConfigError, HarnessError
 from harness.io import atomic_write_jsonl
-from methods.base import Method
+from methods.base import Method, uses_chat_template
 from methods.preferences import PreferenceData, PreferencePair, build_preferences, load_preferences
 
 if TYPE_CHECKING:
@@ -220,7 +220,7 @@ class DPO(Method):
         output_dir.mkdir(parents=True, exist_ok=True)
         set_seed(seed)
         tok = base.tokenizer
-        chat = p.chat and base.spec.chat_template != "none" and bool(getattr(tok, "chat_template", None))
+        chat = uses_chat_template(base, p.chat)
         eos = tok.eos_token
         if eos is None:
             raise ConfigError(f"method {self.name!r}: the tokenizer of {base.spec.name!r} has no EOS token")

@@ -78,7 +78,7 @@ from pydantic import Field
 
 from harness.artifacts import ModelArtifact
 from harness.errors import AdapterNoEffectError, ConfigError
-from methods.base import Method, _fingerprint, _is_peft
+from methods.base import Method, _fingerprint, _is_peft, uses_chat_template
 from methods.grace_pooler import (
     GraceHeads, MultiHeadLayerwiseAttentionPooler, PoolerConfig, pool_tokens, save_pooler,
 )
@@ -359,7 +359,7 @@ class GRACE(Method):
         output_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(seed)
         tok = base.tokenizer
-        use_chat = p.chat and base.spec.chat_template != "none" and bool(getattr(tok, "chat_template", None))
+        use_chat = uses_chat_template(base, p.chat)
         split, leaks = self._train_split(benchmark)
         items = benchmark.split(split)
         t0 = time.time()

@@ -39,7 +39,7 @@ from torch import nn
 
 from harness.artifacts import ModelArtifact
 from harness.errors import AdapterNoEffectError, ConfigError
-from methods.base import Method, _fingerprint
+from methods.base import Method, _fingerprint, uses_chat_template
 from methods.rmu import decoder_layers
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ class LAF(Method):
         output_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(seed)
         tok = base.tokenizer
-        use_chat = p.chat and base.spec.chat_template != "none" and bool(getattr(tok, "chat_template", None))
+        use_chat = uses_chat_template(base, p.chat)
         forget_items = benchmark.split(benchmark.forget_split())
         retain_items = benchmark.split(benchmark.retain_split())
         if not forget_items or not retain_items:
