@@ -301,14 +301,20 @@ class Runner:
         from harness.catalog import ATTACKS
         from harness.zoo.load import load_hf_model
 
+        cfg = self.config
+        ref_name = cfg.reference.model if cfg.reference and cfg.reference.model else None
+        original_spec: ModelSpec | None = spec
+        if spec.name == ref_name and spec.name not in cfg.models:
+            # The reference's own cell: its original is the model the grid unlearns (when one),
+            # not itself, so "CKA to the original" reads as what full deletion looks like.
+            original_spec = self.zoo.get(cfg.models[0]) if len(cfg.models) == 1 else None
         ctx = AttackContext(
             benchmark=benchmark, spec=eval_spec, artifact=artifact, backend=cached,
             make_backend=self._backend,
-            load_model=lambda: load_hf_model(eval_spec, device=self.config.device, adapter=adapter),
-            results=evaluation.results, original=original, output_dir=out, seed=self.config.seed,
-            original_spec=spec,
-            reference_spec=(self.zoo.get(self.config.reference.model)
-                            if self.config.reference and self.config.reference.model else None),
+            load_model=lambda: load_hf_model(eval_spec, device=cfg.device, adapter=adapter),
+            results=evaluation.results, original=original, output_dir=out, seed=cfg.seed,
+            original_spec=original_spec,
+            reference_spec=self.zoo.get(ref_name) if ref_name else None,
         )
         by_id = {(r.split, r.item_id): r for r in evaluation.samples}
         forget = benchmark.forget_split()

@@ -124,3 +124,27 @@ def test_unknown_attack_and_bad_parameter_are_config_errors(tmp_path):
         path.write_text(yaml.safe_dump({"models": ["tiny-facts"], "benchmarks": ["fictitious-facts"], "attacks": attacks}))
         result = CliRunner().invoke(app, ["validate", str(path)])
         assert result.exit_code == 2 and needle in result.output
+
+
+def test_representation_attack_in_the_grid_compares_the_right_models(tmp_path, toy_zoo):
+    """CKA to the original is 1 for the original itself; the reference's "original" is the grid's
+    model, so CKA(reference, original) read from either cell is the same number (CKA is symmetric)."""
+    config = {
+        "zoo": toy_zoo, "models": ["toy"],
+        "methods": ["none", {"name": "grad-ascent", "params": {"max_steps": 2, "batch_size": 2}}],
+        "benchmarks": [{"name": "fictitious-facts", "params": {"forget_split": "forget10"}}],
+        "metrics": ["probability@forget"], "reference": {"model": "toy-retain"},
+        "attacks": [{"name": "representation", "params": {"splits": ["forget"]}}],
+        "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "limit": 8,
+    }
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(app, ["run", str(path)])
+    assert result.exit_code == 0, result.output
+    cells = {(s.model, s.method): s.metrics for s in map(read_summary, find_summaries(tmp_path / "out"))}
+    key_o, key_r = "representation:cka_original@forget", "representation:cka_retain_model@forget"
+    assert cells[("toy", "none")][key_o].value == pytest.approx(1.0)
+    assert cells[("toy-retain", "none")][key_r].value == pytest.approx(1.0)
+    assert cells[("toy-retain", "none")][key_o].value == pytest.approx(cells[("toy", "none")][key_r].value, abs=1e-9)
+    assert cells[("toy-retain", "none")][key_o].value < 1.0  # two different models
+    assert 0 <= cells[("toy", "grad-ascent")][key_o].value <= 1
