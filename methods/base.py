@@ -53,6 +53,10 @@ class Method(ABC):
     """
 
     name: ClassVar[str] = ""
+    # Methods that judge their own samples (preference data, GRACE triplets) set this; the
+    # runner then hands over the run's JudgePanel as `judges` and hashes it into the recipe.
+    uses_judges: ClassVar[bool] = False
+    judges: Any = None
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -68,6 +72,21 @@ class Method(ABC):
     @abstractmethod
     def apply(self, base: "LoadedModel", benchmark: "Benchmark", output_dir: Path, seed: int) -> ModelArtifact:
         """Produce the method's artefact in `output_dir` (and save `artifact.json` there)."""
+
+    def judge(self, role: str) -> Any:
+        """The run's judge for `role`; outside a run, the default panel's (refusal patterns)."""
+        from harness.judges.panel import JudgePanel
+
+        return (self.judges if self.judges is not None else JudgePanel()).get(role)
+
+
+def max_logit_difference(model: Any, base_model: Any, ids: list[int], device: Any) -> float:
+    """Max |logit difference| of two models on one sequence: did training change anything?"""
+    import torch
+
+    batch = torch.tensor([ids], device=device)
+    with torch.no_grad():
+        return float((model(input_ids=batch).logits.float() - base_model(input_ids=batch).logits.float()).abs().max())
 
 
 def _params_error(method: str, params: type[BaseModel], e: ValidationError) -> str:

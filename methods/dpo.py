@@ -49,7 +49,7 @@ from pydantic import Field, field_validator
 from harness.artifacts import ModelArtifact
 from harness.errors import AdapterNoEffectError, ConfigError, HarnessError
 from harness.io import atomic_write_jsonl
-from methods.base import Method, uses_chat_template
+from methods.base import Method, max_logit_difference, uses_chat_template
 from methods.preferences import PreferenceData, PreferencePair, build_preferences, load_preferences
 
 if TYPE_CHECKING:
@@ -75,7 +75,6 @@ class DPO(Method):
 
     name: ClassVar[str] = "dpo"
     uses_judges: ClassVar[bool] = True  # the runner hands over the run's JudgePanel (`judges`)
-    judges: Any = None
 
     class Params(Method.Params):
         # --- which pairs
@@ -181,7 +180,7 @@ class DPO(Method):
                               "sample on; give a preference dataset with `preferences`")
         decoding = benchmark.decoding() if hasattr(benchmark, "decoding") else {}
         max_new = p.max_new_tokens or int(decoding.get("max_new_tokens", 512))
-        judge = self._judge()
+        judge = self.judge(self.params.judge_role)
         return build_preferences(
             items, backend, judge, prompt_of=benchmark.prompt, judge_role=p.judge_role, n_samples=p.n_samples,
             temperature=p.temperature, top_p=p.top_p, max_new_tokens=max_new, stop=getattr(benchmark, "stop", ()),
@@ -189,12 +188,6 @@ class DPO(Method):
             provenance={"model": base.spec.name, "model_identity": backend.identity,
                         "benchmark": benchmark.name, "split": split, "dataset_hash": benchmark.data.data_hash()},
         )
-
-    def _judge(self) -> Any:
-        from harness.judges.panel import JudgePanel
-
-        panel = self.judges if self.judges is not None else JudgePanel()
-        return panel.get(self.params.judge_role)
 
     def select(self, pairs: list[PreferencePair], backend: Any, eos: str | None, chat: bool,
                output_dir: Path) -> tuple[list[PreferencePair], "list[CHESScore] | None"]:
@@ -361,14 +354,8 @@ class DPO(Method):
     @staticmethod
     def _probe_diff(model: Any, base: "LoadedModel", pair: PreferencePair, chat: bool) -> float:
         """Max |logit difference| between the trained and the base model on one training sequence."""
-        import torch
-
         row = encode_pair(base.tokenizer, pair, chat)
-        ids = torch.tensor([row["prompt_ids"] + row["chosen_ids"]], device=base.device)
-        with torch.no_grad():
-            new = model(input_ids=ids).logits.float()
-            old = base.model(input_ids=ids).logits.float()
-        return float((new - old).abs().max())
+        return max_logit_difference(model, base.model, row["prompt_ids"] + row["chosen_ids"], base.device)
 
 
 class CHESDPO(DPO):

@@ -68,7 +68,7 @@ import random
 import shutil
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
@@ -78,179 +78,19 @@ from pydantic import Field
 
 from harness.artifacts import ModelArtifact
 from harness.errors import AdapterNoEffectError, ConfigError
-from methods.base import Method, _fingerprint, _is_peft, uses_chat_template
+from harness.metrics.avqi import CLUSTERS
+from methods.base import Method, _fingerprint, _is_peft, max_logit_difference, uses_chat_template
+from methods.grace_loss import grace_loss
+from methods.grace_triplets import Triplet, build_triplets
 from methods.grace_pooler import (
     GraceHeads, MultiHeadLayerwiseAttentionPooler, PoolerConfig, pool_tokens, save_pooler,
 )
 
 if TYPE_CHECKING:
     from benchmarks.base import Benchmark
-    from harness.judges.base import Judge
     from harness.zoo.load import LoadedModel
 
 log = logging.getLogger(__name__)
-CLUSTERS = ("safe", "unsafe", "jailbreak")
-
-
-# --- the loss (methods.md §1.4) ---------------------------------------------------------------
-def preference_loss(s_pi_safe: torch.Tensor, s_pi_unsafe: torch.Tensor, s_ref_safe: torch.Tensor,
-                    s_ref_unsafe: torch.Tensor, beta: float) -> torch.Tensor:
-    """`−mean log σ(s_π(h_s) − s_π(h_u) − β (s_ref(h_s) − s_ref(h_u)))` (β scales the reference margin)."""
-    m = (s_pi_safe - s_pi_unsafe) - beta * (s_ref_safe - s_ref_unsafe)
-    return -F.logsigmoid(m).mean()
-
-
-def separation_loss(h_s: torch.Tensor, h_u: torch.Tensor, h_j: torch.Tensor, margin: float) -> torch.Tensor:
-    """`½ [mean relu(M − ‖h_s − h_u‖₂) + mean relu(M − ‖h_s − h_j‖₂)]` on paired rows."""
-    d_su = torch.linalg.vector_norm(h_s - h_u, dim=-1)
-    d_sj = torch.linalg.vector_norm(h_s - h_j, dim=-1)
-    return 0.5 * (F.relu(margin - d_su).mean() + F.relu(margin - d_sj).mean())
-
-
-def merge_loss(h_u: torch.Tensor, h_j: torch.Tensor, margin: float) -> torch.Tensor:
-    """`mean relu(‖h_u − h_j‖₂ − M)`: pulls unsafe and jailbreak completions together."""
-    return F.relu(torch.linalg.vector_norm(h_u - h_j, dim=-1) - margin).mean()
-
-
-def smoothing_loss(s_pi_unsafe: torch.Tensor, s_pi_jailbreak: torch.Tensor) -> torch.Tensor:
-    """`kl_div(log q, p, reduction="batchmean")`, p/q the softmax over the batch of the unsafe /
-    jailbreak policy scores. Scores are reshaped to `[B]` first, so batchmean divides by B."""
-    p = torch.softmax(s_pi_unsafe.reshape(-1), dim=0)
-    log_q = torch.log_softmax(s_pi_jailbreak.reshape(-1), dim=0)
-    return F.kl_div(log_q, p, reduction="batchmean")
-
-
-@dataclass
-class GraceLoss:
-    """The terms of one batch; `total` is what is minimised, `probe` is only logged [code]."""
-
-    pref: torch.Tensor
-    sep: torch.Tensor
-    merge: torch.Tensor
-    smooth: torch.Tensor
-    total: torch.Tensor
-    probe: torch.Tensor
-
-    def floats(self) -> dict[str, float]:
-        return {f.name: float(getattr(self, f.name).detach()) for f in fields(self)}
-
-
-def grace_loss(h_s: torch.Tensor, h_u: torch.Tensor, h_j: torch.Tensor, heads: Callable[[torch.Tensor], tuple],
-               beta: float = 0.8, margin_sep: float = 5.0, margin_merge: float = 1.0, lambda_sep: float = 1.0,
-               lambda_merge: float = 1.0, lambda_smooth: float = 0.1) -> GraceLoss:
-    """All GRACE terms from pooled `[B, d]` embeddings; `heads(h) -> (s_π [B], s_ref [B])`."""
-    pi_s, ref_s = heads(h_s)
-    pi_u, ref_u = heads(h_u)
-    pi_j, _ = heads(h_j)
-    pref = preference_loss(pi_s, pi_u, ref_s, ref_u, beta)
-    sep = separation_loss(h_s, h_u, h_j, margin_sep)
-    merge = merge_loss(h_u, h_j, margin_merge)
-    smooth = smoothing_loss(pi_u, pi_j)
-    total = pref + lambda_sep * sep + lambda_merge * merge + lambda_smooth * smooth
-    probe = F.smooth_l1_loss(pi_s, ref_s) + F.smooth_l1_loss(pi_u, ref_u)
-    return GraceLoss(pref, sep, merge, smooth, total, probe.detach())
-
-
-# --- triplets -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Triplet:
-    """One prompt's three completions; `direct` is the context of safe/unsafe, `wrapped` of jailbreak."""
-
-    item_id: str
-    direct: str
-    wrapped: str
-    system: str | None
-    safe: str
-    unsafe: str
-    jailbreak: str
-    sources: dict[str, str] = field(default_factory=dict, hash=False)  # cluster -> "item" | "sampled"
-
-
-@dataclass
-class TripletStats:
-    items: int = 0
-    triplets: int = 0
-    skipped: int = 0
-    missing: dict[str, int] = field(default_factory=lambda: {c: 0 for c in CLUSTERS})  # among skipped items
-    sampled: dict[str, int] = field(default_factory=lambda: {c: 0 for c in CLUSTERS})  # filled from samples
-    generations: int = 0
-    unparsed: int = 0
-
-
-def build_triplets(benchmark: "Benchmark", items: list, generate: Callable[[list], list] | None,
-                   judge: "Judge | None", max_new_tokens: int, temperature: float = 0.0,
-                   seed: int = 0) -> tuple[list[Triplet], TripletStats]:
-    """Triplets from the items' own completions, the missing ones sampled and judged (module doc).
-
-    `generate(list[GenerateRequest]) -> list[GenerateResponse]` and `judge` (a `Judge`: its
-    verdicts read through `success_of`, ≥ 0.5 = compliance) are needed only when some item lacks
-    a completion; with `generate=None` such items are skipped.
-    """
-    from harness.judges.base import JudgeRequest, success_of
-    from harness.requests import GenerateRequest
-
-    stats = TripletStats(items=len(items))
-    rows = []
-    for item in items:
-        wrapped = benchmark.prompt(item)
-        direct = getattr(item, "behavior", "") or wrapped
-        have = {c: getattr(item, f"{c}_completion", "") or "" for c in CLUSTERS}
-        rows.append((item, direct, wrapped, have))
-
-    def request(prompt: str, item: Any) -> Any:
-        return GenerateRequest(prompt=prompt, max_new_tokens=max_new_tokens, temperature=temperature, n=1,
-                               seed=seed if temperature > 0 else None, stop=tuple(getattr(benchmark, "stop", ())),
-                               system=getattr(item, "system", None))
-
-    asks: dict[Any, str] = {}  # GenerateRequest -> the behaviour the judge is asked about
-    if generate is not None:
-        for item, direct, wrapped, have in rows:
-            if all(have.values()):
-                continue
-            asks[request(direct, item)] = direct
-            if wrapped != direct:
-                asks[request(wrapped, item)] = direct
-    texts: dict[Any, tuple[str, float | None]] = {}
-    if asks:
-        if judge is None:
-            raise ConfigError("GRACE: some items lack completions and no judge was given to classify samples")
-        reqs = list(asks)
-        answers = generate(reqs)
-        stats.generations = len(reqs)
-        jrs = [JudgeRequest("harm", asks[r], a.texts[0] if a.texts else "") for r, a in zip(reqs, answers)]
-        verdicts = judge.judge(jrs)
-        for r, jr, v in zip(reqs, jrs, verdicts):
-            success = success_of(v)
-            stats.unparsed += success is None
-            texts[r] = (jr.response, success)
-
-    triplets = []
-    for item, direct, wrapped, have in rows:
-        sources = {c: "item" for c in CLUSTERS if have[c]}
-        if not all(have.values()) and asks:
-            got = dict(have)
-            for prompt in ((direct, wrapped) if wrapped != direct else (direct,)):
-                text, success = texts.get(request(prompt, item), ("", None))
-                if success is None or not text.strip():
-                    continue
-                if success < 0.5:
-                    cluster = "safe"
-                else:  # a compliance: to the direct request, or under the wrapper
-                    cluster = "unsafe" if prompt == direct else "jailbreak"
-                if not got[cluster]:
-                    got[cluster], sources[cluster] = text, "sampled"
-            have = got
-        if all(have.values()):
-            for c, s in sources.items():
-                stats.sampled[c] += s == "sampled"
-            triplets.append(Triplet(item.id, direct, wrapped, getattr(item, "system", None),
-                                    have["safe"], have["unsafe"], have["jailbreak"], sources))
-        else:
-            stats.skipped += 1
-            for c in CLUSTERS:
-                stats.missing[c] += not have[c]
-    stats.triplets = len(triplets)
-    return triplets, stats
 
 
 # --- encoding -----------------------------------------------------------------------------------
@@ -297,7 +137,6 @@ class GRACE(Method):
 
     name: ClassVar[str] = "grace"
     uses_judges: ClassVar[bool] = True  # the runner hands over the run's JudgePanel (`judges`)
-    judges: Any = None
 
     class Params(Method.Params):
         # loss [code]
@@ -364,7 +203,7 @@ class GRACE(Method):
         items = benchmark.split(split)
         t0 = time.time()
         triplets, tstats = build_triplets(
-            benchmark, items, self._generator(base) if p.sample_missing else None, self._judge(),
+            benchmark, items, self._generator(base) if p.sample_missing else None, self.judge("harm"),
             p.sample_max_new_tokens or self._benchmark_budget(benchmark), p.sample_temperature, seed)
         if p.max_triplets is not None:
             triplets = triplets[: p.max_triplets]
@@ -404,7 +243,7 @@ class GRACE(Method):
         adapter_dir = None
         diff = None
         if p.train_llm == "lora":
-            diff = self._probe_diff(model, base.model, groups["safe"][0], base.device)
+            diff = max_logit_difference(model, base.model, groups["safe"][0].ids, base.device)
             if diff == 0.0:
                 raise AdapterNoEffectError(f"method 'grace': the LoRA model gives the base model's logits after "
                                            f"{len(losses)} steps (lora_lr {p.lora_lr}); nothing was learned")
@@ -455,12 +294,6 @@ class GRACE(Method):
     def _benchmark_budget(benchmark: "Benchmark") -> int:
         decoding = getattr(benchmark, "decoding", None)
         return int(decoding()["max_new_tokens"]) if callable(decoding) else int(getattr(benchmark, "max_new_tokens", 64))
-
-    def _judge(self) -> "Judge":
-        """The run's `harm` judge (what ASR asks); outside a run, the default (refusal patterns)."""
-        from harness.judges.panel import JudgePanel
-
-        return (self.judges if self.judges is not None else JudgePanel()).get("harm")
 
     @staticmethod
     def _generator(base: "LoadedModel") -> Callable[[list], list]:
@@ -570,13 +403,6 @@ class GRACE(Method):
                 losses.append({**terms.floats(), **({"sft": float(sft.detach())} if sft is not None else {}),
                                "loss": float(loss.detach())})
         return losses
-
-    @staticmethod
-    def _probe_diff(model: Any, base_model: Any, probe: Encoded, device: Any) -> float:
-        ids = torch.tensor([probe.ids], device=device)
-        with torch.no_grad():
-            return float((model(input_ids=ids).logits.float() - base_model(input_ids=ids).logits.float()).abs().max())
-
 
 def _is_eval_split(benchmark: "Benchmark", split: str) -> bool:
     """Whether one of the benchmark's default metrics evaluates `split` (`metric@split`)."""

@@ -12,10 +12,9 @@ import torch.nn.functional as F
 
 from benchmarks.base import PromptItem
 from harness.errors import ConfigError, HarnessError
-from methods.grace import (
-    GRACE, Triplet, build_triplets, encode_completion, grace_loss, merge_loss, preference_loss, separation_loss,
-    smoothing_loss,
-)
+from methods.grace import GRACE, encode_completion
+from methods.grace_loss import grace_loss, merge_loss, preference_loss, separation_loss, smoothing_loss
+from methods.grace_triplets import Triplet, build_triplets
 from methods.grace_pooler import (
     GraceHeads, MultiHeadLayerwiseAttentionPooler, PoolerConfig, embed_states, load_pooler, pool_tokens,
 )
