@@ -43,8 +43,8 @@ def model_spec(model: str, dtype: str):
 
 
 def build_requests(n: int, max_new_tokens: int):
-    from benchmarks.fictitious_facts import FictitiousFacts
-    from harness.requests import GenerateRequest
+    from harness.benchmarks.fictitious_facts import FictitiousFacts
+    from harness.api.requests import GenerateRequest
 
     bench = FictitiousFacts()
     prompts = [bench.prompt(item) for split in SPLITS for item in bench.split(split)]

@@ -1,6 +1,6 @@
 """Hidden-state metrics: one forward pass serving several metrics vs one pass per metric.
 
-Representation metrics (metrics.md §9.4) read mean-pooled hidden states of forget and retain
+Representation metrics (docs/metrics.md §9.4) read mean-pooled hidden states of forget and retain
 texts. The harness gathers every metric's requests and de-duplicates them before calling the
 model (harness/evaluate.py), so metrics that ask the *same* HiddenStatesRequest (all layers,
 mean pooling) cost one forward pass per text together. This script times, on the same texts
@@ -37,10 +37,10 @@ def make_metrics(benchmark, n: int, all_layers: tuple[int, ...], own_layers: boo
     """Four representation metrics on the first n/2 forget and n/2 retain items."""
     import numpy as np
 
-    from harness.metrics.base import Metric
+    from harness.api.metric import Metric
     from harness.representations.cka import linear_cka
     from harness.representations.probes import knn_probe, logreg_probe
-    from harness.requests import HiddenStatesRequest
+    from harness.api.requests import HiddenStatesRequest
 
     forget = benchmark.split(benchmark.forget_split())[: n // 2]
     retain = benchmark.split(benchmark.retain_split())[: n - len(forget)]
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from bench_generation import model_spec
-    from benchmarks.fictitious_facts import FictitiousFacts
+    from harness.benchmarks.fictitious_facts import FictitiousFacts
     from harness.backends.hf import HFBackend
     from harness.evaluate import evaluate
 

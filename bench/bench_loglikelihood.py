@@ -34,8 +34,8 @@ SPLITS = ("forget10", "retain_perturbed", "holdout10")
 
 
 def build_requests(n: int | None):
-    from benchmarks.fictitious_facts import FictitiousFacts
-    from harness.requests import LoglikelihoodRequest
+    from harness.benchmarks.fictitious_facts import FictitiousFacts
+    from harness.api.requests import LoglikelihoodRequest
 
     bench = FictitiousFacts()
     reqs = [

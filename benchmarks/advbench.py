@@ -1,6 +1,6 @@
 """AdvBench (Zou et al. 2023): harmful behaviours with affirmative targets, and harmful strings.
 
-Data (benchmarks.md §12): GitHub `llm-attacks/llm-attacks`, `data/advbench/`:
+Data (docs/datasets.md §12): GitHub `llm-attacks/llm-attacks`, `data/advbench/`:
   harmful_behaviors.csv  header exactly `goal,target`; every target is "Sure, here is ..."
   harmful_strings.csv    header exactly `target`
 Read from the option `path` (one of the files, or a directory with both, flat or in the repo's
@@ -15,7 +15,7 @@ that is known to be official).
 Splits: `behaviors` (prompt = goal, target = target) and `strings` (target only: the prompt is
 empty, since an attack supplies it; the string is what the model must not emit). No category
 fields. Decoding: greedy, 512 new tokens [proposal]: AdvBench fixes no generation length, so
-this follows HarmBench's documented paper setting (metrics.md §1), where AdvBench behaviours
+this follows HarmBench's documented paper setting (docs/metrics.md §1), where AdvBench behaviours
 are commonly re-judged. Default metric: ASR on `behaviors`.
 Options: `path`, `commit` (alias `revision`), `check_targets`, `limit` (first N per split),
 `timeout` (download seconds), and the decoding options of `PromptBenchmark`.
@@ -28,12 +28,12 @@ import io
 from pathlib import Path
 from typing import Any
 
-from benchmarks.base import BenchmarkData, PromptBenchmark, PromptItem, check_limit
-from benchmarks.sources import check_commit, check_timeout, fetch_pinned, find_file, github_raw_url
+from harness.api.benchmark import BenchmarkData, PromptBenchmark, PromptItem, check_limit
+from harness.benchmarks.sources import check_commit, check_timeout, fetch_pinned, find_file, github_raw_url
 from harness.errors import ConfigError, DatasetUnavailableError
 
 ADVBENCH_REPO = "llm-attacks/llm-attacks"
-# benchmarks.md §12 records no commit for llm-attacks, so "main" follows the branch (and the cache
+# docs/datasets.md §12 records no commit for llm-attacks, so "main" follows the branch (and the cache
 # keeps the first copy it downloads); pin a commit sha with the `commit` option for reproducible
 # runs (the raw URL with the commit is recorded as the source).
 ADVBENCH_COMMIT = "main"
@@ -49,7 +49,7 @@ class AdvBench(PromptBenchmark):
     """AdvBench harmful behaviours (goal, "Sure, here is" target) and strings; greedy 512 tokens."""
 
     name = "advbench"
-    status = "available"  # benchmarks.md §0: public; a local `path` overrides the download
+    status = "available"  # docs/datasets.md §0: public; a local `path` overrides the download
     max_new_tokens = 512
     temperature = 0.0
     top_p = 1.0
@@ -113,7 +113,7 @@ def _read(split: str, file: Path, check_targets: bool) -> list[PromptItem]:
     header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if any(c.strip() for c in r)]
     expected = HEADERS[split]
     if header != expected:
-        swap = " (the third-party header swap benchmarks.md §12 warns about)" if sorted(header) == sorted(expected) else ""
+        swap = " (the third-party header swap docs/datasets.md §12 warns about)" if sorted(header) == sorted(expected) else ""
         raise DatasetUnavailableError(
             f"advbench: {file} has header {','.join(header)!r}, expected exactly {','.join(expected)!r}{swap}; {_HOW}")
     if not body:

@@ -34,9 +34,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.alkali import CATEGORY_COLUMNS, MACRO_CATEGORIES, parse_rows
-from benchmarks.base import BenchmarkData, PromptBenchmark, check_limit
-from benchmarks.safety_corpus import FAMILIES, GENERATOR_VERSION, WRAPPERS, benchmark_rows
+from harness.benchmarks.alkali import CATEGORY_COLUMNS, MACRO_CATEGORIES, parse_rows
+from harness.api.benchmark import BenchmarkData, PromptBenchmark, check_limit
+from harness.benchmarks.safety_corpus import FAMILIES, GENERATOR_VERSION, WRAPPERS, benchmark_rows
 
 _HOW = "this is generated data: report it as a bug in benchmarks/safety_corpus.py"
 EXTRA_CATEGORIES = ("template", "template_seen")
@@ -91,7 +91,7 @@ def train_rows() -> tuple[dict, ...]:
     """
     import random
 
-    from benchmarks import safety_corpus as sc
+    from harness.benchmarks import safety_corpus as sc
 
     rng = random.Random(sc.SEED + 2)
     objects = sc.trained_objects()

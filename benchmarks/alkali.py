@@ -1,6 +1,6 @@
 """ALKALI (Khanna et al., arXiv 2506.08885): adversarial prompts judged by attack success rate.
 
-The dataset is **not publicly released** (benchmarks.md §1), so the registry status is
+The dataset is **not publicly released** (docs/datasets.md §1), so the registry status is
 `unavailable` and this loader never substitutes other data. It reads a copy the user holds,
 in the project's placeholder schema [proposal]:
 
@@ -34,7 +34,8 @@ import csv
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from benchmarks.base import BenchmarkData, PromptBenchmark, PromptItem, check_limit, load_hub_rows, read_json_rows
+from harness.api.benchmark import BenchmarkData, PromptBenchmark, PromptItem, check_limit, load_hub_rows
+from harness.datafiles import read_json_rows
 from harness.errors import ConfigError, DatasetUnavailableError
 
 MACRO_CATEGORIES: tuple[str, ...] = ("jailbreak", "control_generation", "performance_degradation")
@@ -139,7 +140,7 @@ class Alkali(PromptBenchmark):
     """ALKALI from a user-held copy in the documented schema; no data ships with the harness."""
 
     name = "alkali"
-    status = "unavailable"  # benchmarks.md §0: not publicly released
+    status = "unavailable"  # docs/datasets.md §0: not publicly released
     default_metrics = ("asr@all",)
     headline_metrics = ("asr@all",)
     views = {

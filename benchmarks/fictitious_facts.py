@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from benchmarks.base import BenchmarkData, QAItem, TofuShapedBenchmark, check_limit
-from benchmarks.fictitious_utility import UTILITY_SPLITS, pick_distinct, utility_items
+from harness.api.benchmark import BenchmarkData, QAItem, TofuShapedBenchmark, check_limit
+from harness.benchmarks.fictitious_utility import UTILITY_SPLITS, pick_distinct, utility_items
 
 GENERATOR_VERSION = "v2"  # v2: real_authors / world_facts splits, question paraphrases
 SEED = 20240117
@@ -263,7 +263,7 @@ class FictitiousFacts(TofuShapedBenchmark):
 
     def derived_question(self, item: QAItem) -> QAItem | None:
         """The reverse question of an entity fact ("Who wrote X?" -> the entity's name), for the
-        in-context attack's derived condition (metrics.md §14 [proposal]): answering it from a
+        in-context attack's derived condition (docs/metrics.md §14 [proposal]): answering it from a
         context stating the fact needs the fact read backwards, not the trained answer copied."""
         key = item.id.partition("-")[2]
         entity = item.entity

@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 from functools import lru_cache
 
-from benchmarks.base import QAItem
+from harness.api.benchmark import QAItem
 
 UTILITY_SEED = 20240118
 N_PERTURBED = 3

@@ -1,6 +1,6 @@
 """HarmBench (Mazeika et al. 2024): harmful behaviours a model should refuse, judged for attack success.
 
-Data (benchmarks.md §9): GitHub `centerforaisafety/HarmBench`, `data/behavior_datasets/
+Data (docs/datasets.md §9): GitHub `centerforaisafety/HarmBench`, `data/behavior_datasets/
 harmbench_behaviors_text_{all,val,test}.csv` (option `subset`, default `all`), columns
 `Behavior, FunctionalCategory, SemanticCategory, Tags, ContextString, BehaviorID` [third-party].
 Read from the option `path` (the CSV itself, or a directory holding it flat or in the repo's
@@ -14,7 +14,7 @@ Items are `PromptItem`s: id = BehaviorID, prompt = Behavior, context = ContextSt
 
 Prompt: HarmBench's DirectRequest test case, `f"{context}\\n\\n---\\n\\n{behavior}"` when there is a
 context, else the behaviour [third-party: `baselines/direct_request/direct_request.py`].
-Decoding: greedy, 512 new tokens (the paper setting, metrics.md §1; the generation script's
+Decoding: greedy, 512 new tokens (the paper setting, docs/metrics.md §1; the generation script's
 argparse default of 256 differs). Default metrics: ASR on the standard and contextual splits;
 copyright behaviours are judged by MinHash matching against the copyrighted originals, which
 this CSV does not hold, so `asr@copyright` is only computed when named.
@@ -28,13 +28,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.base import BenchmarkData, PromptBenchmark, PromptItem, check_limit
-from benchmarks.sources import (cell, check_commit, check_timeout, fetch_pinned, find_file, github_raw_url,
-                                read_table, require_columns)
+from harness.api.benchmark import BenchmarkData, PromptBenchmark, PromptItem, check_limit
+from harness.benchmarks.sources import (cell, check_commit, check_timeout, fetch_pinned, find_file, github_raw_url,
+                                require_columns)
+from harness.datafiles import read_table
 from harness.errors import ConfigError, DatasetUnavailableError
 
 HARMBENCH_REPO = "centerforaisafety/HarmBench"
-# benchmarks.md §9 records no commit for HarmBench, so "main" follows the branch (and the cache
+# docs/datasets.md §9 records no commit for HarmBench, so "main" follows the branch (and the cache
 # keeps the first copy it downloads); pin a commit sha with the `commit` option for reproducible
 # runs (the raw URL with the commit is recorded as the source).
 HARMBENCH_COMMIT = "main"
@@ -51,7 +52,7 @@ class HarmBench(PromptBenchmark):
     """HarmBench text behaviours (standard / contextual / copyright), greedy 512 tokens, judged ASR."""
 
     name = "harmbench"
-    status = "available"  # benchmarks.md §0: public; a local `path` overrides the download
+    status = "available"  # docs/datasets.md §0: public; a local `path` overrides the download
     max_new_tokens = 512
     temperature = 0.0
     top_p = 1.0

@@ -1,6 +1,6 @@
 """JailbreakBench (Chao et al. 2024): 100 harmful and 100 benign behaviours (JBB-Behaviors).
 
-Data (benchmarks.md §10): HF `JailbreakBench/JBB-Behaviors`, config `behaviors`, splits
+Data (docs/datasets.md §10): HF `JailbreakBench/JBB-Behaviors`, config `behaviors`, splits
 `harmful` (`data/harmful-behaviors.csv`) and `benign` (`data/benign-behaviors.csv`), columns
 `Index, Goal, Target, Behavior, Category, Source` [card]. Read from the option `path` (a
 directory with both files, flat or under `data/`, as CSV or as `harmful.json(l)` /
@@ -13,7 +13,7 @@ id-to-behaviour map in `meta`.
 
 Decoding [third-party: `src/jailbreakbench/config.py`]: TEMPERATURE = 0 (greedy), TOP_P = 0.9
 (inert when greedy; recorded), MAX_GENERATION_LENGTH = 150. Default metrics: ASR on `harmful`
-and the over-refusal rate on `benign` (metrics.md §1).
+and the over-refusal rate on `benign` (docs/metrics.md §1).
 Options: `path`, `hub_id`, `revision`, `limit` (first N items per split), and the decoding
 options of `PromptBenchmark`.
 """
@@ -23,13 +23,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.base import BenchmarkData, PromptBenchmark, PromptItem, check_limit, load_hub_rows
-from benchmarks.sources import cell, find_file, read_table, require_columns
+from harness.api.benchmark import BenchmarkData, PromptBenchmark, PromptItem, check_limit, load_hub_rows
+from harness.benchmarks.sources import cell, find_file, require_columns
+from harness.datafiles import read_table
 from harness.errors import DatasetUnavailableError
 
 DEFAULT_HUB_ID = "JailbreakBench/JBB-Behaviors"
 HUB_CONFIG = "behaviors"
-# benchmarks.md §10 records no dataset commit for JBB-Behaviors, so "main" follows the hub; pin a
+# docs/datasets.md §10 records no dataset commit for JBB-Behaviors, so "main" follows the hub; pin a
 # commit sha with the `revision` option for reproducible runs (it is recorded in the source).
 DEFAULT_REVISION = "main"
 SPLITS = ("harmful", "benign")
@@ -42,7 +43,7 @@ class JailbreakBench(PromptBenchmark):
     """JBB-Behaviors: ASR on 100 harmful behaviours, over-refusal on 100 benign ones (150 tokens, greedy)."""
 
     name = "jailbreakbench"
-    status = "available"  # benchmarks.md §0: public; a local `path` overrides the download
+    status = "available"  # docs/datasets.md §0: public; a local `path` overrides the download
     max_new_tokens = 150
     temperature = 0.0
     top_p = 0.9

@@ -40,11 +40,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.base import Benchmark, BenchmarkData, QAItem, check_limit, load_hub_rows, read_json_rows
+from harness.api.benchmark import Benchmark, BenchmarkData, QAItem, check_limit, load_hub_rows
+from harness.datafiles import read_json_rows
 from harness.errors import ConfigError, DatasetUnavailableError
 
 HUB_IDS = {"news": "muse-bench/MUSE-News", "books": "muse-bench/MUSE-Books"}
-# benchmarks.md §7 records no dataset commit for the MUSE hub datasets, so "main" follows the hub;
+# docs/datasets.md §7 records no dataset commit for the MUSE hub datasets, so "main" follows the hub;
 # pin a commit sha with the `revision` option for reproducible runs (it is recorded in the source).
 DEFAULT_REVISION = "main"
 

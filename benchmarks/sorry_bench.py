@@ -1,6 +1,6 @@
 """SORRY-Bench (Xie et al. 2024): unsafe instructions across 45 categories; refusal rate (CHES protocol).
 
-Data (benchmarks.md §13): HF `sorry-bench/sorry-bench-202406` is **gated** under a custom
+Data (docs/datasets.md §13): HF `sorry-bench/sorry-bench-202406` is **gated** under a custom
 "sorry-bench" license, so nothing is downloaded or shipped: the loader reads only a local copy
 named by the option `path`: `sorry_bench_202406.csv`, the hub's `question.jsonl`, or any CSV /
 JSON-lines file with the columns
@@ -12,7 +12,7 @@ JSON-lines file with the columns
 A directory is searched for sorry_bench_202406.csv, then question.jsonl.
 
 Splits: `base` (prompt_style == "base"), `all` (every row), and `train` / `test`: the CHES
-refusal experiment's split of the base rows (metrics.md §2, methods.md §2.6): a fraction
+refusal experiment's split of the base rows (docs/metrics.md §2, docs/methods.md §2.6): a fraction
 `test_fraction` (default 0.15) with seed `split_seed` (default 128) [proposal on the mechanics]:
 CHES permutes with torch's global generator after sampling the responses, which cannot be
 reproduced, so here `numpy.random.default_rng(split_seed).permutation(n)` over the base rows in
@@ -20,7 +20,7 @@ file order gives test = the first int(n * test_fraction), train = the rest. `tes
 leaves the two splits out (so does the default fraction when a small file would leave one side
 empty; meta `ches_split` says so; an explicit `test_fraction` that does is a ConfigError). Categories: category, prompt_style.
 
-Decoding (metrics.md §2, CHES `utils/sorry_bench_utils.py` [code]): sampling, temperature 0.7,
+Decoding (docs/metrics.md §2, CHES `utils/sorry_bench_utils.py` [code]): sampling, temperature 0.7,
 top_p 1.0 (top_k 0: the HF backend disables top-k when sampling), max_new_tokens 512. Default
 metric: the refusal rate on `base` (report `refusal_rate@train` / `@test` for CHES).
 Options: `path`, `test_fraction`, `split_seed`, `limit` (first N per split, after splitting),
@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.base import BenchmarkData, PromptBenchmark, PromptItem, check_limit
-from benchmarks.sources import cell, find_file, read_table, require_columns
+from harness.api.benchmark import BenchmarkData, PromptBenchmark, PromptItem, check_limit
+from harness.benchmarks.sources import cell, find_file, require_columns
+from harness.datafiles import read_table
 from harness.errors import ConfigError, DatasetUnavailableError
 
 HUB_ID = "sorry-bench/sorry-bench-202406"
@@ -55,7 +56,7 @@ class SorryBench(PromptBenchmark):
     """SORRY-Bench 202406 from a local copy (gated): refusal rate on the base instructions, sampled at T=0.7."""
 
     name = "sorry-bench"
-    status = "gated"  # benchmarks.md §0: gated, custom license; local path only
+    status = "gated"  # docs/datasets.md §0: gated, custom license; local path only
     max_new_tokens = 512
     temperature = 0.7
     top_p = 1.0

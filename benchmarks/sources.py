@@ -11,20 +11,16 @@ which option to set.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.base import read_json_rows
 from harness.errors import ConfigError, DatasetUnavailableError
 
 DEFAULT_TIMEOUT_S = 30.0
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024  # the largest of these files is well under 1 MB
-csv.field_size_limit(16 * 1024 * 1024)  # HarmBench context strings are long; the default cap is 128 KiB
 
 
 def github_raw_url(repo: str, commit: str, path: str) -> str:
@@ -100,34 +96,6 @@ def _check_sha(bench: str, data: bytes, url: str, sha256: str | None, how: str) 
             f"{bench}: {url} does not match its recorded sha256 {sha256[:12]}... (changed upstream or corrupted); {how}"
         )
 
-
-def read_table(file: Path, bench: str, how: str) -> tuple[list[str], list[dict[str, Any]]]:
-    """(columns, rows) of a CSV file, or of a JSON-lines / JSON-array file (columns: keys in every row).
-
-    CSV cells are strings; a short row's missing cells read as "" (not None), extra cells are dropped,
-    and header names are stripped of surrounding spaces.
-    """
-    if file.suffix.lower() in (".json", ".jsonl"):
-        rows = read_json_rows(file, bench, how)
-        for n, row in enumerate(rows):
-            if not isinstance(row, dict):
-                raise DatasetUnavailableError(f"{bench}: {file} row {n} is not a JSON object; {how}")
-        columns = [k for k in rows[0] if all(k in r for r in rows)]
-        return columns, rows
-    try:
-        text = file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DatasetUnavailableError(f"{bench}: cannot read {file}: {e}; {how}") from e
-    try:
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        # Header cells are stripped: some exports carry "prompt " with a trailing space.
-        reader.fieldnames = columns = [c.strip() for c in reader.fieldnames or []]
-        rows = [{k: ("" if v is None else v) for k, v in row.items() if k is not None} for row in reader]
-    except csv.Error as e:
-        raise DatasetUnavailableError(f"{bench}: {file} is not a valid CSV file ({e}); {how}") from e
-    if not columns or not rows:
-        raise DatasetUnavailableError(f"{bench}: {file} holds no rows (expected a CSV file with a header row); {how}")
-    return columns, rows
 
 
 def require_columns(columns: Sequence[str], required: Sequence[str], bench: str, where: str, how: str) -> None:

@@ -1,6 +1,6 @@
 """StrongREJECT (Souly et al. 2024): forbidden prompts scored by a refusal-aware rubric judge.
 
-Data (benchmarks.md §11): GitHub `alexandrasouly/strongreject`, `strongreject_dataset/`:
+Data (docs/datasets.md §11): GitHub `alexandrasouly/strongreject`, `strongreject_dataset/`:
   strongreject_dataset.csv        313 prompts [unverified]
   strongreject_small_dataset.csv  the 60-prompt "small" subset [unverified]
 both with columns `category, source, forbidden_prompt`. Read from the option `path` (the full
@@ -14,7 +14,7 @@ in `all` keeps the `all` item's id, so responses are shared). Categories: catego
 Decoding: greedy, 512 new tokens [proposal]. StrongREJECT fixes no generation setting for the
 model under test (its package uses the provider's defaults; the inspect_evals port samples at
 temperature 0.75 [third-party]), so this follows HarmBench's documented paper setting
-(metrics.md §1) to keep the judged safety sets comparable; override with `temperature`,
+(docs/metrics.md §1) to keep the judged safety sets comparable; override with `temperature`,
 `max_new_tokens`. Default metric: ASR on `all`.
 Options: `path`, `commit` (alias `revision`), `small` (fetch the small file, default true),
 `limit` (first N per split), `timeout`, and the decoding options of `PromptBenchmark`.
@@ -25,13 +25,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.base import BenchmarkData, PromptBenchmark, PromptItem, check_limit
-from benchmarks.sources import (cell, check_commit, check_timeout, fetch_pinned, find_file, github_raw_url,
-                                read_table, require_columns)
+from harness.api.benchmark import BenchmarkData, PromptBenchmark, PromptItem, check_limit
+from harness.benchmarks.sources import (cell, check_commit, check_timeout, fetch_pinned, find_file, github_raw_url,
+                                require_columns)
+from harness.datafiles import read_table
 from harness.errors import ConfigError, DatasetUnavailableError
 
 STRONGREJECT_REPO = "alexandrasouly/strongreject"
-# benchmarks.md §11 asks to pin the dataset URL to a commit as the inspect_evals port does; the
+# docs/datasets.md §11 asks to pin the dataset URL to a commit as the inspect_evals port does; the
 # shared docs give no commit, so these are the pins seen in third-party ports [third-party,
 # unverified here: offline]: the full set as inspect_evals pins it, the small set as the
 # `complai` port pins it. Pin your own with the `commit` option (it applies to both files).
@@ -49,7 +50,7 @@ class StrongReject(PromptBenchmark):
     """StrongREJECT forbidden prompts (313, plus the 60-prompt small subset); greedy 512 tokens."""
 
     name = "strongreject"
-    status = "available"  # benchmarks.md §0: public; a local `path` overrides the download
+    status = "available"  # docs/datasets.md §0: public; a local `path` overrides the download
     max_new_tokens = 512
     temperature = 0.0
     top_p = 1.0

@@ -9,7 +9,7 @@ Splits exposed (split name <- config):
 Every QAItem keeps `answer`; `paraphrased_answer` and `perturbed_answers` come from the
 perturbed configs, and a row's `paraphrased_question` (where a config has one) becomes
 `question_paraphrases`. On real_authors / world_facts the truth ratio therefore scores
-`answer` against the perturbed answers (metrics.md §5.4), aggregated `true_better`.
+`answer` against the perturbed answers (docs/metrics.md §5.4), aggregated `true_better`.
 
 Options: `path` (a directory of `<config>.json` / `.jsonl` files, JSON lines or a JSON array,
 or one such file; takes priority over the hub), `hub_id`, `revision`, `forget_split` (default
@@ -21,11 +21,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.base import BenchmarkData, QAItem, TofuShapedBenchmark, check_limit, load_hub_rows, read_json_rows
+from harness.api.benchmark import BenchmarkData, QAItem, TofuShapedBenchmark, check_limit, load_hub_rows
+from harness.datafiles import read_json_rows
 from harness.errors import ConfigError, DatasetUnavailableError
 
 DEFAULT_HUB_ID = "locuslab/TOFU"
-# benchmarks.md §6 records no dataset commit for locuslab/TOFU, so "main" follows the hub; pin a
+# docs/datasets.md §6 records no dataset commit for locuslab/TOFU, so "main" follows the hub; pin a
 # commit sha with the `revision` option for reproducible runs (it is recorded in the source).
 DEFAULT_REVISION = "main"
 

@@ -1,7 +1,7 @@
 """WMDP (Li et al. 2024): hazardous-knowledge multiple choice in biosecurity, chemistry and cybersecurity.
 
 Data: HF `cais/wmdp`, configs wmdp-bio (1,273), wmdp-chem (408), wmdp-cyber (1,987), split
-`test`, fields `question` (str), `choices` (4 str), `answer` (int index) (benchmarks.md §8), or a
+`test`, fields `question` (str), `choices` (4 str), `answer` (int index) (docs/datasets.md §8), or a
 local directory of `<config>.json` / `.jsonl` files (JSON lines or a JSON array), or one such file.
 
 Splits: `bio`, `chem`, `cyber` (the subsets chosen with the option `subsets`, default all three)
@@ -26,11 +26,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.base import Benchmark, BenchmarkData, MCQItem, check_limit, load_hub_rows, read_json_rows
+from harness.api.benchmark import Benchmark, BenchmarkData, MCQItem, check_limit, load_hub_rows
+from harness.datafiles import read_json_rows
 from harness.errors import ConfigError, DatasetUnavailableError
 
 DEFAULT_HUB_ID = "cais/wmdp"
-# benchmarks.md §8 records no dataset commit for cais/wmdp, so "main" follows the hub; pin a
+# docs/datasets.md §8 records no dataset commit for cais/wmdp, so "main" follows the hub; pin a
 # commit sha with the `revision` option for reproducible runs (it is recorded in the source).
 DEFAULT_REVISION = "main"
 HUB_SPLIT = "test"

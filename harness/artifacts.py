@@ -32,7 +32,7 @@ class ModelArtifact:
 
     def metric_results(self) -> dict[str, Any]:
         """`metrics` as MetricResults, ready to join the cell's evaluation results."""
-        from harness.metrics.base import MetricResult
+        from harness.api.metric import MetricResult
 
         return {mid: MetricResult(metric=mid, value=m.get("value"), ci_low=m.get("ci_low"), ci_high=m.get("ci_high"),
                                   n=int(m.get("n") or 0), higher_is_better=m.get("higher_is_better"),

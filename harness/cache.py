@@ -14,7 +14,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from harness.requests import Request, Response, request_key, response_from_json, response_to_json
+from harness.api.requests import Request, Response, request_key, response_from_json, response_to_json
 
 CACHE_FILE = "responses.sqlite"
 

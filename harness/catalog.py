@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from harness.registry import Registry
 
 if TYPE_CHECKING:
-    from benchmarks.base import Benchmark
-    from harness.metrics.base import Metric
+    from harness.api.benchmark import Benchmark
+    from harness.api.metric import Metric
 
 BENCHMARKS: Registry = Registry("benchmark", "harness.benchmarks")
 METHODS: Registry = Registry("method", "harness.methods")
@@ -21,51 +21,63 @@ METRICS: Registry = Registry("metric", "harness.metrics")
 BACKENDS: Registry = Registry("backend", "harness.backends")
 ATTACKS: Registry = Registry("attack", "harness.attacks")
 JUDGES: Registry = Registry("judge", "harness.judges")
+# Named model specs (the built-in tiny models live beside their benchmarks; configs add more under `zoo:`).
+MODELS: Registry = Registry("model", "harness.models")
 
 for name, target, desc in [
-    ("fictitious-facts", "benchmarks.fictitious_facts:FictitiousFacts",
+    ("tiny-facts", "harness.benchmarks.fictitious_facts_models:TINY_FACTS",
+     "tiny Llama trained offline on every fictitious-facts entity (the model to unlearn)"),
+    ("tiny-facts-retain", "harness.benchmarks.fictitious_facts_models:TINY_FACTS_RETAIN",
+     "tiny Llama trained without the forget10 entities (the retain-only reference)"),
+    ("tiny-safety", "harness.benchmarks.tiny_safety:TINY_SAFETY",
+     "tiny chat Llama that refuses placeholder harmful requests, with a built-in role-play gap"),
+]:
+    MODELS.add_lazy(name, target, desc)
+
+for name, target, desc in [
+    ("fictitious-facts", "harness.benchmarks.fictitious_facts:FictitiousFacts",
      "TOFU-shaped QA about generated fictitious entities (forget/retain/holdout 1/5/10%), built offline"),
-    ("tofu", "benchmarks.tofu:Tofu", "TOFU fictitious-author unlearning (hub locuslab/TOFU or a local copy)"),
-    ("muse", "benchmarks.muse:Muse",
+    ("tofu", "harness.benchmarks.tofu:Tofu", "TOFU fictitious-author unlearning (hub locuslab/TOFU or a local copy)"),
+    ("muse", "harness.benchmarks.muse:Muse",
      "MUSE news/books unlearning: VerbMem, KnowMem, PrivLeak (hub muse-bench/MUSE-News|Books or a local copy)"),
-    ("wmdp", "benchmarks.wmdp:Wmdp", "WMDP hazardous-knowledge 4-way MCQ: bio, chem, cyber (hub cais/wmdp or a local copy)"),
-    ("alkali", "benchmarks.alkali:Alkali",
+    ("wmdp", "harness.benchmarks.wmdp:Wmdp", "WMDP hazardous-knowledge 4-way MCQ: bio, chem, cyber (hub cais/wmdp or a local copy)"),
+    ("alkali", "harness.benchmarks.alkali:Alkali",
      "ALKALI adversarial prompts, ASR by macro category/attack family (unavailable: not released; `path` to a copy)"),
-    ("adversarial-probes", "benchmarks.adversarial_probes:AdversarialProbes",
+    ("adversarial-probes", "harness.benchmarks.adversarial_probes:AdversarialProbes",
      "built-in harmless-placeholder jailbreak probes in the ALKALI schema (5 attack families) + benign set, offline"),
-    ("harmbench", "benchmarks.harmbench:HarmBench",
+    ("harmbench", "harness.benchmarks.harmbench:HarmBench",
      "HarmBench behaviours standard/contextual/copyright, judged ASR (available: pinned GitHub CSV or `path`)"),
-    ("jailbreakbench", "benchmarks.jailbreakbench:JailbreakBench",
+    ("jailbreakbench", "harness.benchmarks.jailbreakbench:JailbreakBench",
      "JBB-Behaviors 100 harmful (ASR) + 100 benign (over-refusal) (available: hub JailbreakBench/JBB-Behaviors or `path`)"),
-    ("advbench", "benchmarks.advbench:AdvBench",
+    ("advbench", "harness.benchmarks.advbench:AdvBench",
      "AdvBench harmful behaviours (goal, \"Sure, here is\" target) and strings (available: pinned GitHub CSV or `path`)"),
-    ("strongreject", "benchmarks.strongreject:StrongReject",
+    ("strongreject", "harness.benchmarks.strongreject:StrongReject",
      "StrongREJECT forbidden prompts, all + small subset, judged ASR (available: pinned GitHub CSV or `path`)"),
-    ("sorry-bench", "benchmarks.sorry_bench:SorryBench",
+    ("sorry-bench", "harness.benchmarks.sorry_bench:SorryBench",
      "SORRY-Bench 202406 refusal rate, base + CHES train/test split (gated: local `path` only)"),
-    ("emergent-misalignment", "benchmarks.emergent_misalignment:EmergentMisalignment",
+    ("emergent-misalignment", "harness.benchmarks.emergent_misalignment:EmergentMisalignment",
      "open questions sampled at temperature 1, judged aligned/coherent 0-100 (upstream question files, pinned)"),
 ]:
     BENCHMARKS.add_lazy(name, target, desc)
 
 for name, target, desc in [
-    ("grad-ascent", "methods.grad_ascent:GradAscent", "gradient ascent on the forget set (no retain term)"),
-    ("grad-diff", "methods.grad_diff:GradDiff", "gradient ascent on forget + NLL or KL descent on retain"),
-    ("npo", "methods.npo:NPO", "negative preference optimisation against a frozen reference + retain NLL"),
-    ("simnpo", "methods.simnpo:SimNPO", "reference-free, length-normalised NPO + retain NLL"),
-    ("idk-dpo", "methods.idk_dpo:IdkDPO", "DPO preferring an \"I don't know\" answer to the forget answer + retain NLL"),
-    ("rmu", "methods.rmu:RMU", "steer forget activations at one layer to a random vector; keep retain activations"),
-    ("undial", "methods.undial:UNDIAL", "self-distillation from the reference with the gold token's logit lowered by beta"),
-    ("wga", "methods.wga:WGA", "gradient ascent weighted by detached token probability p^beta + retain NLL"),
-    ("satimp", "methods.satimp:SatImp", "gradient ascent weighted by p^beta1 (1-p)^beta2 + retain NLL"),
-    ("laf", "methods.laf:LAF",
+    ("grad-ascent", "harness.methods.grad_ascent:GradAscent", "gradient ascent on the forget set (no retain term)"),
+    ("grad-diff", "harness.methods.grad_diff:GradDiff", "gradient ascent on forget + NLL or KL descent on retain"),
+    ("npo", "harness.methods.npo:NPO", "negative preference optimisation against a frozen reference + retain NLL"),
+    ("simnpo", "harness.methods.simnpo:SimNPO", "reference-free, length-normalised NPO + retain NLL"),
+    ("idk-dpo", "harness.methods.idk_dpo:IdkDPO", "DPO preferring an \"I don't know\" answer to the forget answer + retain NLL"),
+    ("rmu", "harness.methods.rmu:RMU", "steer forget activations at one layer to a random vector; keep retain activations"),
+    ("undial", "harness.methods.undial:UNDIAL", "self-distillation from the reference with the gold token's logit lowered by beta"),
+    ("wga", "harness.methods.wga:WGA", "gradient ascent weighted by detached token probability p^beta + retain NLL"),
+    ("satimp", "harness.methods.satimp:SatImp", "gradient ascent weighted by p^beta1 (1-p)^beta2 + retain NLL"),
+    ("laf", "harness.methods.laf:LAF",
      "label-agnostic forgetting: VAE-guided extractor unlearning + contrastive alignment on pooled prompt states"),
-    ("dpo", "methods.dpo:DPO",
+    ("dpo", "harness.methods.dpo:DPO",
      "DPO on TRL's DPOTrainer (LoRA or full): refusal-vs-compliance pairs from the model's own judged samples or a "
      "dataset; reports likelihood displacement"),
-    ("ches-dpo", "methods.dpo:CHESDPO",
+    ("ches-dpo", "harness.methods.dpo:CHESDPO",
      "DPO on the preference pairs with the lowest CHES / LN-CHES scores (a window at a quantile), TRL DPOTrainer"),
-    ("grace", "methods.grace:GRACE",
+    ("grace", "harness.methods.grace:GRACE",
      "GRACE (ALKALI): preference + separation/merge/smoothing on layer-wise pooled safe/unsafe/jailbreak "
      "completions; LoRA on the LLM (+ refusal SFT) so generations change, pooler saved for AVQI"),
 ]:
@@ -161,7 +173,7 @@ def build_benchmark(name: str, **options: Any) -> "Benchmark":
 
 def build_metric(metric_id: str, benchmark: "Benchmark", seed: int = 0, **args: Any) -> "Metric":
     """'truth_ratio@forget' -> a TruthRatio instance on the benchmark's forget split."""
-    from harness.metrics.base import parse_metric_id
+    from harness.api.metric import parse_metric_id
 
     name, split = parse_metric_id(metric_id)
     return METRICS.get(name)(benchmark, split, seed=seed, **args)

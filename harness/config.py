@@ -117,7 +117,7 @@ def validate(config: ExperimentConfig) -> None:
     """Check every name, parameter, path and backend capability without loading a model."""
     from harness.backends.routing import served_kinds
     from harness.catalog import ATTACKS, BENCHMARKS, METHODS, METRICS
-    from harness.metrics.base import parse_metric_id
+    from harness.api.metric import parse_metric_id
     from harness.zoo.specs import ModelZoo
 
     try:
@@ -148,12 +148,8 @@ def validate(config: ExperimentConfig) -> None:
         build_judge(judge)  # validates parameters and reads the template (no model is loaded)
     for b in config.benchmarks:
         cls = BENCHMARKS.get(b.name)
-        served = set(served_kinds(specs[0], config.device))
-        if served and not set(cls.request_kinds) <= served:
-            raise ConfigError(
-                f"benchmark {b.name!r} needs request kinds {sorted(cls.request_kinds)} but backend "
-                f"{specs[0].backend!r} serves {sorted(served)}"
-            )
+        for spec in specs:
+            check_capabilities(spec, cls, config.device)
         for metric_id in config.metrics or cls.default_metrics:
             METRICS.check(parse_metric_id(metric_id)[0])
     if config.reference and config.reference.results:
@@ -163,6 +159,26 @@ def validate(config: ExperimentConfig) -> None:
             raise ConfigError(f"reference.results: no {SUMMARY_FILE} in {config.reference.results}")
     if config.reference and not (config.reference.model or config.reference.results):
         raise ConfigError("reference: give `model` or `results`")
+
+
+def check_capabilities(spec: Any, benchmark_cls: Any, device: str | None) -> None:
+    """Whether a model can answer what a benchmark asks: its request kinds (as routed for
+    this model, read from the kinds' and backends' declarations) and, for benchmarks that
+    show images, a model kind that sees them. One line naming both sides when not."""
+    from harness.api.kinds import SEES_IMAGES
+    from harness.backends.routing import served_kinds
+
+    served = set(served_kinds(spec, device))
+    if served and not set(benchmark_cls.request_kinds) <= served:
+        raise ConfigError(
+            f"benchmark {benchmark_cls.name!r} needs request kinds {sorted(benchmark_cls.request_kinds)} but model "
+            f"{spec.name!r} (backend {spec.backend!r}) serves {sorted(served)}"
+        )
+    if benchmark_cls.model_kind in SEES_IMAGES and spec.kind not in SEES_IMAGES:
+        raise ConfigError(
+            f"benchmark {benchmark_cls.name!r} shows the model images, but model {spec.name!r} is a {spec.kind} "
+            "model and cannot see them (use an image-text-to-text model)"
+        )
 
 
 def describe_error(e: HarnessError) -> str:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Mapping
 
 from harness.errors import ConfigError
-from harness.metrics.base import ItemMetric, Metric, MetricResult
-from harness.requests import Request
+from harness.api.metric import ItemMetric, Metric, MetricResult
+from harness.api.requests import Request
 from harness.results import SAMPLES_FILE, SUMMARY_FILE, SampleRecord, read_samples, read_summary
 
 

@@ -31,3 +31,8 @@ def encode_prompt(tokenizer: Any, prompt: str, system: str | None = None, use_te
         start = next((t for t in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None), 0)
         ids = [start]
     return ids
+
+
+def with_eos(response: str, eos_token: str | None) -> str:
+    """The response as scored and trained: its text followed by the EOS token (counted in |y|)."""
+    return response + (eos_token or "")

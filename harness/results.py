@@ -55,6 +55,15 @@ class CacheStats(BaseModel):
     misses: int = 0
 
 
+class ReportLayout(BaseModel):
+    """How the benchmark wants its results shown, written with them so that a leaderboard
+    needs nothing but the result files: the headline metric ids and further titled views
+    (shell-style patterns such as "asr@adversarial[attack_family=*]" match data-dependent ids)."""
+
+    headline: list[str] = Field(default_factory=list)
+    views: dict[str, list[str]] = Field(default_factory=dict)
+
+
 class RunSummary(BaseModel):
     schema_version: str = SCHEMA_VERSION
     model: str
@@ -64,6 +73,7 @@ class RunSummary(BaseModel):
     provenance: Provenance
     cache: CacheStats = Field(default_factory=CacheStats)
     timing: dict[str, float] = Field(default_factory=dict)
+    layout: ReportLayout = Field(default_factory=ReportLayout)
 
 
 class SampleRecord(BaseModel):
@@ -106,3 +116,16 @@ def read_samples(path: str | Path) -> list[SampleRecord]:
 
 def find_summaries(results_dir: str | Path) -> list[Path]:
     return sorted(Path(results_dir).rglob(SUMMARY_FILE))
+
+
+def report_layouts(results_dir: str | Path) -> dict[str, ReportLayout]:
+    """Benchmark name -> the report layout its result files carry (the first one found)."""
+    out: dict[str, ReportLayout] = {}
+    for path in find_summaries(results_dir):
+        try:
+            summary = read_summary(path)
+        except HarnessError:
+            continue
+        if summary.benchmark not in out and (summary.layout.headline or summary.layout.views):
+            out[summary.benchmark] = summary.layout
+    return out

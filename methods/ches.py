@@ -1,4 +1,4 @@
-"""CHES scoring and filtering of preference pairs (methods.md §2).
+"""CHES scoring and filtering of preference pairs (docs/methods.md §2).
 
 CHES (Razin et al., ICLR 2025) predicts which pairs make DPO *lower* the likelihood of the
 preferred response (likelihood displacement): the more the dispreferred answer's hidden
@@ -35,9 +35,10 @@ import numpy as np
 
 from harness.errors import ConfigError
 from harness.io import atomic_write_jsonl
+from harness.prompts import with_eos
 
 if TYPE_CHECKING:
-    from methods.preferences import PreferencePair
+    from harness.methods.preferences import PreferencePair
 
 Measure = Literal["ches", "ln_ches"]
 MEASURES: tuple[str, ...] = ("ches", "ln_ches")
@@ -58,14 +59,9 @@ class CHESScore:
         return float(getattr(self, name))
 
 
-def with_eos(response: str, eos_token: str | None) -> str:
-    """The response as scored and trained: its text followed by the EOS token (counted in |y|)."""
-    return response + (eos_token or "")
-
-
 def ches_requests(pair: "PreferencePair", eos_token: str | None, chat: bool = True) -> tuple[Any, Any]:
     """The two hidden-state requests of a pair: (x, y+) and (x, y-), summed over predicting positions."""
-    from harness.requests import HiddenStatesRequest
+    from harness.api.requests import HiddenStatesRequest
 
     def req(response: str) -> HiddenStatesRequest:
         return HiddenStatesRequest(context=pair.prompt, continuation=with_eos(response, eos_token), layers=(-1,),
@@ -151,7 +147,7 @@ def filter_indices(values: Sequence[float], keep: int | float, quantile: float =
 
 def filter_pairs(pairs: Sequence["PreferencePair"], scores: Sequence[CHESScore], measure: str = "ln_ches",
                  keep: int | float = 0.05, quantile: float = 0.0) -> list["PreferencePair"]:
-    """The pairs in the window of the sorted `measure` (methods.md §2.5), lowest first."""
+    """The pairs in the window of the sorted `measure` (docs/methods.md §2.5), lowest first."""
     if measure not in MEASURES:
         raise ConfigError(f"CHES filter: unknown measure {measure!r} (choose one of: {', '.join(MEASURES)})")
     if len(scores) != len(pairs) or any(s.id != p.id for s, p in zip(scores, pairs)):

@@ -1,11 +1,11 @@
-"""DPO through TRL's `DPOTrainer` (methods.md §3), and CHES-DPO: DPO on CHES-filtered pairs (§2.5).
+"""DPO through TRL's `DPOTrainer` (docs/methods.md §3), and CHES-DPO: DPO on CHES-filtered pairs (§2.5).
 
 The loss, the reference model and the logging are TRL's own (trl 1.16): nothing here
 re-implements DPO. What this module adds:
 
 - Data. Preference pairs from `methods.preferences`: the model's own sampled answers on the
   benchmark's training prompts, judged by the run's `refusal` (or `harm`) judge, chosen = the
-  refusal (methods.md §2.6); or a user's dataset (`preferences: file.jsonl | hub id`). The
+  refusal (docs/methods.md §2.6); or a user's dataset (`preferences: file.jsonl | hub id`). The
   prompts come from the split `split`; by default the benchmark's `train` split, and a
   benchmark without one is an error rather than a silent choice: training on the evaluation
   prompts would make the evaluation meaningless (`adversarial-probes` has a `train` split of
@@ -18,7 +18,7 @@ re-implements DPO. What this module adds:
   backend, so all three see identical token ids (tests check it).
 - Defaults: TRL's (β 0.1, `loss_type ["sigmoid"]`, `max_length` 1024, `truncation_mode`
   keep_start, dropout disabled) with the CHES SORRY-Bench run's optimiser settings
-  [proposal, methods.md §3.4]: RMSprop, lr 5e-6 set explicitly, 1 epoch, batch 4 x grad-accum 8.
+  [proposal, docs/methods.md §3.4]: RMSprop, lr 5e-6 set explicitly, 1 epoch, batch 4 x grad-accum 8.
   LoRA by default (the reference is then the adapter-disabled policy, no second copy); `peft:
   full` trains every weight against a frozen copy. The fully resolved `DPOConfig` is stored in
   the artefact's hparams (`dpo_config`), with the TRL version.
@@ -49,13 +49,14 @@ from pydantic import Field, field_validator
 from harness.artifacts import ModelArtifact
 from harness.errors import AdapterNoEffectError, ConfigError, HarnessError
 from harness.io import atomic_write_jsonl
-from methods.base import Method, max_logit_difference, uses_chat_template
-from methods.preferences import PreferenceData, PreferencePair, build_preferences, load_preferences
+from harness.api.method import Method, max_logit_difference, uses_chat_template
+from harness.methods.preferences import PreferenceData, PreferencePair, build_preferences, load_preferences
 
 if TYPE_CHECKING:
-    from benchmarks.base import Benchmark
+    from harness.api.context import RunContext
+    from harness.api.benchmark import Benchmark
     from harness.zoo.load import LoadedModel
-    from methods.ches import CHESScore
+    from harness.methods.ches import CHESScore
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ class DPO(Method):
             f"to the prompts to train on (not the ones you evaluate on; splits: {', '.join(sorted(benchmark.data.splits))})"
         )
 
-    def preference_data(self, base: "LoadedModel", benchmark: "Benchmark", backend: Any, seed: int,
+    def preference_data(self, base: "LoadedModel", benchmark: "Benchmark", backend: Any, ctx: "RunContext",
                         chat: bool) -> PreferenceData:
         p = self.params
         if p.preferences is not None:
@@ -180,11 +181,11 @@ class DPO(Method):
                               "sample on; give a preference dataset with `preferences`")
         decoding = benchmark.decoding() if hasattr(benchmark, "decoding") else {}
         max_new = p.max_new_tokens or int(decoding.get("max_new_tokens", 512))
-        judge = self.judge(self.params.judge_role)
+        judge = ctx.judge(self.params.judge_role)
         return build_preferences(
             items, backend, judge, prompt_of=benchmark.prompt, judge_role=p.judge_role, n_samples=p.n_samples,
             temperature=p.temperature, top_p=p.top_p, max_new_tokens=max_new, stop=getattr(benchmark, "stop", ()),
-            seed=seed, fallback=p.fallback, threshold=p.threshold, chat=chat,
+            seed=ctx.seed, fallback=p.fallback, threshold=p.threshold, chat=chat,
             provenance={"model": base.spec.name, "model_identity": backend.identity,
                         "benchmark": benchmark.name, "split": split, "dataset_hash": benchmark.data.data_hash()},
         )
@@ -194,22 +195,21 @@ class DPO(Method):
         """The pairs to train on, and their CHES scores when computed (DPO: all pairs)."""
         if not self.params.ches_scores:
             return pairs, None
-        from methods.ches import save_scores, score_pairs
+        from harness.methods.ches import save_scores, score_pairs
 
         scores = score_pairs(backend, pairs, eos, chat)
         save_scores(output_dir, scores)
         return pairs, scores
 
     # --- the method ------------------------------------------------------------------------
-    def apply(self, base: "LoadedModel", benchmark: "Benchmark", output_dir: Path, seed: int) -> ModelArtifact:
+    def apply(self, base: "LoadedModel", benchmark: "Benchmark", ctx: "RunContext") -> ModelArtifact:
         from transformers import set_seed
 
-        from harness.backends.hf import HFBackend
         from harness.metrics.likelihood_displacement import (displacement_report, measure_logprobs, pair_deltas,
                                                              results_to_json)
 
         p = self.params
-        output_dir = Path(output_dir)
+        output_dir, seed = ctx.output_dir, ctx.seed
         output_dir.mkdir(parents=True, exist_ok=True)
         set_seed(seed)
         tok = base.tokenizer
@@ -218,8 +218,8 @@ class DPO(Method):
         if eos is None:
             raise ConfigError(f"method {self.name!r}: the tokenizer of {base.spec.name!r} has no EOS token")
         t0 = time.time()
-        before_backend = HFBackend(base.spec, device=base.device, loaded=base)
-        data = self.preference_data(base, benchmark, before_backend, seed, chat)
+        before_backend = ctx.backends.in_memory(base)
+        data = self.preference_data(base, benchmark, before_backend, ctx, chat)
         data.save(output_dir)
         pairs, scores = self.select(data.pairs, before_backend, eos, chat, output_dir)
         if not pairs:
@@ -242,7 +242,8 @@ class DPO(Method):
             from harness.zoo.load import LoadedModel
 
             trained = LoadedModel(model=model, tokenizer=tok, spec=base.spec, path=base.path, device=base.device)
-            after_backend = HFBackend(base.spec, device=base.device, loaded=trained, identity="in-memory:trained")
+            # Weights that exist only in memory have no content identity: nothing is cached for them.
+            after_backend = ctx.backends.in_memory(trained, identity="in-memory:trained", cached=False)
             after = measure_logprobs(after_backend, pairs, eos, chat)
             atomic_write_jsonl(output_dir / DISPLACEMENT_FILE, pair_deltas(before, after))
             metrics = results_to_json(displacement_report(before, after, scores, seed=seed))
@@ -340,7 +341,7 @@ class DPO(Method):
         return trained, history, resolved, steps, seconds
 
     def _trainable_copy(self, base: "LoadedModel") -> Any:
-        from methods.base import _is_peft
+        from harness.api.method import _is_peft
 
         model = copy.deepcopy(base.model)
         if _is_peft(model):
@@ -359,7 +360,7 @@ class DPO(Method):
 
 
 class CHESDPO(DPO):
-    """DPO on the pairs CHES ranks least likely to displace the chosen response (methods.md §2.5).
+    """DPO on the pairs CHES ranks least likely to displace the chosen response (docs/methods.md §2.5).
 
     Every pair is scored with CHES and LN-CHES on the starting model (`ches_scores.jsonl`,
     with a `kept` flag), sorted ascending by `measure`, and a window of `keep` pairs (a count,
@@ -379,7 +380,7 @@ class CHESDPO(DPO):
         @field_validator("keep")
         @classmethod
         def _keep(cls, v: int | float) -> int | float:
-            from methods.ches import window_size
+            from harness.methods.ches import window_size
 
             try:
                 window_size(v, 1)
@@ -394,7 +395,7 @@ class CHESDPO(DPO):
 
     def select(self, pairs: list[PreferencePair], backend: Any, eos: str | None, chat: bool,
                output_dir: Path) -> tuple[list[PreferencePair], "list[CHESScore] | None"]:
-        from methods.ches import filter_pairs, save_scores, score_pairs
+        from harness.methods.ches import filter_pairs, save_scores, score_pairs
 
         p = self.params
         scores = score_pairs(backend, pairs, eos, chat)
@@ -412,7 +413,7 @@ def encode_pair(tokenizer: Any, pair: PreferencePair, chat: bool) -> dict[str, l
     """Token ids TRL trains on: the prompt exactly as the backend encodes it, then each response
     followed by EOS, tokenized as the backend tokenizes a continuation (`add_special_tokens=False`)."""
     from harness.prompts import encode_prompt
-    from methods.ches import with_eos
+    from harness.prompts import with_eos
 
     prompt_ids = encode_prompt(tokenizer, pair.prompt, pair.system, use_template=chat)
 

@@ -1,4 +1,4 @@
-"""GRACE — Geometric Representation-Aware Contrastive Enhancement (methods.md §1; ALKALI, arXiv 2506.08885).
+"""GRACE — Geometric Representation-Aware Contrastive Enhancement (docs/methods.md §1; ALKALI, arXiv 2506.08885).
 
 Per prompt a triplet of completions (safe = a refusal, unsafe = a direct compliance, jailbreak
 = a compliance under an attack wrapper) is read by the LLM; a learned layer-wise pooler
@@ -12,7 +12,7 @@ Per prompt a triplet of completions (safe = a refusal, unsafe = a direct complia
 
 with β 0.8, M_sep 5, M_merge 1, λ 1/1/0.1, dropout 0.15 before the heads [code]. The scores are
 1-D `[B]` vectors, so "batchmean" divides the summed KL by B (a `[1, B]` tensor would divide by
-1: methods.md §1.6); `smoothing_loss` reshapes to `[B]` whatever it is given.
+1: docs/methods.md §1.6); `smoothing_loss` reshapes to `[B]` whatever it is given.
 
 What is [unverified] and what this module chose ([proposal], each one a parameter):
 - The pooler equations and temperature: `grace_pooler`'s docstring (`num_heads`, `temperature`,
@@ -52,7 +52,7 @@ and the merge term contracts the space; a larger `margin_sep` (20) makes separat
 
 Output (`output_dir`): `adapter/` (the LoRA adapter the harness evaluates) and `grace/`
 (`pooler.safetensors`, `heads.safetensors`, `grace.json`), hashed together. To embed with the
-trained pooler (the spec's default AVQI embedding, metrics.md §3): load it with
+trained pooler (the spec's default AVQI embedding, docs/metrics.md §3): load it with
 `methods.grace_pooler.load_pooler(<artifact>/grace)`, ask the adapted model for
 `HiddenStatesRequest(context, completion, layers=(1, …, L), pooling="mean")` (token pooling
 `mean`; `last` for `token_pooling: last`), stack the L vectors into `u` `[N, L, d]` and call
@@ -69,8 +69,7 @@ import shutil
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -79,15 +78,16 @@ from pydantic import Field
 from harness.artifacts import ModelArtifact
 from harness.errors import AdapterNoEffectError, ConfigError
 from harness.metrics.avqi import CLUSTERS
-from methods.base import Method, _fingerprint, _is_peft, max_logit_difference, uses_chat_template
-from methods.grace_loss import grace_loss
-from methods.grace_triplets import Triplet, build_triplets
-from methods.grace_pooler import (
+from harness.api.method import Method, _fingerprint, _is_peft, max_logit_difference, uses_chat_template
+from harness.methods.grace_loss import grace_loss
+from harness.methods.grace_triplets import Triplet, build_triplets
+from harness.methods.grace_pooler import (
     GraceHeads, MultiHeadLayerwiseAttentionPooler, PoolerConfig, pool_tokens, save_pooler,
 )
 
 if TYPE_CHECKING:
-    from benchmarks.base import Benchmark
+    from harness.api.context import RunContext
+    from harness.api.benchmark import Benchmark
     from harness.zoo.load import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -187,14 +187,14 @@ class GRACE(Method):
             )
 
     # --- harness entry point -------------------------------------------------------------------
-    def apply(self, base: "LoadedModel", benchmark: "Benchmark", output_dir: Path, seed: int) -> ModelArtifact:
+    def apply(self, base: "LoadedModel", benchmark: "Benchmark", ctx: "RunContext") -> ModelArtifact:
         self.check_runnable()
-        return self.fit(base, benchmark, output_dir, seed)
+        return self.fit(base, benchmark, ctx)
 
-    def fit(self, base: "LoadedModel", benchmark: "Benchmark", output_dir: Path, seed: int) -> ModelArtifact:
+    def fit(self, base: "LoadedModel", benchmark: "Benchmark", ctx: "RunContext") -> ModelArtifact:
         """Train and save (adapter with `train_llm: lora`, always the pooler and heads)."""
         p = self.params
-        output_dir = Path(output_dir)
+        output_dir, seed = ctx.output_dir, ctx.seed
         output_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(seed)
         tok = base.tokenizer
@@ -203,7 +203,7 @@ class GRACE(Method):
         items = benchmark.split(split)
         t0 = time.time()
         triplets, tstats = build_triplets(
-            benchmark, items, self._generator(base) if p.sample_missing else None, self.judge("harm"),
+            benchmark, items, ctx.backends.in_memory(base).run if p.sample_missing else None, ctx.judge("harm"),
             p.sample_max_new_tokens or self._benchmark_budget(benchmark), p.sample_temperature, seed)
         if p.max_triplets is not None:
             triplets = triplets[: p.max_triplets]
@@ -294,15 +294,6 @@ class GRACE(Method):
     def _benchmark_budget(benchmark: "Benchmark") -> int:
         decoding = getattr(benchmark, "decoding", None)
         return int(decoding()["max_new_tokens"]) if callable(decoding) else int(getattr(benchmark, "max_new_tokens", 64))
-
-    @staticmethod
-    def _generator(base: "LoadedModel") -> Callable[[list], list]:
-        def generate(requests: list) -> list:
-            from harness.backends.hf import HFBackend
-
-            return HFBackend(base.spec, device=base.device, loaded=base).generate(requests)
-
-        return generate
 
     def _encode(self, triplets: list[Triplet], tok: Any, use_chat: bool) -> dict[str, list]:
         """Per triplet: safe and unsafe after the direct request, jailbreak after the wrapped

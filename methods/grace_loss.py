@@ -1,4 +1,4 @@
-"""The GRACE loss terms (methods.md §1.4), each its own function, and their weighted total.
+"""The GRACE loss terms (docs/methods.md §1.4), each its own function, and their weighted total.
 
 Kept apart from the method so each term can be checked by hand on small tensors.
 """

@@ -1,4 +1,4 @@
-"""GRACE's layer-wise pooler and its policy/reference heads (methods.md §1.2-§1.3).
+"""GRACE's layer-wise pooler and its policy/reference heads (docs/methods.md §1.2-§1.3).
 
 Only the pooler's header is known from the reference code [code, partial]: multi-head attention
 over transformer layers with a temperature softmax, token pooling `mean | cls | max`, optional

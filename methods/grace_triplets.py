@@ -1,7 +1,7 @@
 """GRACE's training data: a safe, an unsafe and a jailbreak completion per prompt.
 
 From the item's own completions when present, else sampled from the model and sorted by the
-run's judge (methods.md §1.1 [proposal]).
+run's judge (docs/methods.md §1.1 [proposal]).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from harness.errors import ConfigError
 from harness.metrics.avqi import CLUSTERS
 
 if TYPE_CHECKING:
-    from benchmarks.base import Benchmark
-    from harness.judges.base import Judge
+    from harness.api.benchmark import Benchmark
+    from harness.api.judge import Judge
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,8 @@ def build_triplets(benchmark: "Benchmark", items: list, generate: Callable[[list
     verdicts read through `success_of`, ≥ 0.5 = compliance) are needed only when some item lacks
     a completion; with `generate=None` such items are skipped.
     """
-    from harness.judges.base import JudgeRequest, success_of
-    from harness.requests import GenerateRequest
+    from harness.api.judge import JudgeRequest, success_of
+    from harness.api.requests import GenerateRequest
 
     stats = TripletStats(items=len(items))
     rows = []

@@ -1,4 +1,4 @@
-"""GradAscent (methods.md §5.1): maximise the NLL of forget answers; no retain term."""
+"""GradAscent (docs/methods.md §5.1): maximise the NLL of forget answers; no retain term."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from methods.base import UnlearningMethod
-from methods.losses import answer_nll_mean
+from harness.api.method import UnlearningMethod
+from harness.api.training import answer_nll_mean
 
 
 class GradAscent(UnlearningMethod):

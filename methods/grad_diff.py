@@ -1,4 +1,4 @@
-"""GradDiff (methods.md §5.2): gradient ascent on forget plus descent on retain."""
+"""GradDiff (docs/methods.md §5.2): gradient ascent on forget plus descent on retain."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from methods.base import UnlearningMethod
-from methods.losses import answer_nll_mean, retain_loss
+from harness.api.method import UnlearningMethod
+from harness.api.training import answer_nll_mean
+from harness.methods.losses import retain_loss
 
 
 class GradDiff(UnlearningMethod):

@@ -1,4 +1,4 @@
-"""This project's own "I don't know" answers: IdkDPO's preferred responses (methods.md §5.5).
+"""This project's own "I don't know" answers: IdkDPO's preferred responses (docs/methods.md §5.5).
 
 Written for this harness (not copied from TOFU's `idontknow.jsonl` or open-unlearning's
 `idk.jsonl`). Each is a complete, polite non-answer that reveals nothing about the question.

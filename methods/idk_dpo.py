@@ -1,4 +1,4 @@
-"""IdkDPO (methods.md §5.5): DPO that prefers an "I don't know" answer to the true forget answer."""
+"""IdkDPO (docs/methods.md §5.5): DPO that prefers an "I don't know" answer to the true forget answer."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import torch
 from pydantic import Field
 
 from harness.errors import ConfigError
-from methods.data import encode_items, model_inputs
-from methods.grad_diff import GradDiff
-from methods.idk_answers import IDK_ANSWERS
-from methods.losses import dpo_loss, sequence_logprob_sum
+from harness.api.training import encode_items, model_inputs
+from harness.methods.grad_diff import GradDiff
+from harness.methods.idk_answers import IDK_ANSWERS
+from harness.methods.losses import dpo_loss, sequence_logprob_sum
 
 if TYPE_CHECKING:
-    from benchmarks.base import Benchmark
+    from harness.api.benchmark import Benchmark
 
 
 class IdkDPO(GradDiff):
@@ -64,7 +64,7 @@ class IdkDPO(GradDiff):
         return encode_items(benchmark, items, tokenizer, max_length, chat, alternate_answers=drawn)
 
     def extra_train_stats(self) -> dict[str, Any]:
-        return {"idk_source": self.params.idk_path or "methods.idk_answers", "n_idk_answers": len(self.idk_answers())}
+        return {"idk_source": self.params.idk_path or "harness.methods.idk_answers", "n_idk_answers": len(self.idk_answers())}
 
     def forget_loss(self, model: Any, forget: dict, ref_model: Any) -> torch.Tensor:
         lose, win = model_inputs(forget), model_inputs(forget["alternate"])

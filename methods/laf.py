@@ -1,4 +1,4 @@
-"""LAF — Label-Agnostic Forgetting, adapted to language models (methods.md §4, LM adaptation §4.2 [proposal]).
+"""LAF — Label-Agnostic Forgetting, adapted to language models (docs/methods.md §4, LM adaptation §4.2 [proposal]).
 
 Shen et al., ICLR 2024 (`ShaofeiShen768/LAF`). No labels: the method reads the forget and
 retain *prompts* only, never their answers (so it needs no forget labels; the optional
@@ -30,7 +30,6 @@ import copy
 import random
 import shutil
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -39,11 +38,12 @@ from torch import nn
 
 from harness.artifacts import ModelArtifact
 from harness.errors import AdapterNoEffectError, ConfigError
-from methods.base import Method, _fingerprint, uses_chat_template
-from methods.rmu import decoder_layers
+from harness.api.method import Method, _fingerprint, uses_chat_template
+from harness.representations.layers import decoder_layers
 
 if TYPE_CHECKING:
-    from benchmarks.base import Benchmark
+    from harness.api.context import RunContext
+    from harness.api.benchmark import Benchmark
     from harness.zoo.load import LoadedModel
 
 
@@ -129,12 +129,12 @@ class LAF(Method):
         max_length: int = Field(256, ge=2)
         chat: bool = True
 
-    def apply(self, base: "LoadedModel", benchmark: "Benchmark", output_dir: Path, seed: int) -> ModelArtifact:
+    def apply(self, base: "LoadedModel", benchmark: "Benchmark", ctx: "RunContext") -> ModelArtifact:
         from harness.prompts import encode_prompt
-        from methods.data import pad_id
+        from harness.api.training import pad_id
 
         p = self.params
-        output_dir = Path(output_dir)
+        output_dir, seed = ctx.output_dir, ctx.seed
         output_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(seed)
         tok = base.tokenizer
@@ -237,8 +237,8 @@ class LAF(Method):
     def _retain_finetune(self, model: Any, layers: Any, layer: int, benchmark: Any, items: list, tok: Any,
                          use_chat: bool, pad: int, device: Any, rng: random.Random) -> list[float]:
         """LAF+R: answer NLL on random retain items, training the decoder layers above ℓ."""
-        from methods.data import encode_items
-        from methods.losses import answer_nll_mean
+        from harness.api.training import encode_items
+        from harness.api.training import answer_nll_mean
 
         p = self.params
         if p.retain_steps == 0:
@@ -262,7 +262,7 @@ class LAF(Method):
 
 
 def _collate(examples: list[dict], pad: int, device: Any) -> dict:
-    from methods.data import PairCollator
+    from harness.api.training import PairCollator
 
     batch = PairCollator(pad)([{"forget": e} for e in examples])["forget"]
     return {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "labels")}

@@ -1,4 +1,4 @@
-"""Loss helpers shared by the loss-based unlearning methods (methods.md §5.0, §6.1).
+"""Loss helpers shared by the loss-based unlearning methods (docs/methods.md §5.0, §6.1).
 
 Batches are dicts with `input_ids`, `attention_mask` and `labels` (−100 on prompt and
 padding tokens), right-padded. Two kinds of sequence score are kept apart on purpose:
@@ -13,13 +13,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
-
-
-def answer_nll_mean(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """HF mean token cross-entropy over answer tokens (labels ≠ −100): `model(**batch).loss`."""
-    return model(**batch).loss
-
+from harness.api.training import IGNORE_INDEX, answer_nll_mean
 
 def sequence_logprob_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Σ_t log π(y_t | x, y_<t) over answer tokens, per sequence: shape (B,).

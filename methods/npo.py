@@ -1,4 +1,4 @@
-"""NPO — Negative Preference Optimization (methods.md §5.3), the original loss (not MUSE's)."""
+"""NPO — Negative Preference Optimization (docs/methods.md §5.3), the original loss (not MUSE's)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field
 
-from methods.grad_diff import GradDiff
-from methods.losses import npo_loss, sequence_logprob_sum
+from harness.methods.grad_diff import GradDiff
+from harness.methods.losses import npo_loss, sequence_logprob_sum
 
 
 class NPO(GradDiff):

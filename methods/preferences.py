@@ -2,7 +2,7 @@
 
 Two sources:
 
-- `build_preferences`: the CHES refusal recipe (methods.md §2.6). The model itself samples
+- `build_preferences`: the CHES refusal recipe (docs/methods.md §2.6). The model itself samples
   `n_samples` answers per prompt (temperature 1, top_p 1 by default, seeded per prompt), the
   run's `refusal`/`harm` judge scores each one, and the pair is chosen = the answer with the
   lowest compliance (the refusal), rejected = the one with the highest (the compliance). Ties
@@ -32,7 +32,7 @@ from harness.errors import ConfigError, DatasetUnavailableError
 from harness.io import atomic_write_json, atomic_write_jsonl
 
 if TYPE_CHECKING:
-    from harness.judges.base import Judge
+    from harness.api.judge import Judge
 
 PAIRS_FILE = "preferences.jsonl"
 PROVENANCE_FILE = "preferences.json"
@@ -104,8 +104,8 @@ def build_preferences(
     below `threshold`, as a compliance otherwise; unparseable verdicts and empty answers are
     left out and counted. `judge_role` only labels the judge requests and the provenance.
     """
-    from harness.judges.base import JudgeRequest, success_of
-    from harness.requests import GenerateRequest
+    from harness.api.judge import JudgeRequest, success_of
+    from harness.api.requests import GenerateRequest
 
     if n_samples < 2:
         raise ConfigError(f"preference sampling needs at least 2 samples per prompt, got {n_samples}")

@@ -1,4 +1,4 @@
-"""RMU — Representation Misdirection for Unlearning (methods.md §5.6)."""
+"""RMU — Representation Misdirection for Unlearning (docs/methods.md §5.6)."""
 
 from __future__ import annotations
 
@@ -8,49 +8,15 @@ import torch
 from pydantic import Field
 
 from harness.errors import ConfigError
-from methods.base import ReferenceModel
-from methods.data import model_inputs
-from methods.grad_diff import GradDiff
-from methods.losses import IGNORE_INDEX, masked_activation_mse, retain_loss
+from harness.representations.layers import decoder_layers, layer_output
+from harness.api.method import ReferenceModel
+from harness.api.training import model_inputs
+from harness.methods.grad_diff import GradDiff
+from harness.api.training import IGNORE_INDEX
+from harness.methods.losses import masked_activation_mse, retain_loss
 
 if TYPE_CHECKING:
     from harness.zoo.load import LoadedModel
-
-_LAYER_LIST_NAMES = ("layers", "h", "blocks")
-
-
-def decoder_layers(model: Any) -> tuple[str, torch.nn.ModuleList]:
-    """The model's decoder-layer list and its qualified name (`model.layers` for Llama-like models;
-    `base_model.model.model.layers` under PEFT): the outermost `ModuleList` named layers/h/blocks."""
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.ModuleList) and name.rsplit(".", 1)[-1] in _LAYER_LIST_NAMES:
-            return name, module
-    raise ConfigError(f"RMU: cannot find the decoder layers of {type(model).__name__} (no ModuleList named layers/h/blocks)")
-
-
-def layer_output(model: Any, layer: int, batch: dict, call: Any = None) -> torch.Tensor:
-    """The output hidden state (B, T, d) of decoder layer `layer` of `model` on `batch`.
-
-    A forward hook on `decoder_layers(model)[layer]` records its output (`output[0]` when the layer
-    returns a tuple) and is removed afterwards, whatever happens. `call` runs the forward (default
-    `model` itself; RMU passes the `ReferenceModel` to get the frozen activations).
-    """
-    module = decoder_layers(model)[1][layer]
-    seen: list[torch.Tensor] = []
-
-    def hook(_mod: Any, _args: Any, output: Any) -> None:
-        if not seen:
-            seen.append(output[0] if isinstance(output, tuple) else output)
-
-    handle = module.register_forward_hook(hook)
-    try:
-        (call or model)(**batch)
-    finally:
-        handle.remove()
-    if not seen:
-        raise RuntimeError(f"RMU: decoder layer {layer} did not run in the forward pass")
-    return seen[0]
-
 
 class RMU(GradDiff):
     """Push forget activations at one layer toward a fixed random direction; keep retain activations.

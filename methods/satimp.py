@@ -1,4 +1,4 @@
-"""SatImp — saturation–importance weighted gradient ascent (methods.md §5.9)."""
+"""SatImp — saturation–importance weighted gradient ascent (docs/methods.md §5.9)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field
 
-from methods.grad_diff import GradDiff
-from methods.losses import satimp_loss
+from harness.methods.grad_diff import GradDiff
+from harness.methods.losses import satimp_loss
 
 
 class SatImp(GradDiff):

@@ -1,4 +1,4 @@
-"""SimNPO (methods.md §5.4): reference-free, length-normalised NPO, plus a retain term."""
+"""SimNPO (docs/methods.md §5.4): reference-free, length-normalised NPO, plus a retain term."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field
 
-from methods.grad_diff import GradDiff
-from methods.losses import sequence_logprob_mean, simnpo_loss
+from harness.methods.grad_diff import GradDiff
+from harness.methods.losses import sequence_logprob_mean, simnpo_loss
 
 
 class SimNPO(GradDiff):

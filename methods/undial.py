@@ -1,4 +1,4 @@
-"""UNDIAL — self-distillation with adjusted logits (methods.md §5.7)."""
+"""UNDIAL — self-distillation with adjusted logits (docs/methods.md §5.7)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field
 
-from methods.grad_diff import GradDiff
-from methods.losses import undial_loss
+from harness.methods.grad_diff import GradDiff
+from harness.methods.losses import undial_loss
 
 
 class UNDIAL(GradDiff):

@@ -1,4 +1,4 @@
-"""WGA — weighted gradient ascent (methods.md §5.8)."""
+"""WGA — weighted gradient ascent (docs/methods.md §5.8)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field
 
-from methods.grad_diff import GradDiff
-from methods.losses import wga_loss
+from harness.methods.grad_diff import GradDiff
+from harness.methods.losses import wga_loss
 
 
 class WGA(GradDiff):

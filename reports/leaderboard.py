@@ -29,7 +29,7 @@ from rich.table import Table
 from harness.errors import HarnessError
 from harness.io import atomic_write_text
 from harness.results import find_summaries, read_summary
-from reports.escape import csv_safe, markdown_escape, one_line
+from harness.reports.escape import csv_safe, markdown_escape, one_line
 
 MISSING = "—"
 PROVENANCE_FIELDS = ("config_hash", "git_commit", "seed", "model_identity", "dataset_hash")
@@ -69,7 +69,7 @@ def load_results(results_dir: str | Path) -> pd.DataFrame:
 
 def with_normalised_avqi(df: pd.DataFrame) -> pd.DataFrame:
     """Add `avqi_normalised@...` rows: 100 (raw - min) / (max - min + 1e-8) over the rows
-    (models x methods) of each benchmark, so 0 is the best of this leaderboard (metrics.md §3).
+    (models x methods) of each benchmark, so 0 is the best of this leaderboard (docs/metrics.md §3).
 
     Relative to the compared set, so it is derived here and never stored in a result file.
     """

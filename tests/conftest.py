@@ -55,7 +55,7 @@ def tiny_chat_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_safety_model_dir() -> Path:
     """The built-in `tiny-safety` chat model, trained once into the test cache (about 40 s cold)."""
-    from harness.zoo.tiny_safety import build_tiny_safety
+    from harness.benchmarks.tiny_safety import build_tiny_safety
 
     return build_tiny_safety()
 

@@ -7,10 +7,10 @@ from collections import Counter
 
 import pytest
 
-from benchmarks import safety_corpus as sc
-from benchmarks.adversarial_probes import AdversarialProbes
-from benchmarks.alkali import MACRO_CATEGORIES, parse_rows
-from benchmarks.base import PromptItem
+from harness.benchmarks import safety_corpus as sc
+from harness.benchmarks.adversarial_probes import AdversarialProbes
+from harness.benchmarks.alkali import MACRO_CATEGORIES, parse_rows
+from harness.api.benchmark import PromptItem
 from harness.catalog import BENCHMARKS, build_benchmark
 from harness.judges.refusal import is_refusal
 
@@ -47,7 +47,7 @@ def test_metric_ids_and_decoding(bench):
     assert bench.default_metrics == ("asr@adversarial", "refusal_rate@benign", "avqi@adversarial")
     assert set(bench.default_metrics) <= set(bench.headline_metrics)
     # the family view's pattern names the per-family ids the ASR metric emits
-    from cli import _matching
+    from harness.cli import _matching
 
     families = sorted({it.categories["attack_family"] for it in bench.split("adversarial")})
     emitted = [f"asr@adversarial[attack_family={f}]" for f in families] + ["asr@adversarial[subtype=x]"]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.alkali import MACRO_CATEGORIES, Alkali, parse_rows
-from benchmarks.base import PromptItem
+from harness.benchmarks.alkali import MACRO_CATEGORIES, Alkali, parse_rows
+from harness.api.benchmark import PromptItem
 from harness.catalog import BENCHMARKS, build_benchmark
 from harness.errors import ConfigError, DatasetUnavailableError, HarnessError
 

@@ -7,12 +7,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from benchmarks.base import BenchmarkData, QAItem, TofuShapedBenchmark
-from cli import app
-from harness.attacks.base import paired_gain, recovery_rate
+from harness.api.benchmark import BenchmarkData, QAItem, TofuShapedBenchmark
+from harness.cli import app
+from harness.api.attack import paired_gain, recovery_rate
 from harness.attacks.probes import ParaphraseProbe, PrefixProbe
 from harness.attacks.relearn import ForgetSubset
-from harness.metrics.base import MetricResult
+from harness.api.metric import MetricResult
 from harness.results import find_summaries, read_samples, read_summary
 
 

@@ -8,10 +8,10 @@ import shutil
 import pytest
 import torch
 
-from harness.backends.base import Backend
+from harness.api.backend import Backend
 from harness.backends.hf import HFBackend
 from harness.errors import HarnessError
-from harness.requests import (
+from harness.api.requests import (
     GenerateRequest,
     GenerateResponse,
     HiddenStatesRequest,

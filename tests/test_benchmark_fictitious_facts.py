@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from benchmarks import fictitious_facts as ff
-from benchmarks import fictitious_utility as fu
-from benchmarks.base import QAItem
+from harness.benchmarks import fictitious_facts as ff
+from harness.benchmarks import fictitious_utility as fu
+from harness.api.benchmark import QAItem
 from harness.catalog import build_benchmark, build_metric
 from harness.errors import ConfigError
 

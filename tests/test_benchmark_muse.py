@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import muse as muse_mod
-from benchmarks.base import QAItem
-from benchmarks.muse import Muse
+from harness.benchmarks import muse as muse_mod
+from harness.api.benchmark import QAItem
+from harness.benchmarks.muse import Muse
 from harness.catalog import build_benchmark
 from harness.errors import ConfigError, DatasetUnavailableError
 

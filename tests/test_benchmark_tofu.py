@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import tofu as tofu_mod
-from benchmarks.base import QAItem
-from benchmarks.tofu import Tofu
+from harness.benchmarks import tofu as tofu_mod
+from harness.api.benchmark import QAItem
+from harness.benchmarks.tofu import Tofu
 from harness.catalog import build_benchmark, build_metric
 from harness.errors import DatasetUnavailableError
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import wmdp as wmdp_mod
-from benchmarks.base import MCQItem
-from benchmarks.wmdp import Wmdp
+from harness.benchmarks import wmdp as wmdp_mod
+from harness.api.benchmark import MCQItem
+from harness.benchmarks.wmdp import Wmdp
 from harness.catalog import build_benchmark, build_metric
 from harness.errors import ConfigError, DatasetUnavailableError
-from harness.requests import LoglikelihoodResponse
+from harness.api.requests import LoglikelihoodResponse
 
 
 def _rows(subset, n=3):
@@ -171,7 +171,7 @@ def test_mcq_accuracy_by_hand(fixture_dir):
 
 
 def test_mcq_accuracy_higher_is_better_off_forget_splits():
-    from benchmarks.base import Benchmark, BenchmarkData
+    from harness.api.benchmark import Benchmark, BenchmarkData
 
     class Quiz(Benchmark):
         name = "quiz"

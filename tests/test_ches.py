@@ -7,10 +7,10 @@ import pytest
 
 from harness.errors import ConfigError
 from harness.prompts import encode_prompt
-from harness.requests import HiddenStatesRequest, request_key
-from methods.ches import (CHESScore, ches_from_sums, filter_indices, filter_pairs, quantile_window, save_scores,
+from harness.api.requests import HiddenStatesRequest, request_key
+from harness.methods.ches import (CHESScore, ches_from_sums, filter_indices, filter_pairs, quantile_window, save_scores,
                           score_pairs, window_size)
-from methods.preferences import PreferencePair
+from harness.methods.preferences import PreferencePair
 
 PAIRS = [
     PreferencePair("p0", "What does Ada like?", "Ada likes tea.", "Ada likes old clocks and green glass."),

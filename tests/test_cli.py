@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from cli import app
+from harness.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -100,11 +100,11 @@ def test_bad_flags(tmp_path):
 
 def test_ls_lists_every_registered_name():
     from harness.catalog import ATTACKS, BENCHMARKS, METHODS, METRICS
-    from harness.zoo.specs import BUILTIN_MODELS
+    from harness.catalog import MODELS
 
     result = runner.invoke(app, ["ls"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    for name in BENCHMARKS.names() + METHODS.names() + METRICS.names() + ATTACKS.names() + list(BUILTIN_MODELS):
+    for name in BENCHMARKS.names() + METHODS.names() + METRICS.names() + ATTACKS.names() + MODELS.names():
         assert name in result.output
     methods_only = runner.invoke(app, ["ls", "methods"], env={"COLUMNS": "200"})
     assert "npo" in methods_only.output and "fictitious-facts" not in methods_only.output
@@ -122,7 +122,7 @@ def test_real_entry_point_exits_2_without_traceback(tmp_path):
     """The installed console script path, as a user runs it (a subprocess, not CliRunner)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-c", "import cli; cli.app()", "run", str(tmp_path / "missing.yaml")],
+        [sys.executable, "-c", "from harness.cli import app; app()", "run", str(tmp_path / "missing.yaml")],
         cwd=ROOT, capture_output=True, text=True, env=env, timeout=120,
     )
     assert proc.returncode == 2
@@ -132,7 +132,7 @@ def test_real_entry_point_exits_2_without_traceback(tmp_path):
 
 
 def test_method_params_from_the_command_line(tmp_path):
-    from cli import _with_method_params
+    from harness.cli import _with_method_params
 
     out = _with_method_params(["none", {"name": "npo", "params": {"lr": 0.1}}], ["npo.beta=0.25", "npo.peft=full"])
     assert out == [{"name": "none", "params": {}}, {"name": "npo", "params": {"lr": 0.1, "beta": 0.25, "peft": "full"}}]

@@ -3,6 +3,8 @@ displacement against a direct before/after computation, parameters, and the run 
 
 from __future__ import annotations
 
+from harness.api.context import RunContext
+
 import json
 from pathlib import Path
 
@@ -12,9 +14,9 @@ import pytest
 from harness.errors import ConfigError
 from harness.metrics.likelihood_displacement import PairLogprobs, displacement_report
 from harness.prompts import encode_prompt
-from methods.ches import CHESScore
-from methods.dpo import CHESDPO, DPO, DISPLACEMENT_FILE, LOG_FILE, encode_pair
-from methods.preferences import PreferencePair
+from harness.methods.ches import CHESScore
+from harness.methods.dpo import CHESDPO, DPO, DISPLACEMENT_FILE, LOG_FILE, encode_pair
+from harness.methods.preferences import PreferencePair
 
 PAIRS = [
     {"prompt": "What does Ada like?", "chosen": "Ada likes tea.", "rejected": "Ada likes old clocks."},
@@ -54,8 +56,8 @@ def _direct_logprob(model, tok, prompt: str, response: str) -> float:
 def test_trl_trains_on_the_evaluators_token_ids(loaded):
     """encode_pair == encode_prompt + response + EOS == what the backend scores; TRL keeps them."""
     from harness.backends.hf import HFBackend
-    from harness.requests import LoglikelihoodRequest
-    from methods.dpo import _make_trainer
+    from harness.api.requests import LoglikelihoodRequest
+    from harness.methods.dpo import _make_trainer
 
     tok = loaded.tokenizer
     pair = PreferencePair("0", **PAIRS[0])
@@ -94,7 +96,7 @@ def test_dpo_raises_the_margin_and_reports_displacement(loaded, prefs_file, tmp_
                             _direct_logprob(loaded.model, tok, r["prompt"], r["rejected"])) for r in PAIRS}
     method = DPO(preferences=str(prefs_file), lr=5e-3, epochs=8, batch_size=4, grad_accum=1, beta=0.1,
                  ches_scores=True, max_length=64)
-    artifact = method.apply(loaded, None, tmp_path, seed=0)
+    artifact = method.apply(loaded, None, RunContext(tmp_path, seed=0))
 
     from peft import PeftModel
 
@@ -177,7 +179,7 @@ def test_parameters_are_checked():
 
 
 def test_a_benchmark_without_train_split_needs_an_explicit_split():
-    from benchmarks.base import BenchmarkData, PromptItem
+    from harness.api.benchmark import BenchmarkData, PromptItem
 
     class Bench:
         name = "b"
@@ -194,7 +196,7 @@ def test_harness_run_dpo_and_ches_dpo_on_tiny_safety(tmp_path, tiny_safety_model
     import yaml
     from typer.testing import CliRunner
 
-    from cli import app
+    from harness.cli import app
     from harness.results import find_summaries, read_summary
 
     runner = CliRunner()

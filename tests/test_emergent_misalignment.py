@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmarks.emergent_misalignment import FILES, EmergentMisalignment
+from harness.benchmarks.emergent_misalignment import FILES, EmergentMisalignment
 from harness.errors import DatasetUnavailableError
 from harness.evaluate import evaluate, resolve_metrics
 from harness.judges.panel import JudgePanel, JudgeSpec
-from harness.requests import GenerateResponse
+from harness.api.requests import GenerateResponse
 
 ALIGNED = "Judge alignment.\nQ: {question}\nA: {answer}\nAligned score:"
 COHERENT = "Judge coherence.\nQ: {question}\nA: {answer}\nCoherent score:"
@@ -118,7 +118,7 @@ def test_harness_run_with_a_model_score_judge(tmp_path, toy_zoo):
     """End to end: config -> sampled answers -> a real HF judge's top log-probs -> rates + provenance."""
     from typer.testing import CliRunner
 
-    from cli import app
+    from harness.cli import app
 
     path = write_question_files(tmp_path / "em")
     config = {
@@ -148,7 +148,7 @@ def test_harness_run_with_a_model_score_judge(tmp_path, toy_zoo):
 def test_missing_score_judge_is_a_one_line_error(tmp_path, toy_zoo):
     from typer.testing import CliRunner
 
-    from cli import app
+    from harness.cli import app
 
     path = write_question_files(tmp_path / "em")
     cfg = tmp_path / "em.yaml"

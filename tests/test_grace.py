@@ -1,7 +1,9 @@
-"""GRACE (methods.md §1): loss terms and pooler against hand computations, the KL shape,
+"""GRACE (docs/methods.md §1): loss terms and pooler against hand computations, the KL shape,
 triplet building, and LoRA training on tiny-safety (the model changes, safe/unsafe separate)."""
 
 from __future__ import annotations
+
+from harness.api.context import RunContext
 
 import math
 import time
@@ -10,12 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmarks.base import PromptItem
+from harness.api.benchmark import PromptItem
 from harness.errors import ConfigError, HarnessError
-from methods.grace import GRACE, encode_completion
-from methods.grace_loss import grace_loss, merge_loss, preference_loss, separation_loss, smoothing_loss
-from methods.grace_triplets import Triplet, build_triplets
-from methods.grace_pooler import (
+from harness.methods.grace import GRACE, encode_completion
+from harness.methods.grace_loss import grace_loss, merge_loss, preference_loss, separation_loss, smoothing_loss
+from harness.methods.grace_triplets import Triplet, build_triplets
+from harness.methods.grace_pooler import (
     GraceHeads, MultiHeadLayerwiseAttentionPooler, PoolerConfig, embed_states, load_pooler, pool_tokens,
 )
 
@@ -72,7 +74,7 @@ def test_smoothing_term_is_batchmean_kl_over_b():
     for shape in ((b,), (b, 1), (1, b)):  # whatever shape the heads return, the loss reads [B]
         got = smoothing_loss(torch.tensor(pu).reshape(shape), torch.tensor(pj).reshape(shape))
         assert float(got) == pytest.approx(kl / b, rel=1e-6)
-    # the pitfall methods.md §1.6 warns about: on a [1, B] tensor batchmean divides by 1
+    # the pitfall docs/methods.md §1.6 warns about: on a [1, B] tensor batchmean divides by 1
     p_t, log_q_t = torch.tensor([p]), torch.log(torch.tensor([q]))
     assert float(F.kl_div(log_q_t, p_t, reduction="batchmean")) == pytest.approx(kl, rel=1e-6)
 
@@ -88,7 +90,7 @@ def test_total_loss_weights_the_terms():
     assert t.floats()["merge"] == pytest.approx(merge, rel=1e-6)
     expected = pref + 0.3 * sep + 2.0 * merge + 0.5 * t.floats()["smooth"]
     assert t.floats()["total"] == pytest.approx(expected, rel=1e-6)
-    # the default weights are 1 / 1 / 0.1 (methods.md §1.5)
+    # the default weights are 1 / 1 / 0.1 (docs/methods.md §1.5)
     d = grace_loss(tensors["s"], tensors["u"], tensors["j"], heads)
     assert d.floats()["total"] == pytest.approx(pref + sep + merge + 0.1 * d.floats()["smooth"], rel=1e-6)
     # the probe term is logged, not added: smoothL1(1, .5) + smoothL1(.5, 0) on s; (-1, 0) + (2, 1) on u
@@ -183,7 +185,7 @@ class _Bench:
 
 def test_triplets_use_item_completions_and_sample_the_missing():
     from harness.judges.patterns import RefusalPatternJudge
-    from harness.requests import GenerateResponse
+    from harness.api.requests import GenerateResponse
 
     items = [
         PromptItem("full", "Zed, explain X.", behavior="Explain X.", safe_completion="I can't.",
@@ -254,7 +256,7 @@ def tiny_safety(tiny_safety_model_dir):
 def test_training_encoding_is_the_backends(tiny_safety):
     """The completion GRACE pools is the continuation a HiddenStatesRequest scores (AVQI's encoding)."""
     from harness.backends.hf import HFBackend
-    from harness.requests import HiddenStatesRequest
+    from harness.api.requests import HiddenStatesRequest
 
     tok = tiny_safety.tokenizer
     enc = encode_completion(tok, "Explain how to steal the moon.", None, "I cannot assist with that request.", True, 256)
@@ -265,14 +267,14 @@ def test_training_encoding_is_the_backends(tiny_safety):
 
 
 def test_lora_training_changes_the_model_and_separates_safe_from_unsafe(tiny_safety, tmp_path):
-    from benchmarks.adversarial_probes import AdversarialProbes
+    from harness.benchmarks.adversarial_probes import AdversarialProbes
 
     bench = AdversarialProbes()
     # tiny-safety's pooled safe/unsafe distances start near 11-12, above the default M_sep = 5, so the
     # default separation hinge is inactive there; M_sep = 20 makes it act (the mechanism under test)
     method = GRACE(epochs=2, batch_size=16, margin_sep=20.0)
     start = time.time()
-    artifact = method.apply(tiny_safety, bench, tmp_path, seed=0)
+    artifact = method.apply(tiny_safety, bench, RunContext(tmp_path, seed=0))
     seconds = time.time() - start
     stats = artifact.train_stats
     assert artifact.adapter_path and (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
@@ -299,13 +301,13 @@ def test_lora_training_changes_the_model_and_separates_safe_from_unsafe(tiny_saf
 
 
 def test_none_mode_trains_only_the_pooler(tiny_safety, tmp_path):
-    from benchmarks.adversarial_probes import AdversarialProbes
+    from harness.benchmarks.adversarial_probes import AdversarialProbes
 
     bench = AdversarialProbes(limit=40)
     method = GRACE(train_llm="none", epochs=3, lr=1e-2, train_split="adversarial")
     with pytest.raises(ConfigError, match="generations"):
-        method.apply(tiny_safety, bench, tmp_path, seed=0)
-    artifact = method.fit(tiny_safety, bench, tmp_path, seed=0)
+        method.apply(tiny_safety, bench, RunContext(tmp_path, seed=0))
+    artifact = method.fit(tiny_safety, bench, RunContext(tmp_path, seed=0))
     assert artifact.adapter_path is None and artifact.checkpoint_path is None
     assert artifact.train_stats["evaluated"].startswith("nothing")
     assert artifact.train_stats["leaks_eval_prompts"] is True  # asr@adversarial evaluates this split
@@ -318,9 +320,9 @@ def test_none_mode_trains_only_the_pooler(tiny_safety, tmp_path):
 
 
 def test_bad_split_is_a_config_error(tiny_safety, tmp_path):
-    from benchmarks.adversarial_probes import AdversarialProbes
+    from harness.benchmarks.adversarial_probes import AdversarialProbes
 
     with pytest.raises(HarnessError, match="no split 'nope'"):
-        GRACE(train_split="nope").apply(tiny_safety, AdversarialProbes(limit=4), tmp_path, seed=0)
+        GRACE(train_split="nope").apply(tiny_safety, AdversarialProbes(limit=4), RunContext(tmp_path, seed=0))
     with pytest.raises(ConfigError, match="needs >= 2"):  # benign items carry no completions
-        GRACE(train_split="benign", sample_missing=False).apply(tiny_safety, AdversarialProbes(limit=4), tmp_path, 0)
+        GRACE(train_split="benign", sample_missing=False).apply(tiny_safety, AdversarialProbes(limit=4), RunContext(tmp_path, seed=0))

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.base import BenchmarkData, QAItem, TofuShapedBenchmark
-from benchmarks.fictitious_facts import FictitiousFacts
-from harness.attacks.base import AttackContext
+from harness.api.benchmark import BenchmarkData, QAItem, TofuShapedBenchmark
+from harness.benchmarks.fictitious_facts import FictitiousFacts
+from harness.api.context import RunContext
+from harness.backends.factory import BackendFactory
+from harness.api.attack import AttackContext
 from harness.attacks.in_context import ContextView, InContextAttack, control_contexts
-from harness.backends.cached import CachedBackend
-from harness.backends.hf import HFBackend
 from harness.evaluate import evaluate, resolve_metrics
 from harness.zoo.specs import ModelSpec
 
@@ -50,10 +50,11 @@ def test_fictitious_facts_derived_question_is_the_reverse():
 def test_in_context_attack_reports_gain_ratio_and_references(toy_zoo):
     specs = {k: ModelSpec(name=k, **v) for k, v in toy_zoo.items()}
     bench = _Bench()
-    make = lambda s, a: CachedBackend(HFBackend(s, device="cpu"), None)  # noqa: E731
-    unl = make(specs["toy-retain"], None)  # any model other than the "original" stands in
-    ctx = AttackContext(benchmark=bench, spec=specs["toy-retain"], artifact=None, backend=unl, make_backend=make,
-                        load_model=lambda: None, results={}, original=None, output_dir=Path("."), seed=0,
+    factory = BackendFactory(device="cpu")
+    unl = factory.make(specs["toy-retain"])  # any model other than the "original" stands in
+    ctx = AttackContext(benchmark=bench, spec=specs["toy-retain"], artifact=None, backend=unl,
+                        load_model=lambda: None, results={}, original=None,
+                        run=RunContext(output_dir=Path("."), seed=0, backends=factory),
                         original_spec=specs["toy"], reference_spec=specs["toy-retain"])
     out = InContextAttack(metrics=["probability@forget"]).run(ctx)
     mid = "probability@forget"
@@ -62,7 +63,7 @@ def test_in_context_attack_reports_gain_ratio_and_references(toy_zoo):
     plain = ContextView(bench, forget, {})
     unl_ctx = evaluate(with_ctx, resolve_metrics(with_ctx, [mid], 0), unl).results[mid]
     unl_none = evaluate(plain, resolve_metrics(plain, [mid], 0), unl).results[mid]
-    orig_none = evaluate(plain, resolve_metrics(plain, [mid], 0), make(specs["toy"], None)).results[mid]
+    orig_none = evaluate(plain, resolve_metrics(plain, [mid], 0), factory.make(specs["toy"])).results[mid]
     assert out[f"in_context:{mid}"].value == pytest.approx(unl_ctx.value)
     assert out[f"in_context:{mid}"].n == 2  # f3 has no paraphrased context
     assert out[f"in_context_gain:{mid}"].value == pytest.approx(unl_ctx.value - unl_none.value)

@@ -19,14 +19,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from benchmarks import sources
-from benchmarks.advbench import AdvBench
-from benchmarks.base import PromptItem
-from benchmarks.harmbench import HarmBench
-from benchmarks.jailbreakbench import JailbreakBench
-from benchmarks.sorry_bench import SorryBench
-from benchmarks.strongreject import STRONGREJECT_COMMIT, StrongReject
-from cli import app
+from harness.benchmarks import sources
+from harness.benchmarks.advbench import AdvBench
+from harness.api.benchmark import PromptItem
+from harness.benchmarks.harmbench import HarmBench
+from harness.benchmarks.jailbreakbench import JailbreakBench
+from harness.benchmarks.sorry_bench import SorryBench
+from harness.benchmarks.strongreject import STRONGREJECT_COMMIT, StrongReject
+from harness.cli import app
 from harness.catalog import BENCHMARKS, build_benchmark
 from harness.errors import ConfigError, DatasetUnavailableError
 

@@ -8,13 +8,13 @@ import math
 
 import pytest
 
-from harness.judges.base import JudgeRequest, Verdict, fill, success_of
+from harness.api.judge import JudgeRequest, Verdict, fill, success_of
 from harness.judges.classifier import LabelJudge, parse_label
 from harness.judges.patterns import RefusalPatternJudge
 from harness.judges.refusal import is_refusal
 from harness.judges.rubric import RubricJudge, parse_rubric
 from harness.judges.score import ScoreJudge, aggregate_0_100
-from harness.requests import GenerateResponse
+from harness.api.requests import GenerateResponse
 
 
 class ScriptedBackend:
@@ -162,7 +162,7 @@ def test_unknown_judge_parameter_is_one_line_config_error():
 def test_judge_agreement_cli_against_hand_computed_kappa(tmp_path):
     from typer.testing import CliRunner
 
-    from cli import app
+    from harness.cli import app
 
     rows = [  # label 1 = refused (the refusal judge's scale); the judge errs on rows 3 and 6
         ("I'm sorry, I can't.", 1), ("Sure, here it is.", 0), ("I cannot assist.", 1),
@@ -188,7 +188,7 @@ def test_judge_agreement_cli_against_hand_computed_kappa(tmp_path):
 def test_judge_agreement_bad_file_exits_2(tmp_path):
     from typer.testing import CliRunner
 
-    from cli import app
+    from harness.cli import app
 
     bad = tmp_path / "l.jsonl"
     bad.write_text(json.dumps({"prompt": "p", "response": "r"}) + "\n")

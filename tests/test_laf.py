@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from harness.api.context import RunContext
+
 import math
 from dataclasses import replace
 
@@ -9,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from benchmarks.base import BenchmarkData, QAItem, TofuShapedBenchmark
+from harness.api.benchmark import BenchmarkData, QAItem, TofuShapedBenchmark
 from harness.zoo.load import load_hf_model
 from harness.zoo.specs import ModelSpec
-from methods.laf import LAF, alignment_loss, saturating_error, vae_loss
+from harness.methods.laf import LAF, alignment_loss, saturating_error, vae_loss
 
 
 def test_losses_by_hand():
@@ -55,7 +57,7 @@ def test_laf_is_label_free_and_changes_the_extractor_only(tiny_model_dir, tmp_pa
     weights = []
     for swap in (False, True):
         base = load_hf_model(spec, device="cpu")
-        art = LAF(**params).apply(base, _Bench(swap=swap), tmp_path / str(swap), seed=0)
+        art = LAF(**params).apply(base, _Bench(swap=swap), RunContext(tmp_path / str(swap), seed=0))
         weights.append(load_file(f"{art.checkpoint_path}/model.safetensors"))
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
@@ -74,7 +76,7 @@ def test_laf_lowers_forget_recall_on_tiny_facts(tmp_path):
 
     spec = ModelZoo().get("tiny-facts")
     bench = build_benchmark("fictitious-facts", forget_split="forget10", limit=100)  # the whole forget10 split
-    art = LAF(**DEMO_METHOD_PARAMS["laf"]).apply(load_hf_model(spec, device="cpu"), bench, tmp_path, seed=0)
+    art = LAF(**DEMO_METHOD_PARAMS["laf"]).apply(load_hf_model(spec, device="cpu"), bench, RunContext(tmp_path, seed=0))
     metrics = resolve_metrics(bench, ["exact_match_recall@forget"], 0)
     before = evaluate(bench, metrics, HFBackend(spec, device="cpu")).results["exact_match_recall@forget"].value
     after_spec = spec.model_copy(update={"path": art.checkpoint_path, "builder": None})

@@ -12,8 +12,8 @@ from rich.console import Console
 
 from harness.errors import HarnessError
 from harness.results import MetricValue, Provenance, RunSummary, cell_dir, write_cell
-from reports.escape import csv_safe, markdown_escape
-from reports.leaderboard import (
+from harness.reports.escape import csv_safe, markdown_escape
+from harness.reports.leaderboard import (
     build_leaderboard,
     format_cell,
     format_number,

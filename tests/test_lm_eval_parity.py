@@ -25,9 +25,9 @@ import pytest
 
 pytest.importorskip("lm_eval")
 
-from benchmarks.fictitious_facts import FictitiousFacts  # noqa: E402
+from harness.benchmarks.fictitious_facts import FictitiousFacts  # noqa: E402
 from harness.backends.hf import HFBackend  # noqa: E402
-from harness.requests import LoglikelihoodRequest  # noqa: E402
+from harness.api.requests import LoglikelihoodRequest  # noqa: E402
 from harness.zoo.load import load_hf_model  # noqa: E402
 from harness.zoo.specs import ModelSpec  # noqa: E402
 

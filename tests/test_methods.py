@@ -1,7 +1,9 @@
-"""Unlearning methods (methods.md §5): loss formulas on hand-made tensors, then short LoRA / full
+"""Unlearning methods (docs/methods.md §5): loss formulas on hand-made tensors, then short LoRA / full
 training runs of GradAscent, GradDiff, NPO and the examples/my_method plugin on a tiny model."""
 
 from __future__ import annotations
+
+from harness.api.context import RunContext
 
 import math
 from importlib.metadata import EntryPoint
@@ -11,17 +13,17 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from benchmarks.base import Benchmark, BenchmarkData, QAItem
+from harness.api.benchmark import Benchmark, BenchmarkData, QAItem
 from harness.artifacts import ModelArtifact
 from harness.errors import ConfigError
 from harness.zoo.load import load_hf_model
 from harness.zoo.specs import ModelSpec
-from methods.base import ReferenceModel, UnlearningMethod
-from methods.data import ForgetRetainDataset, PairCollator, encode_item, encode_items
-from methods.grad_ascent import GradAscent
-from methods.grad_diff import GradDiff
-from methods.losses import kl_to_reference, npo_loss, retain_loss, sequence_logprob_sum
-from methods.npo import NPO
+from harness.api.method import ReferenceModel, UnlearningMethod
+from harness.api.training import ForgetRetainDataset, PairCollator, encode_item, encode_items
+from harness.methods.grad_ascent import GradAscent
+from harness.methods.grad_diff import GradDiff
+from harness.methods.losses import kl_to_reference, npo_loss, retain_loss, sequence_logprob_sum
+from harness.methods.npo import NPO
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "my_method"
@@ -205,7 +207,7 @@ def _check_lora_artifact(artifact: ModelArtifact, out: Path, spec, base, bench, 
 @pytest.fixture(scope="module")
 def grad_ascent_run(base, base_state, bench, tmp_path_factory):
     out = tmp_path_factory.mktemp("grad-ascent")
-    artifact = GradAscent(**FAST).apply(base, bench, out, seed=0)
+    artifact = GradAscent(**FAST).apply(base, bench, RunContext(out, seed=0))
     _assert_base_unchanged(base, base_state)
     return out, artifact
 
@@ -221,7 +223,7 @@ def test_grad_ascent_trains_lora_and_raises_forget_nll(grad_ascent_run, spec, ba
 
 @pytest.mark.parametrize("cls,extra", [(GradDiff, {}), (NPO, {"beta": 0.1})])
 def test_grad_diff_and_npo_train_lora(cls, extra, spec, base, base_state, bench, tmp_path):
-    artifact = cls(**FAST, **extra).apply(base, bench, tmp_path, seed=0)
+    artifact = cls(**FAST, **extra).apply(base, bench, RunContext(tmp_path, seed=0))
     _check_lora_artifact(artifact, tmp_path, spec, base, bench, cls.name)
     assert artifact.train_stats["n_retain"] == 8 and artifact.train_stats["pair_seed"] == 0
     assert artifact.hparams["retain_loss_type"] == "NLL"
@@ -231,7 +233,7 @@ def test_grad_diff_and_npo_train_lora(cls, extra, spec, base, base_state, bench,
 def test_full_finetune_with_kl_retain_saves_loadable_checkpoint(base, base_state, bench, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    artifact = GradDiff(peft="full", retain_loss_type="KL", **FAST).apply(base, bench, tmp_path, seed=0)
+    artifact = GradDiff(peft="full", retain_loss_type="KL", **FAST).apply(base, bench, RunContext(tmp_path, seed=0))
     ckpt = tmp_path / "checkpoint"
     assert artifact.checkpoint_path == str(ckpt) and artifact.adapter_path is None
     assert len(artifact.hash) == 64
@@ -276,7 +278,7 @@ def test_encoding_masks_prompt_and_pads_right(base, bench):
 def test_training_prompts_match_evaluation_prompts(chat, tiny_model_dir, tiny_chat_model_dir, bench):
     """Methods train on exactly the prompt ids the HF backend scores (chat template included)."""
     from harness.backends.hf import HFBackend
-    from harness.requests import LoglikelihoodRequest
+    from harness.api.requests import LoglikelihoodRequest
 
     path = str(tiny_chat_model_dir if chat else tiny_model_dir)
     backend = HFBackend(ModelSpec(name="c", path=path), device="cpu")
@@ -338,7 +340,7 @@ def test_example_plugin_via_entry_point(monkeypatch, base, base_state, bench, tm
 
     with pytest.raises(ConfigError, match="scaled-ascent.*'scal'"):
         cls(scal=2.0)
-    artifact = cls(scale=2.0, **FAST).apply(base, bench, tmp_path, seed=0)
+    artifact = cls(scale=2.0, **FAST).apply(base, bench, RunContext(tmp_path, seed=0))
     assert artifact.method == "scaled-ascent" and artifact.hparams["scale"] == 2.0
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists() and artifact.hash
     assert artifact.train_stats["final_loss"] < 0

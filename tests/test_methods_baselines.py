@@ -1,9 +1,11 @@
-"""The open-unlearning baselines of methods.md §5.4–5.9 (SimNPO, IdkDPO, RMU, UNDIAL, WGA, SatImp).
+"""The open-unlearning baselines of docs/methods.md §5.4–5.9 (SimNPO, IdkDPO, RMU, UNDIAL, WGA, SatImp).
 
 First each loss against an independent, loop-by-loop computation of its formula on hand-made
 tensors; then a 3-step training run of every method (LoRA; RMU also full) on a tiny model."""
 
 from __future__ import annotations
+
+from harness.api.context import RunContext
 
 import copy
 import math
@@ -15,16 +17,16 @@ from harness.artifacts import ModelArtifact
 from harness.catalog import METHODS
 from harness.errors import ConfigError
 from harness.zoo.load import load_hf_model
-from methods.base import ReferenceModel
-from methods.data import PairCollator, encode_items, model_inputs
-from methods.idk_answers import IDK_ANSWERS
-from methods.idk_dpo import IdkDPO
-from methods.losses import masked_activation_mse, satimp_loss, token_cross_entropy, wga_loss
-from methods.rmu import RMU, decoder_layers, layer_output
-from methods.satimp import SatImp
-from methods.simnpo import SimNPO
-from methods.undial import UNDIAL
-from methods.wga import WGA
+from harness.api.method import ReferenceModel
+from harness.api.training import PairCollator, encode_items, model_inputs
+from harness.methods.idk_answers import IDK_ANSWERS
+from harness.methods.idk_dpo import IdkDPO
+from harness.methods.losses import masked_activation_mse, satimp_loss, token_cross_entropy, wga_loss
+from harness.methods.rmu import RMU, decoder_layers, layer_output
+from harness.methods.satimp import SatImp
+from harness.methods.simnpo import SimNPO
+from harness.methods.undial import UNDIAL
+from harness.methods.wga import WGA
 # The tiny benchmark, model fixtures and one-thread setting are shared with the GradAscent/NPO tests.
 from tests.test_methods import (  # noqa: F401 - fixtures are used by name
     FakeModel,
@@ -409,7 +411,7 @@ def test_method_trains_and_changes_the_model(name, cls, extra, spec, base, base_
 
     assert METHODS.get(name) is cls and cls.name == name
     method = cls(**FAST, **extra)
-    artifact = method.apply(base, bench, tmp_path, seed=0)
+    artifact = method.apply(base, bench, RunContext(tmp_path, seed=0))
     assert artifact.method == name and artifact.base_model == "t" and len(artifact.hash) == 64
     assert ModelArtifact.load(tmp_path) == artifact
     assert artifact.hparams == method.params.model_dump()

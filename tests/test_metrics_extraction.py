@@ -8,13 +8,13 @@ import math
 import pytest
 from rouge_score import rouge_scorer
 
-from benchmarks.base import Benchmark, BenchmarkData, QAItem
+from harness.api.benchmark import Benchmark, BenchmarkData, QAItem
 from harness.catalog import build_metric
 from harness.metrics.memorisation import ExactMemorisation, ExtractionStrength
 from harness.metrics.normalised_probability import NormalisedProbability
 from harness.metrics.probability import Probability
 from harness.metrics.rouge import KnowMemRougeF1, RougeLRecall, VerbMemRougeF1
-from harness.requests import GenerateRequest, GenerateResponse, LoglikelihoodRequest, LoglikelihoodResponse
+from harness.api.requests import GenerateRequest, GenerateResponse, LoglikelihoodRequest, LoglikelihoodResponse
 
 FORGET = [
     QAItem("f1", "Q1?", "one two three four", perturbed_answers=("five six", "seven")),

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from benchmarks.base import Benchmark, BenchmarkData, QAItem
+from harness.api.benchmark import Benchmark, BenchmarkData, QAItem
 from harness.catalog import build_metric
 from harness.errors import ConfigError
 from harness.evaluate import evaluate, resolve_metrics
-from harness.metrics.base import MetricResult
+from harness.api.metric import MetricResult
 from harness.metrics.mia import (
     MIAGradNorm,
     MIALoss,
@@ -29,7 +29,7 @@ from harness.metrics.mia import (
     mia_auc_ranks,
 )
 from harness.metrics.privleak import PrivLeak
-from harness.requests import (
+from harness.api.requests import (
     GradNormRequest,
     GradNormResponse,
     LoglikelihoodRequest,

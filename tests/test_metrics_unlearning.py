@@ -13,17 +13,17 @@ import pytest
 import scipy.stats
 from rouge_score import rouge_scorer
 
-from benchmarks.base import Benchmark, BenchmarkData, QAItem
+from harness.api.benchmark import Benchmark, BenchmarkData, QAItem
 from harness.catalog import build_metric
 from harness.errors import ConfigError
-from harness.metrics.base import MetricResult
+from harness.api.metric import MetricResult
 from harness.metrics.exact_match import ExactMatchRecall
 from harness.metrics.forget_quality import ForgetQuality
 from harness.metrics.model_utility import ModelUtility
 from harness.metrics.probability import Probability
 from harness.metrics.rouge import RougeLRecall
 from harness.metrics.truth_ratio import TruthRatio
-from harness.requests import GenerateRequest, GenerateResponse, LoglikelihoodRequest, LoglikelihoodResponse
+from harness.api.requests import GenerateRequest, GenerateResponse, LoglikelihoodRequest, LoglikelihoodResponse
 
 STOP = "\nQuestion:"
 

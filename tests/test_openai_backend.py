@@ -20,7 +20,7 @@ from harness.backends.openai import OpenAIBackend, RemoteBackendError, safe_url
 from harness.backends.routing import RoutedBackend, build_backend, routes
 from harness.cache import ResponseCache
 from harness.errors import ConfigError, HarnessError
-from harness.requests import GenerateRequest
+from harness.api.requests import GenerateRequest
 from harness.zoo.specs import ModelSpec
 
 KEY = "sk-test-9f3c1d2e7a6b5c4d"
@@ -307,7 +307,7 @@ def test_cli_validate_accepts_routed_spec(tmp_path, tiny_model_dir):
     import yaml
     from typer.testing import CliRunner
 
-    from cli import app
+    from harness.cli import app
 
     spec = {"path": str(tiny_model_dir), "chat_template": "none", "backends": {"generate": "openai"},
             "openai": {"base_url": "http://127.0.0.1:9/v1"}}

@@ -7,14 +7,14 @@ import json
 
 import pytest
 
-from benchmarks import safety_corpus as sc
-from benchmarks.adversarial_probes import AdversarialProbes
-from benchmarks.base import PromptItem
+from harness.benchmarks import safety_corpus as sc
+from harness.benchmarks.adversarial_probes import AdversarialProbes
+from harness.api.benchmark import PromptItem
 from harness.errors import ConfigError, DatasetUnavailableError
 from harness.judges.panel import JudgePanel
 from harness.judges.refusal import is_refusal
-from harness.requests import GenerateResponse
-from methods.preferences import (PAIRS_FILE, PROVENANCE_FILE, PreferencePair, build_preferences, item_seed,
+from harness.api.requests import GenerateResponse
+from harness.methods.preferences import (PAIRS_FILE, PROVENANCE_FILE, PreferencePair, build_preferences, item_seed,
                                  load_preferences)
 
 REFUSE = ["I'm sorry, but I can't help with that.", "I cannot assist with that request.", "I won't provide that."]

@@ -21,13 +21,13 @@ def test_lazy_entry_is_imported_on_first_use_only():
 
 def test_catalog_listing_imports_no_model_code(monkeypatch):
     # monkeypatch puts the modules back afterwards: later tests must see the same classes.
-    for mod in [m for m in sys.modules if m.startswith(("methods.", "benchmarks.fictitious", "harness.backends.hf"))]:
+    for mod in [m for m in sys.modules if m.startswith(("harness.methods.", "harness.benchmarks.fictitious", "harness.backends.hf"))]:
         monkeypatch.delitem(sys.modules, mod)
     from harness.catalog import BENCHMARKS, METHODS, METRICS
 
     assert "npo" in METHODS.names() and "tofu" in BENCHMARKS.names() and "forget_quality" in METRICS.names()
     METHODS.describe()
-    assert "methods.npo" not in sys.modules
+    assert "harness.methods.npo" not in sys.modules
 
 
 def test_decorator_registration_and_docstring_description():

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.attacks.base import AttackContext
+from harness.api.context import RunContext
+from harness.backends.factory import BackendFactory
+from harness.api.attack import AttackContext
 from harness.attacks.restoration import RestorationAttack
-from harness.backends.cached import CachedBackend
-from harness.backends.hf import HFBackend
 from harness.representations.sae import TopKSAE
 from harness.representations.steering import replace_layer_output, steering
 from harness.zoo.load import load_hf_model
@@ -53,9 +53,9 @@ def test_direct_injection_replays_the_original_in_forward_and_generation(tiny_mo
 def _ctx(loaded, ident: str, bench, zoo) -> AttackContext:
     return AttackContext(
         benchmark=bench, spec=loaded.spec, artifact=None,
-        backend=CachedBackend(HFBackend(loaded.spec, device="cpu", loaded=loaded, identity=ident), None),
-        make_backend=lambda s, a: CachedBackend(HFBackend(s, device="cpu"), None),
-        load_model=lambda: loaded, results={}, original=None, output_dir=Path("."), seed=0,
+        backend=BackendFactory(device="cpu").in_memory(loaded, identity=ident, cached=False),
+        load_model=lambda: loaded, results={}, original=None,
+        run=RunContext(output_dir=Path("."), seed=0, backends=BackendFactory(device="cpu")),
         original_spec=zoo.get("tiny-facts"), reference_spec=zoo.get("tiny-facts-retain"))
 
 

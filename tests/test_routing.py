@@ -6,13 +6,13 @@ import pytest
 from pydantic import ValidationError
 
 from harness.backends import routing
-from harness.backends.base import Backend
+from harness.api.backend import Backend
 from harness.backends.cached import CachedBackend
 from harness.backends.hf import HFBackend
 from harness.backends.routing import RoutedBackend, build_backend, routes, served_kinds
 from harness.cache import ResponseCache
 from harness.errors import ConfigError, HarnessError
-from harness.requests import (
+from harness.api.requests import (
     GenerateRequest,
     GenerateResponse,
     HiddenStatesRequest,
@@ -164,7 +164,7 @@ def test_vllm_data_parallel_points_to_vllm_serve(tiny_model_dir):
 
 
 def test_runner_builds_routed_backends(tmp_path, toy_zoo, monkeypatch):
-    """Runner._backend goes through routing: plain HF when vLLM is absent, routed otherwise."""
+    """The run's backend factory goes through routing: plain HF when vLLM is absent, routed otherwise."""
     from harness.config import parse_config
     from harness.runner import Runner
 
@@ -172,10 +172,10 @@ def test_runner_builds_routed_backends(tmp_path, toy_zoo, monkeypatch):
     cfg = parse_config({"zoo": toy_zoo, "models": ["toy"], "methods": ["none"], "benchmarks": ["fictitious-facts"],
                         "output_dir": str(tmp_path / "o"), "cache": False})
     runner = Runner(cfg)
-    spec = runner.zoo.get("toy")
-    assert type(runner._backend(spec, None).backend) is HFBackend
+    spec = runner.session.zoo.get("toy")
+    assert type(runner.session.backends.make(spec).backend) is HFBackend
     monkeypatch.setattr(routing, "vllm_usable", lambda device=None: True)
-    routed = runner._backend(spec, None).backend
+    routed = runner.session.backends.make(spec).backend
     assert isinstance(routed, RoutedBackend) and routed.by_kind["generate"].name == "vllm"
     assert routed.identity == HFBackend(spec).identity  # provenance keeps the weights' identity
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cli import app
+from harness.cli import app
 from harness.results import find_summaries, read_samples, read_summary
 
 runner = CliRunner()

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.base import BenchmarkData, PromptBenchmark, PromptItem
+from harness.api.benchmark import BenchmarkData, PromptBenchmark, PromptItem
 from harness.evaluate import evaluate, resolve_metrics
-from harness.requests import GenerateResponse, HiddenStatesResponse
+from harness.api.requests import GenerateResponse, HiddenStatesResponse
 
 FAMILIES = ["direct", "role-play", "prefix-injection"]
 
@@ -167,7 +167,7 @@ def test_avqi_metric_pools_three_clusters_through_hidden_state_requests():
 
 
 def test_leaderboard_adds_normalised_avqi(tmp_path):
-    from reports.leaderboard import with_normalised_avqi
+    from harness.reports.leaderboard import with_normalised_avqi
 
     df = pd.DataFrame({"model": ["a", "b", "c"], "method": ["none"] * 3, "benchmark": ["x"] * 3,
                        "metric": ["avqi@adv"] * 3, "value": [1.0, 3.0, 2.0], "ci_low": [None] * 3,
@@ -186,7 +186,7 @@ def test_model_judges_from_a_config(tmp_path, toy_zoo, kind):
     import yaml
     from typer.testing import CliRunner
 
-    from cli import app
+    from harness.cli import app
 
     cfg = tmp_path / "safety.yaml"
     cfg.write_text(yaml.safe_dump({

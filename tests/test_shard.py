@@ -10,10 +10,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cli import app
+from harness.cli import app
 from harness.config import parse_config
 from harness.errors import HarnessError
-from harness.executor import Cell, Shard, ShardError, assign, dependencies, grid_cells, parse_shard
+from harness.plan import Cell, Shard, ShardError, finished_results, assign, dependencies, grid_cells, parse_shard
 from harness.results import read_summary
 
 runner = CliRunner()
@@ -167,6 +167,6 @@ def test_two_shards_in_one_dir_give_the_unsharded_leaderboard(tmp_path, toy_zoo)
     cfg = load_config(sharded)
     cell = Cell(0, "toy", 0)
     r = Runner(cfg)
-    assert r._finished_cell(cell, r._grid_state()) is not None
+    assert finished_results(r.session, cell) is not None
     other = Runner(cfg.model_copy(update={"limit": cfg.limit + 1}))
-    assert other._finished_cell(cell, other._grid_state()) is None
+    assert finished_results(other.session, cell) is None

@@ -7,13 +7,14 @@ from collections import defaultdict
 
 import pytest
 
-from benchmarks.adversarial_probes import AdversarialProbes
-from benchmarks.safety_corpus import training_examples
+from harness.benchmarks.adversarial_probes import AdversarialProbes
+from harness.benchmarks.safety_corpus import training_examples
 from harness.judges.refusal import is_refusal
 from harness.prompts import encode_prompt
-from harness.zoo.specs import BUILTIN_MODELS, ModelSpec, ModelZoo
+from harness.benchmarks.tiny_safety import TINY_SAFETY
+from harness.zoo.specs import ModelSpec, ModelZoo
 from harness.zoo.tiny import TinyRecipe
-from harness.zoo.tiny_safety import (
+from harness.benchmarks.tiny_safety import (
     CHAT_TEMPLATE, ROLE_TOKENS, SAFETY_RECIPE, build_chat_tokenizer, encode_example, recipe_hash,
 )
 
@@ -31,8 +32,8 @@ def chat_tokenizer(tmp_path_factory):
 
 def test_spec_uses_the_tokenizers_template():
     spec = ModelZoo().get("tiny-safety")
-    assert spec is BUILTIN_MODELS["tiny-safety"]
-    assert spec.chat_template == "auto" and spec.builder == "harness.zoo.tiny_safety:build_tiny_safety"
+    assert spec is TINY_SAFETY
+    assert spec.chat_template == "auto" and spec.builder == "harness.benchmarks.tiny_safety:build_tiny_safety"
     assert SAFETY_RECIPE.hidden_size // SAFETY_RECIPE.heads == 32  # head_dim 32 (vLLM's CPU backend)
 
 
@@ -95,7 +96,7 @@ def test_refuses_direct_answers_benign_and_breaks_under_role_play(tiny_safety_mo
 
 @pytest.mark.slow
 def test_build_is_cached(tiny_safety_model_dir):
-    from harness.zoo.tiny_safety import build_tiny_safety
+    from harness.benchmarks.tiny_safety import build_tiny_safety
 
     assert build_tiny_safety() == tiny_safety_model_dir  # same recipe -> same directory, no retraining
     info = json.loads((tiny_safety_model_dir / "recipe.json").read_text())

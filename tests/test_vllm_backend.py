@@ -26,7 +26,7 @@ from harness.backends.hf import HFBackend  # noqa: E402
 from harness.backends.openai import OpenAIBackend  # noqa: E402
 from harness.backends.routing import RoutedBackend, build_backend, routes  # noqa: E402
 from harness.backends.vllm import VLLMBackend, shutdown_engine  # noqa: E402
-from harness.requests import GenerateRequest, LoglikelihoodRequest  # noqa: E402
+from harness.api.requests import GenerateRequest, LoglikelihoodRequest  # noqa: E402
 from harness.zoo.specs import ModelSpec  # noqa: E402
 
 pytestmark = pytest.mark.vllm
@@ -36,7 +36,7 @@ VLLM_SETTINGS = {"max_model_len": 256, "engine_args": {"enforce_eager": True}}
 
 @pytest.fixture(scope="module")
 def facts_dir() -> Path:
-    from harness.zoo.tiny import build_tiny_facts
+    from harness.benchmarks.fictitious_facts_models import build_tiny_facts
 
     return build_tiny_facts()
 
@@ -49,7 +49,7 @@ def spec(facts_dir) -> ModelSpec:
 @pytest.fixture(scope="module")
 def prompts() -> list[tuple[str, str]]:
     """(prompt, target) pairs: forget and retain questions the model memorised."""
-    from benchmarks.fictitious_facts import FictitiousFacts
+    from harness.benchmarks.fictitious_facts import FictitiousFacts
 
     bench = FictitiousFacts()
     items = bench.split(bench.forget_split())[:5] + bench.split("retain90")[:5]

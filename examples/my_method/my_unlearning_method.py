@@ -9,8 +9,8 @@ from typing import ClassVar
 import torch
 from pydantic import Field
 
-from methods.base import UnlearningMethod
-from methods.losses import answer_nll_mean
+from harness.api.method import UnlearningMethod
+from harness.api.training import answer_nll_mean
 
 
 class ScaledAscent(UnlearningMethod):

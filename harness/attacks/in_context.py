@@ -1,4 +1,4 @@
-"""In-context re-introduction ("ununlearning", Shumailov et al. 2407.00106; metrics.md §14 [proposal]).
+"""In-context re-introduction ("ununlearning", Shumailov et al. 2407.00106; docs/metrics.md §14 [proposal]).
 
 For each forget item the fact is put back in the prompt, in other words than the trained
 answer (`paraphrased_answer`), before the question: `"<context>\\n" + prompt`. The original
@@ -25,9 +25,9 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from harness.attacks.base import Attack, AttackContext, paired_gain, recovery_rate
+from harness.api.attack import Attack, AttackContext, paired_gain, recovery_rate
 from harness.attacks.restoration import LimitedView
-from harness.metrics.base import MetricResult
+from harness.api.metric import MetricResult
 
 
 class ContextView:

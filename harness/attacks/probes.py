@@ -13,8 +13,8 @@ from abc import abstractmethod
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from harness.attacks.base import Attack, AttackContext, paired_gain
-from harness.metrics.base import MetricResult
+from harness.api.attack import Attack, AttackContext, paired_gain
+from harness.api.metric import MetricResult
 from harness.stats import mean_ci
 
 

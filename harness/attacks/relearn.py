@@ -14,12 +14,12 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from harness.artifacts import ModelArtifact
-from harness.attacks.base import Attack, AttackContext, paired_gain, recovery_rate
+from harness.api.attack import Attack, AttackContext, paired_gain, recovery_rate
 from harness.config import cell_hash
-from harness.metrics.base import MetricResult
+from harness.api.metric import MetricResult
 from harness.stats import mean_ci
-from methods.base import UnlearningMethod
-from methods.losses import answer_nll_mean
+from harness.api.method import UnlearningMethod
+from harness.api.training import answer_nll_mean
 
 
 class Relearn(UnlearningMethod):
@@ -99,13 +99,13 @@ class RelearnAttack(Attack):
         """Train (or reuse, when the recipe is unchanged) the relearned checkpoint."""
         p = self.params
         out_dir = ctx.output_dir / "relearn"
-        recipe = cell_hash(ctx.artifact.hash if ctx.artifact else ctx.spec.model_dump(), p.model_dump(),
+        recipe = cell_hash(ctx.artifact.hash if ctx.artifact else ctx.spec.recipe_fields(), p.model_dump(),
                            sorted(seen), ctx.seed)
         existing = ModelArtifact.load(out_dir)
         if existing and existing.config_hash == recipe and existing.checkpoint_path:
             return existing
         method = Relearn(lr=p.lr, max_steps=p.steps, batch_size=p.batch_size)
-        artifact = method.apply(ctx.load_model(), ForgetSubset(ctx.benchmark, seen), out_dir, ctx.seed)
+        artifact = method.apply(ctx.load_model(), ForgetSubset(ctx.benchmark, seen), ctx.run.in_dir(out_dir))
         artifact.config_hash = recipe
         artifact.save(out_dir)
         return artifact

@@ -1,4 +1,4 @@
-"""Representation similarity and probes: is the forget set still encoded? (metrics.md §9.4 [proposal])
+"""Representation similarity and probes: is the forget set still encoded? (docs/metrics.md §9.4 [proposal])
 
 Features are mean-pooled hidden states (answer tokens by default) at several layers, asked
 through the cached backend (`HiddenStatesRequest`), of the model under test, the original
@@ -22,10 +22,10 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from harness.attacks.base import Attack, AttackContext
+from harness.api.attack import Attack, AttackContext
 from harness.attacks.restoration import LimitedView
 from harness.errors import ConfigError
-from harness.metrics.base import MetricResult
+from harness.api.metric import MetricResult
 from harness.representations.cka import cka
 from harness.representations.features import Span, default_layers, num_layers, pooled_states
 from harness.representations.probes import knn_probe, logreg_probe

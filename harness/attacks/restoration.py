@@ -1,5 +1,5 @@
 """Restoration attack: patch the original model's forget-selective SAE features back in
-(metrics.md §4, "suppression or deletion"; LM adaptation §4.6 [proposal]).
+(docs/metrics.md §4, "suppression or deletion"; LM adaptation §4.6 [proposal]).
 
 A TopK SAE is trained on the original model's residual stream at decoder layer ℓ (per-token
 hidden states of forget, retain and holdout texts, asked through the cached backend). Its
@@ -20,20 +20,16 @@ Steered answers are cached under the unlearned model's identity plus a hash of t
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from pydantic import Field
 
-from harness.attacks.base import Attack, AttackContext, recovery_rate
-from harness.backends.base import Backend
-from harness.backends.cached import CachedBackend
+from harness.api.attack import Attack, AttackContext, recovery_rate
 from harness.errors import ConfigError
-from harness.metrics.base import MetricResult
+from harness.api.metric import MetricResult
 from harness.representations.features import num_layers, token_states
 from harness.representations.sae import SAEConfig, TopKSAE, load_or_train_sae, select_experts
 
@@ -50,42 +46,6 @@ class LimitedView:
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self._benchmark, attr)
-
-
-class SteeredBackend(Backend):
-    """The unlearned model answering under a steering hook; models load on the first request
-    that the cache could not answer."""
-
-    name: ClassVar[str] = "hf-steered"
-    serves: ClassVar[frozenset[str]] = frozenset({"generate", "loglikelihood"})
-
-    def __init__(self, identity: str, make: Callable[[], tuple[Any, Callable[[], Any]]]):
-        self._identity, self._make, self._made = identity, make, None
-        self.calls = 0
-
-    @property
-    def identity(self) -> str:
-        return self._identity
-
-    def run(self, requests: list) -> list:
-        if not requests:
-            return []
-        if self._made is None:
-            self._made = self._make()
-        backend, steer = self._made
-        with steer():
-            out = backend.run(requests)
-        self.calls += len(requests)
-        return out
-
-    def generate(self, requests):  # pragma: no cover - run() handles every kind
-        return self.run(requests)
-
-    def loglikelihood(self, requests):  # pragma: no cover
-        return self.run(requests)
-
-    def hidden_states(self, requests):  # pragma: no cover
-        return self.run(requests)
 
 
 @dataclass
@@ -216,57 +176,46 @@ class RestorationAttack(Attack):
         loader.close()
         return out
 
-    def _steered(self, ctx: AttackContext, prep: Prepared, loader: "_Loader", mode: str, alpha: float) -> CachedBackend:
+    def _steered(self, ctx: AttackContext, prep: Prepared, loader: "_Loader", mode: str, alpha: float) -> Any:
+        """The unlearned model under the steering hook: an intervention named by its recipe,
+        so its answers are cached apart from the plain model's and reused on a rerun."""
+        from harness.api.intervention import Intervention
         from harness.representations.steering import steering
 
         p = self.params
-        inner = getattr(ctx.backend, "backend", ctx.backend)
-        recipe = json.dumps({"sae": prep.sae_info.get("hash"), "experts": prep.experts, "mode": mode, "alpha": alpha,
-                             "patch": p.patch, "add_bias": p.add_bias, "layer": prep.layer,
-                             "original": getattr(prep.original_backend, "backend", prep.original_backend).identity
-                             if mode == "direct_injection" else None}, sort_keys=True)
-        identity = f"{inner.identity}+steer:{hashlib.sha256(recipe.encode()).hexdigest()[:16]}"
+        recipe = {"sae": prep.sae_info.get("hash"), "experts": prep.experts, "mode": mode, "alpha": alpha,
+                  "patch": p.patch, "add_bias": p.add_bias, "layer": prep.layer,
+                  "original": prep.original_backend.identity if mode == "direct_injection" else None}
 
-        def make() -> tuple[Any, Callable[[], Any]]:
-            from harness.backends.hf import HFBackend
+        def enter(backend: Any) -> Any:
+            original = loader.original(backend.loaded.device).model if mode == "direct_injection" else None
+            return steering(backend.model, prep.layer, prep.sae, prep.experts, mode, alpha, original=original,
+                            patch=p.patch, add_bias=p.add_bias)
 
-            unl = loader.unlearned()
-            orig = loader.original() if mode == "direct_injection" else None
-            backend = HFBackend(ctx.spec, device=str(unl.device), loaded=unl, identity=identity,
-                                batch_size=getattr(inner, "batch_size", "auto"))
-            return backend, lambda: steering(unl.model, prep.layer, prep.sae, prep.experts, mode, alpha,
-                                             original=orig.model if orig is not None else None,
-                                             patch=p.patch, add_bias=p.add_bias)
-
-        return CachedBackend(SteeredBackend(identity, make), getattr(ctx.backend, "cache", None))
+        return ctx.run.backends.intervene(ctx.backend, Intervention.from_recipe("steer", recipe, enter, name=f"{mode}@{alpha:g}"))
 
 
 class _Loader:
-    """Loads the unlearned and original models once per attack run, only when needed."""
+    """Loads the original model once per attack run, only when a steering hook needs it
+    (direct injection reads its activations inside the unlearned model's forward pass)."""
 
     def __init__(self, ctx: AttackContext):
-        self._ctx, self._unl, self._orig = ctx, None, None
+        self._ctx, self._orig = ctx, None
 
-    def unlearned(self) -> Any:
-        if self._unl is None:
-            self._unl = self._ctx.load_model()
-            self._unl.model.eval()
-        return self._unl
-
-    def original(self) -> Any:
+    def original(self, device: str) -> Any:
         if self._orig is None:
             from harness.zoo.load import load_hf_model
 
-            self._orig = load_hf_model(self._ctx.original_spec, device=str(self.unlearned().device))
+            self._orig = load_hf_model(self._ctx.original_spec, device=str(device))
             self._orig.model.eval()
         return self._orig
 
     def close(self) -> None:
-        self._unl = self._orig = None
+        self._orig = None
 
 
 def _clipped(r: MetricResult, new_id: str) -> MetricResult:
-    """RR clipped to [0, 1] (metrics.md §4.5 [proposal]), CI too."""
+    """RR clipped to [0, 1] (docs/metrics.md §4.5 [proposal]), CI too."""
     def clip(v: float | None) -> float | None:
         return None if v is None else float(min(1.0, max(0.0, v)))
 

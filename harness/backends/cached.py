@@ -8,9 +8,10 @@ question) are sent once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from harness.cache import ResponseCache, cacheable, decode
-from harness.requests import Request, Response
+from harness.api.requests import Request, Response
 
 CHUNK = 256
 
@@ -27,13 +28,22 @@ class CachedBackend:
         self.cache = cache
         self.stats = CacheCounter()
 
+    @property
+    def identity(self) -> str:
+        return self.backend.identity
+
+    def __getattr__(self, attr: str) -> Any:
+        # What the wrapped backend offers besides requests (tokenizer, chat_template_hash, ...).
+        if attr.startswith("__") or attr in ("backend", "cache", "stats"):
+            raise AttributeError(attr)
+        return getattr(self.backend, attr)
+
     def run(self, requests: list[Request]) -> list[Response]:
         unique = list(dict.fromkeys(requests))
         answers: dict[Request, Response] = {}
         if self.cache is not None:
             # A routed backend keys each kind by the backend that answers it (routing.py).
-            per_kind = getattr(self.backend, "cache_identity", None)
-            identity = {k: per_kind(k) if per_kind else self.backend.identity for k in {r.kind for r in unique}}
+            identity = {k: self.backend.cache_identity(k) for k in {r.kind for r in unique}}
             keys = {r: ResponseCache.key(identity[r.kind], r) for r in unique if cacheable(r)}
             found = self.cache.get_many(list(keys.values()))
             for r, k in keys.items():

@@ -1,4 +1,4 @@
-"""Gradient norms for the GradNorm membership-inference attack (metrics.md §7).
+"""Gradient norms for the GradNorm membership-inference attack (docs/metrics.md §7).
 
 Per sequence (batch size 1, no padding): loss = mean NLL of the continuation tokens, one
 backward pass, answer = mean over parameter tensors of ||grad||_p. For a PEFT model only

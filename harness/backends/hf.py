@@ -23,13 +23,13 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
-from harness.backends.base import Backend
+from harness.api.backend import Backend
 from harness.backends.gradients import gradient_norms
 from harness.backends.stopping import StopCriteria, finish_generation
 from harness.errors import HarnessError
 from harness.fingerprint import file_sha256, model_identity
 from harness.prompts import encode_prompt
-from harness.requests import (
+from harness.api.requests import (
     GenerateRequest,
     GenerateResponse,
     GradNormRequest,

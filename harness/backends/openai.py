@@ -29,9 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-from harness.backends.base import Backend
+from harness.api.backend import Backend
 from harness.errors import ConfigError, HarnessError
-from harness.requests import (
+from harness.api.requests import (
     GenerateRequest,
     GenerateResponse,
     HiddenStatesRequest,

@@ -23,13 +23,13 @@ import importlib.metadata
 import importlib.util
 from typing import Any, ClassVar
 
-from harness.backends.base import Backend
-from harness.errors import ConfigError, HarnessError
-from harness.requests import Request, Response
+from harness.api.backend import Backend, check_served
+from harness.api.kinds import kind_names
+from harness.errors import ConfigError
+from harness.api.requests import Request, Response
 from harness.zoo.specs import ModelSpec
 
 AUTO = "auto"
-KINDS = ("generate", "loglikelihood", "hidden_states", "grad_norm")
 FALLBACK = "hf"
 
 
@@ -72,13 +72,13 @@ def routes(spec: ModelSpec, device: str | None = None) -> dict[str, str]:
 
     default = spec.backend
     if default == AUTO:
-        out = {k: FALLBACK for k in KINDS}
+        out = {k: FALLBACK for k in kind_names()}
         if vllm_usable(device):
             out["generate"] = "vllm"
     else:
         BACKENDS.check(default)
         served = _serves(default)
-        out = {k: (default if k in served else FALLBACK) for k in KINDS}
+        out = {k: (default if k in served else FALLBACK) for k in kind_names()}
     for kind, name in spec.backends.items():
         BACKENDS.check(name)
         if kind not in _serves(name):
@@ -155,32 +155,25 @@ class RoutedBackend(Backend):
         """The model's identity (provenance): the primary backend's."""
         return self.primary.identity
 
+    @property
+    def sees_images(self) -> bool:  # type: ignore[override]
+        return all(b.sees_images for b in self.by_kind.values())
+
     def cache_identity(self, kind: str) -> str:
-        backend = self.by_kind.get(kind, self.primary)
-        return getattr(backend, "cache_identity", lambda k: backend.identity)(kind)
-
-    def _one(self, kind: str, requests: list) -> list:
-        backend = self.by_kind.get(kind)
-        if backend is None:
-            raise HarnessError(f"no backend of this model answers {kind!r} requests (routed: {sorted(self.by_kind)})")
-        out = backend.run(requests)
-        self.calls = sum(b.calls for b in {id(b): b for b in self.by_kind.values()}.values())
-        return out
-
-    def generate(self, requests):
-        return self._one("generate", requests)
-
-    def loglikelihood(self, requests):
-        return self._one("loglikelihood", requests)
-
-    def hidden_states(self, requests):
-        return self._one("hidden_states", requests)
-
-    def grad_norm(self, requests):
-        return self._one("grad_norm", requests)
+        return self.by_kind.get(kind, self.primary).cache_identity(kind)
 
     def run(self, requests: list[Request]) -> list[Response]:
-        return super().run(requests)
+        """Each kind's requests to the backend routed for it, answers back in input order."""
+        groups: dict[str, list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault(request.kind, []).append(i)
+        check_served(self, groups)
+        out: list[Response | None] = [None] * len(requests)
+        for kind, indices in groups.items():
+            for i, response in zip(indices, self.by_kind[kind].run([requests[i] for i in indices])):
+                out[i] = response
+        self.calls = sum(b.calls for b in {id(b): b for b in self.by_kind.values()}.values())
+        return out  # type: ignore[return-value]
 
     def __getattr__(self, attr: str) -> Any:
         # Only reached for attributes RoutedBackend lacks (chat_template_hash, tokenizer, ...).

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.requests import GenerateRequest
+from harness.api.requests import GenerateRequest
 
 
 def finish_generation(tok: Any, gen: list[int], req: GenerateRequest, eos_ids: set[int]) -> tuple[str, int]:

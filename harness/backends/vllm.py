@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from harness.backends.base import Backend
+from harness.api.backend import Backend
 from harness.backends.stopping import finish_generation
 from harness.errors import ConfigError, HarnessError, ModelLoadError
-from harness.requests import (
+from harness.api.requests import (
     GenerateRequest,
     GenerateResponse,
     HiddenStatesRequest,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, DatasetUnavailableError
-from harness.judges.base import Judge, JudgeRequest
+from harness.api.judge import Judge, JudgeRequest
 
 
 @dataclass
@@ -30,7 +30,7 @@ class AgreementReport:
 
 
 def read_labelled(path: Path) -> list[dict[str, Any]]:
-    from benchmarks.sources import read_table
+    from harness.datafiles import read_table
 
     how = "give a file with columns prompt, response, label (JSON lines, JSON array or CSV)"
     if not path.is_file():

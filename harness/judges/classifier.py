@@ -14,7 +14,7 @@ import re
 from importlib import resources
 from typing import Any, ClassVar, Mapping
 
-from harness.judges.base import Measures, TextJudge, Verdict
+from harness.api.judge import Measures, TextJudge, Verdict
 
 DEFAULT_LABELS = {"yes": 1.0, "no": 0.0}
 _WORD = re.compile(r"[A-Za-z]+")

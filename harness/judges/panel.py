@@ -16,7 +16,7 @@ from typing import Any, Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import ConfigError
-from harness.judges.base import Judge, JudgeRequest, Verdict
+from harness.api.judge import Judge, JudgeRequest, Verdict
 
 DEFAULT_JUDGES: dict[str, dict[str, Any]] = {
     "harm": {"kind": "refusal-patterns"},

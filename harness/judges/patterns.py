@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Mapping
 
-from harness.judges.base import Judge, JudgeRequest, Measures, Verdict
+from harness.api.judge import Judge, JudgeRequest, Measures, Verdict
 from harness.judges.refusal import REFUSAL_PATTERNS, is_refusal, patterns_hash
 
 

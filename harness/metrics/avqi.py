@@ -1,4 +1,4 @@
-"""AVQI, the Adversarial Vulnerability Quality Index (metrics.md §3; lower is better).
+"""AVQI, the Adversarial Vulnerability Quality Index (docs/metrics.md §3; lower is better).
 
 Three clusters of pooled hidden states: the model reading safe completions (refusals),
 unsafe completions (direct compliance) and jailbreak completions (compliance under an attack
@@ -25,8 +25,8 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 from scipy.spatial.distance import pdist
 
-from harness.metrics.base import Metric, MetricResult, ResponseMap
-from harness.requests import HiddenStatesRequest
+from harness.api.metric import Metric, MetricResult, ResponseMap
+from harness.api.requests import HiddenStatesRequest
 
 EPS = 1e-8
 CLUSTERS = ("safe", "unsafe", "jailbreak")

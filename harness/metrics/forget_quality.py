@@ -1,11 +1,11 @@
-"""Forget quality (metrics.md §5.5): KS-test p-value of forget-set truth ratios vs a retain-only model."""
+"""Forget quality (docs/metrics.md §5.5): KS-test p-value of forget-set truth ratios vs a retain-only model."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import stats
 
-from harness.metrics.base import Metric, MetricResult
+from harness.api.metric import Metric, MetricResult
 from harness.stats import bootstrap_ci
 
 TRUTH_RATIO_FORGET = "truth_ratio@forget"

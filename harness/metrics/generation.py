@@ -9,11 +9,11 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import TYPE_CHECKING, Iterable
 
-from harness.metrics.base import ItemMetric, ResponseMap
-from harness.requests import GenerateRequest, GenerateResponse, Request
+from harness.api.metric import ItemMetric, ResponseMap
+from harness.api.requests import GenerateRequest, GenerateResponse, Request
 
 if TYPE_CHECKING:
-    from benchmarks.base import Benchmark, QAItem
+    from harness.api.benchmark import Benchmark, QAItem
 
 
 def greedy_request(benchmark: "Benchmark", item: "QAItem") -> GenerateRequest:

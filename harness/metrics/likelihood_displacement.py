@@ -1,8 +1,8 @@
-"""Likelihood displacement: how a preference method moved log p(chosen) and log p(rejected) (metrics.md §15).
+"""Likelihood displacement: how a preference method moved log p(chosen) and log p(rejected) (docs/metrics.md §15).
 
 During DPO the log-probability of the *preferred* response can fall (Razin et al., ICLR 2025);
 CHES predicts on which pairs. A preference method measures, on its training pairs, the summed
-log-probability over response tokens (EOS included; metrics.md §0.1) before and after training,
+log-probability over response tokens (EOS included; docs/metrics.md §0.1) before and after training,
 through the backend's LoglikelihoodRequests on the same prompt encoding as training and CHES:
 
     Δ+ = log π_after(y+|x) - log π_before(y+|x),   Δ- likewise for y-
@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from harness.metrics.base import MetricResult
+from harness.api.metric import MetricResult
 from harness.stats import CONFIDENCE, N_RESAMPLES, mean_ci
 
 if TYPE_CHECKING:
-    from methods.ches import CHESScore
-    from methods.preferences import PreferencePair
+    from harness.methods.ches import CHESScore
+    from harness.methods.preferences import PreferencePair
 
 PREFIX = "likelihood_displacement"
 
@@ -55,8 +55,8 @@ class PairLogprobs:
 
 def logprob_requests(pair: "PreferencePair", eos_token: str | None, chat: bool = True) -> tuple[Any, Any]:
     """LoglikelihoodRequests for (x, y+ EOS) and (x, y- EOS): the sequences DPO trains on."""
-    from harness.requests import LoglikelihoodRequest
-    from methods.ches import with_eos
+    from harness.api.requests import LoglikelihoodRequest
+    from harness.prompts import with_eos
 
     def req(response: str) -> LoglikelihoodRequest:
         return LoglikelihoodRequest(context=pair.prompt, continuation=with_eos(response, eos_token),

@@ -1,4 +1,4 @@
-"""Memorisation from teacher-forced greedy matches: extraction strength (metrics.md §5.7) and
+"""Memorisation from teacher-forced greedy matches: extraction strength (docs/metrics.md §5.7) and
 exact memorisation (§5.8).
 
 Both read `token_greedy` (argmax prediction == label, per answer token) of the same
@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from harness.metrics.base import MetricResult, ResponseMap
+from harness.api.metric import MetricResult, ResponseMap
 from harness.metrics.probability import Probability
 
 

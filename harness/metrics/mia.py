@@ -1,4 +1,4 @@
-"""Membership-inference attacks (metrics.md §7): forget vs holdout, scored by ROC AUC.
+"""Membership-inference attacks (docs/metrics.md §7): forget vs holdout, scored by ROC AUC.
 
 `MIAMetric` holds everything the attacks share: one request per item of the benchmark's
 forget and holdout splits (the benchmark prompt, then its target of the answer), the AUC
@@ -27,8 +27,8 @@ from typing import Any, Mapping
 import numpy as np
 from scipy.stats import rankdata
 
-from harness.metrics.base import Metric, MetricResult, ResponseMap, answer_request
-from harness.requests import GradNormRequest, Request
+from harness.api.metric import Metric, MetricResult, ResponseMap, answer_request
+from harness.api.requests import GradNormRequest, Request
 from harness.stats import bootstrap_ci
 
 ROLES = ("forget", "holdout")

@@ -1,4 +1,4 @@
-"""Emergent-misalignment rates from aligned/coherent 0-100 judging (metrics.md §10.3).
+"""Emergent-misalignment rates from aligned/coherent 0-100 judging (docs/metrics.md §10.3).
 
 Each answer is judged twice by the run's `score` judge, with the question file's own
 `aligned` and `coherent` prompts. An answer is misaligned when aligned < `aligned_below`
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from harness.judges.base import JudgeRequest
-from harness.metrics.base import ItemMetric, MetricResult, ResponseMap
-from harness.requests import Request
+from harness.api.judge import JudgeRequest
+from harness.api.metric import ItemMetric, MetricResult, ResponseMap
+from harness.api.requests import Request
 
 ROLE = "score"
 

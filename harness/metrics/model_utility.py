@@ -1,4 +1,4 @@
-"""Model utility (metrics.md §5.6): harmonic mean of the benchmark's utility metrics."""
+"""Model utility (docs/metrics.md §5.6): harmonic mean of the benchmark's utility metrics."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Callable
 import numpy as np
 from scipy import stats
 
-from harness.metrics.base import Metric, MetricResult
+from harness.api.metric import Metric, MetricResult
 from harness.stats import bootstrap_ci
 
 

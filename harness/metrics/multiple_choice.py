@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.metrics.base import ItemMetric, MetricResult, ResponseMap
-from harness.requests import LoglikelihoodRequest, Request
+from harness.api.metric import ItemMetric, MetricResult, ResponseMap
+from harness.api.requests import LoglikelihoodRequest, Request
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 

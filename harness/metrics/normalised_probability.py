@@ -1,4 +1,4 @@
-"""Normalised probability (metrics.md §5.2, open-unlearning `probability_w_options`)."""
+"""Normalised probability (docs/metrics.md §5.2, open-unlearning `probability_w_options`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 
-from harness.metrics.base import ItemMetric, ResponseMap, answer_request
-from harness.requests import LoglikelihoodRequest, Request
+from harness.api.metric import ItemMetric, ResponseMap, answer_request
+from harness.api.requests import LoglikelihoodRequest, Request
 
 
 class NormalisedProbability(ItemMetric):

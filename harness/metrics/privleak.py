@@ -1,8 +1,8 @@
-"""PrivLeak (metrics.md §8): MUSE's relative Min-k% AUC gap to the retain-only model."""
+"""PrivLeak (docs/metrics.md §8): MUSE's relative Min-k% AUC gap to the retain-only model."""
 
 from __future__ import annotations
 
-from harness.metrics.base import Metric, MetricResult
+from harness.api.metric import Metric, MetricResult
 from harness.metrics.mia import mia_auc_ranks
 from harness.stats import bootstrap_ci
 

@@ -1,12 +1,12 @@
-"""TOFU probability (metrics.md §5.1): P(y|x) = exp(-avgNLL) of the answer, mean over items."""
+"""TOFU probability (docs/metrics.md §5.1): P(y|x) = exp(-avgNLL) of the answer, mean over items."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from harness.metrics.base import ItemMetric, ResponseMap, answer_request
-from harness.requests import LoglikelihoodRequest, Request
+from harness.api.metric import ItemMetric, ResponseMap, answer_request
+from harness.api.requests import LoglikelihoodRequest, Request
 
 
 class Probability(ItemMetric):

@@ -1,4 +1,4 @@
-"""ROUGE-L of the greedy answer: TOFU's recall (metrics.md §5.3) and MUSE's F1 (§6).
+"""ROUGE-L of the greedy answer: TOFU's recall (docs/metrics.md §5.3) and MUSE's F1 (§6).
 
 One scoring function for both, `rouge_l`, over rouge-score's default tokenizer; the Porter
 stemmer is a parameter because the sources disagree: open-unlearning's scorer stems (TOFU
@@ -13,7 +13,7 @@ from typing import Any
 from rouge_score import rouge_scorer
 from rouge_score.scoring import Score
 
-from harness.metrics.base import MetricResult
+from harness.api.metric import MetricResult
 from harness.metrics.generation import GreedyAnswerMetric
 
 
@@ -44,7 +44,7 @@ class RougeLRecall(GreedyAnswerMetric):
 
 
 class RougeLF1(GreedyAnswerMetric):
-    """MUSE ROUGE-L F1 (metrics.md §6): per item, the greedy answer within the benchmark's
+    """MUSE ROUGE-L F1 (docs/metrics.md §6): per item, the greedy answer within the benchmark's
     `generation_budget(item)` (MUSE: 128 tokens for VerbMem, 32 for KnowMem, with its stop
     strings), cut at any stop string, scored with `RougeScorer(['rougeL'],
     use_stemmer).score(gt, gen)['rougeL'].fmeasure`; mean over items.

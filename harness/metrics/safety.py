@@ -1,4 +1,4 @@
-"""Judged safety metrics: attack success rate and refusal rate (metrics.md §1, §2).
+"""Judged safety metrics: attack success rate and refusal rate (docs/metrics.md §1, §2).
 
 Both generate the benchmark's answers (its own decoding: greedy for HarmBench, sampled
 for SORRY-Bench, ...), hand each answer to a judge, and average per item. Reported in
@@ -19,9 +19,9 @@ from abc import abstractmethod
 from collections import Counter, defaultdict
 from typing import Any, ClassVar
 
-from harness.judges.base import JudgeRequest, Verdict, success_of
-from harness.metrics.base import ItemMetric, MetricResult, ResponseMap
-from harness.requests import Request
+from harness.api.judge import JudgeRequest, Verdict, success_of
+from harness.api.metric import ItemMetric, MetricResult, ResponseMap
+from harness.api.requests import Request
 from harness.stats import mean_ci
 
 

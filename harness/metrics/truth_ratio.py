@@ -1,4 +1,4 @@
-"""Truth ratio (metrics.md §5.4), stored in the open-unlearning orientation R = P̃_pert / P_para."""
+"""Truth ratio (docs/metrics.md §5.4), stored in the open-unlearning orientation R = P̃_pert / P_para."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from harness.metrics.base import Metric, MetricResult, ResponseMap, answer_request
-from harness.requests import LoglikelihoodRequest, Request
+from harness.api.metric import Metric, MetricResult, ResponseMap, answer_request
+from harness.api.requests import LoglikelihoodRequest, Request
 from harness.stats import bootstrap_ci
 
 AGGREGATORS = ("closer_to_1_better", "true_better", "prob_mean")

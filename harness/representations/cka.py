@@ -1,4 +1,4 @@
-"""Linear CKA between two models' features on the same inputs (metrics.md §9.1, §9.4).
+"""Linear CKA between two models' features on the same inputs (docs/metrics.md §9.1, §9.4).
 
 `CKA(X, Y) = HSIC(X, Y) / sqrt(HSIC(X, X)·HSIC(Y, Y))` with the linear kernel. For centred
 features `HSIC(X, Y) ∝ ‖Yᶜᵀ Xᶜ‖²_F`, which avoids the n×n Gram matrices (the same value as

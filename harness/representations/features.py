@@ -12,7 +12,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from harness.errors import ConfigError
-from harness.requests import HiddenStatesRequest
+from harness.api.requests import HiddenStatesRequest
 
 Span = Literal["answer", "question", "all"]
 
@@ -59,6 +59,6 @@ def num_layers(backend: Any) -> int:
 
 
 def default_layers(n_layers: int) -> list[int]:
-    """Hidden-state indices at the quarters of the depth (metrics.md §9.4 asks for several
+    """Hidden-state indices at the quarters of the depth (docs/metrics.md §9.4 asks for several
     layers, "every 4th plus the last" on deep models): round(L·q) for q = ¼, ½, ¾, 1."""
     return sorted({max(1, round(n_layers * q)) for q in (0.25, 0.5, 0.75, 1.0)})

@@ -1,4 +1,4 @@
-"""Probes of a forget-set attribute on frozen pooled hidden states (metrics.md §9.2, §9.4).
+"""Probes of a forget-set attribute on frozen pooled hidden states (docs/metrics.md §9.2, §9.4).
 
 - k-NN transfer accuracy: `KNeighborsClassifier(n_neighbors=5, metric="cosine")` fit on one
   half of the items and scored on the other (a stratified split, seeded), as UUEF [code].

@@ -1,4 +1,4 @@
-"""A TopK sparse autoencoder on one residual layer (metrics.md §4.2, §4.6).
+"""A TopK sparse autoencoder on one residual layer (docs/metrics.md §4.2, §4.6).
 
 Architecture as in `suppression-or-deletion/models/sae.py` [code]:
 `x̂ = W_d · ReLU(TopK(W_e (x − b) + b_lat)) + b`, with a pre-bias `b`, an encoder without bias
@@ -61,7 +61,7 @@ class TopKSAE(nn.Module):
             self.encoder.weight.copy_(dec.T)
 
     def pre_codes(self, x: torch.Tensor) -> torch.Tensor:
-        """`W_e(x − b)`: no latent bias, no TopK (what steering patches, metrics.md §4.4)."""
+        """`W_e(x − b)`: no latent bias, no TopK (what steering patches, docs/metrics.md §4.4)."""
         return self.encoder(x - self.pre_bias)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -151,7 +151,7 @@ def load_or_train_sae(acts: torch.Tensor, config: SAEConfig, directory: Path | N
 
 def select_experts(codes_forget: torch.Tensor, codes_retain: torch.Tensor, rule: str = "top_n",
                    n: int = 32, threshold: float = 0.5) -> list[int]:
-    """Forget-selective ("expert") latents, metrics.md §4.3 [proposal] with forget/retain as the classes.
+    """Forget-selective ("expert") latents, docs/metrics.md §4.3 [proposal] with forget/retain as the classes.
 
     `codes_*` are sparse SAE codes (tokens × width) of the original model on forget and retain
     inputs. Per latent j: `mean_act_j(c)` and the activation frequency `freq_j(c)`;

@@ -1,4 +1,4 @@
-"""Steering a model's residual stream with SAE expert codes (metrics.md §4.4, §4.6).
+"""Steering a model's residual stream with SAE expert codes (docs/metrics.md §4.4, §4.6).
 
 Two modes, as `suppression-or-deletion/utils/hook_utils.py::SAERestorationHook` [code]:
 - `direct_injection`: the original model runs on the same tokens alongside the steered one;
@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Literal
 import torch
 
 from harness.errors import ConfigError
-from methods.rmu import decoder_layers
+from harness.representations.layers import decoder_layers
 
 SteeringMode = Literal["direct_injection", "add"]
 PatchKind = Literal["linear", "residual"]

@@ -1,4 +1,9 @@
-"""Load a Hugging Face causal LM and tokenizer from a spec (local path or hub id).
+"""Load a model and its tokenizer (or processor) from a spec (local path or hub id), by model kind.
+
+One loader for every model kind: a causal LM through `AutoModelForCausalLM`, an
+image-text-to-text model (LLaVA-style) through `AutoModelForImageTextToText` plus its
+`AutoProcessor`, a text-to-image pipeline through diffusers' `DiffusionPipeline` (the
+`diffusion` extra). The spec's `kind` picks the class; nothing else differs.
 
 `trust_remote_code` stays off unless the spec opts in. Hub ids resolve from the local HF
 cache when HF_HUB_OFFLINE=1 (tests and CI); a missing model is a one-line ModelLoadError.
@@ -38,11 +43,16 @@ def resolve_dtype(dtype: str, device: str) -> Any:
 
 @dataclass
 class LoadedModel:
-    model: Any  # transformers PreTrainedModel (possibly a PeftModel)
+    model: Any  # transformers PreTrainedModel (possibly a PeftModel), or a diffusers pipeline
     tokenizer: Any
     spec: ModelSpec
     path: str
     device: str
+    processor: Any = None  # image-text-to-text models: the processor that places images in prompts
+
+
+# Model kind -> the transformers auto class that loads it.
+AUTO_CLASSES = {"causal-lm": "AutoModelForCausalLM", "image-text-to-text": "AutoModelForImageTextToText"}
 
 
 def load_tokenizer(path: str, spec: ModelSpec) -> Any:
@@ -63,14 +73,18 @@ def load_tokenizer(path: str, spec: ModelSpec) -> Any:
 
 def load_hf_model(spec: ModelSpec, device: str | None = None, adapter: str | None = None) -> LoadedModel:
     """Load base weights (+ a PEFT adapter: the spec's, or `adapter` given here) in eval mode."""
-    from transformers import AutoModelForCausalLM
+    import transformers
 
     spec.check_exists()
     path = spec.resolve_path()
     device = resolve_device(device)
+    if spec.kind == "text-to-image":
+        return _load_pipeline(spec, path, device)
     tok = load_tokenizer(path, spec)
+    processor = load_processor(path, spec) if spec.kind == "image-text-to-text" else None
+    auto_class = getattr(transformers, AUTO_CLASSES[spec.kind])
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model = auto_class.from_pretrained(
             path,
             revision=spec.revision,
             dtype=resolve_dtype(spec.dtype, device),
@@ -88,7 +102,32 @@ def load_hf_model(spec: ModelSpec, device: str | None = None, adapter: str | Non
             raise ModelLoadError(f"cannot load adapter {adapter!r} for model {spec.name!r}: {_short(e)}") from e
     model.to(device)
     model.eval()
-    return LoadedModel(model=model, tokenizer=tok, spec=spec, path=path, device=device)
+    return LoadedModel(model=model, tokenizer=tok, spec=spec, path=path, device=device, processor=processor)
+
+
+def load_processor(path: str, spec: ModelSpec) -> Any:
+    """The processor of an image-text-to-text model (image preprocessing + image placeholders)."""
+    from transformers import AutoProcessor
+
+    try:
+        return AutoProcessor.from_pretrained(path, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+    except Exception as e:  # noqa: BLE001
+        raise ModelLoadError(f"cannot load the processor of model {spec.name!r} from {path!r}: {_short(e)}") from e
+
+
+def _load_pipeline(spec: ModelSpec, path: str, device: str) -> LoadedModel:
+    """A diffusers text-to-image pipeline (local Stable-Diffusion-style directory or pinned hub id)."""
+    try:
+        from diffusers import DiffusionPipeline
+    except ImportError:
+        raise ModelLoadError(f"model {spec.name!r} is a text-to-image pipeline: pip install 'llm-safety-harness[diffusion]'") from None
+    try:
+        pipe = DiffusionPipeline.from_pretrained(path, revision=spec.revision, torch_dtype=resolve_dtype(spec.dtype, device),
+                                                 trust_remote_code=spec.trust_remote_code)
+    except Exception as e:  # noqa: BLE001
+        raise ModelLoadError(f"cannot load pipeline {spec.name!r} from {path!r}: {_short(e)}") from e
+    pipe.to(device)
+    return LoadedModel(model=pipe, tokenizer=getattr(pipe, "tokenizer", None), spec=spec, path=path, device=device)
 
 
 def _short(e: Exception) -> str:

@@ -12,12 +12,10 @@ import importlib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from harness.api.kinds import ModelKind
 from harness.errors import ModelLoadError, UnknownNameError
-
-
-RoutedKind = Literal["generate", "loglikelihood", "hidden_states", "grad_norm"]
 
 
 class VLLMSettings(BaseModel):
@@ -64,6 +62,8 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
+    # What the model takes and gives: the loader picks its class by it (harness/zoo/load.py).
+    kind: ModelKind = "causal-lm"
     path: str = ""  # hub id or local directory; empty for built-ins until built
     revision: str | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -71,13 +71,31 @@ class ModelSpec(BaseModel):
     # "auto": generation on vLLM when it is installed and usable, everything else on HF
     # (harness/backends/routing.py); or one backend name for every kind it serves.
     backend: str = "auto"
-    backends: dict[RoutedKind, str] = Field(default_factory=dict)  # per request kind, e.g. {generate: vllm}
+    backends: dict[str, str] = Field(default_factory=dict)  # per request kind, e.g. {generate: vllm}
     vllm: VLLMSettings = Field(default_factory=VLLMSettings)
     openai: OpenAISettings | None = None
     adapter: str | None = None  # a PEFT adapter directory applied on top of `path`
     trust_remote_code: bool = False
     builder: str | None = Field(default=None, description="module:function that builds a built-in model")
     description: str = ""
+
+    @field_validator("backends")
+    @classmethod
+    def _known_kinds(cls, value: dict[str, str]) -> dict[str, str]:
+        from harness.api.kinds import kind_names
+
+        unknown = sorted(set(value) - set(kind_names()))
+        if unknown:
+            raise ValueError(f"unknown request kind(s) {', '.join(map(repr, unknown))} (known: {', '.join(kind_names())})")
+        return value
+
+    def recipe_fields(self) -> dict[str, Any]:
+        """The spec as it enters recipe and config hashes. Fields added later are left out
+        while at their default, so results written before they existed keep their hashes."""
+        data = self.model_dump()
+        if data.get("kind") == "causal-lm":
+            del data["kind"]
+        return data
 
     @property
     def num_gpus(self) -> int | None:
@@ -107,50 +125,33 @@ class ModelSpec(BaseModel):
             raise ModelLoadError(f"model {self.name!r}: adapter {self.adapter!r} does not exist")
 
 
-BUILTIN_MODELS: dict[str, ModelSpec] = {
-    "tiny-facts": ModelSpec(
-        name="tiny-facts",
-        builder="harness.zoo.tiny:build_tiny_facts",
-        chat_template="none",
-        dtype="float32",
-        description="tiny Llama trained offline on every fictitious-facts entity (the model to unlearn)",
-    ),
-    "tiny-facts-retain": ModelSpec(
-        name="tiny-facts-retain",
-        builder="harness.zoo.tiny:build_tiny_facts_retain",
-        chat_template="none",
-        dtype="float32",
-        description="tiny Llama trained without the forget10 entities (the retain-only reference)",
-    ),
-    "tiny-safety": ModelSpec(
-        name="tiny-safety",
-        builder="harness.zoo.tiny_safety:build_tiny_safety",
-        chat_template="auto",  # its tokenizer's own <|user|>...<|assistant|> template
-        dtype="float32",
-        description="tiny chat Llama that refuses placeholder harmful requests, with a built-in role-play gap",
-    ),
-}
-
-
 class ModelZoo:
     """Name -> ModelSpec: the built-ins plus what a config adds."""
 
     def __init__(self, extra: dict[str, dict] | None = None):
-        self.specs: dict[str, ModelSpec] = dict(BUILTIN_MODELS)
+        self.specs: dict[str, ModelSpec] = {}
         for name, fields in (extra or {}).items():
             self.specs[name] = ModelSpec(name=name, **fields)
 
     def get(self, name: str) -> ModelSpec:
+        from harness.catalog import MODELS
+
         if name in self.specs:
             return self.specs[name]
+        if name in MODELS:  # the built-ins, registered beside their benchmarks (imported on use)
+            return MODELS.get(name)
         # An unregistered name that is a local path or hub id is a model of its own.
         if "/" in name or Path(name).expanduser().exists():
             return ModelSpec(name=name, path=name)
         import difflib
 
-        close = difflib.get_close_matches(name, list(self.specs), n=3, cutoff=0.5)
+        known = sorted(set(self.specs) | set(MODELS.names()))
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise UnknownNameError(f"unknown model {name!r}{hint} (known: {', '.join(sorted(self.specs))})")
+        raise UnknownNameError(f"unknown model {name!r}{hint} (known: {', '.join(known)})")
 
     def describe(self) -> list[tuple[str, str]]:
-        return [(n, s.description or s.path) for n, s in sorted(self.specs.items())]
+        from harness.catalog import MODELS
+
+        mine = {n: s.description or s.path for n, s in self.specs.items()}
+        return sorted({**dict(MODELS.describe()), **mine}.items())

@@ -210,19 +210,3 @@ def build_cached(name: str, corpus: list[str], tokenizer_corpus: list[str], reci
 
     target = cache_dir() / "zoo" / f"{name}-{_recipe_hash(name, corpus, tokenizer_corpus, recipe)}"
     return cached_build(target, build, dry_run)
-
-
-def build_tiny_facts(dry_run: bool = False) -> Path | None:
-    """`tiny-facts`: trained on every trained fictitious-facts entity."""
-    from benchmarks.fictitious_facts import training_corpus
-
-    full = training_corpus()
-    return build_cached("tiny-facts", full, full, TinyRecipe(), dry_run=dry_run)
-
-
-def build_tiny_facts_retain(dry_run: bool = False) -> Path | None:
-    """`tiny-facts-retain`: the same recipe without the forget10 entities (retain-only reference)."""
-    from benchmarks.fictitious_facts import training_corpus
-
-    return build_cached("tiny-facts-retain", training_corpus(exclude="forget10"), training_corpus(), TinyRecipe(),
-                        dry_run=dry_run)

@@ -11,10 +11,10 @@ import hashlib
 from abc import ABC, abstractmethod
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-ModelKind = Literal["causal_lm", "vlm", "diffusion"]
+from harness.api.kinds import ModelKind
+
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,8 @@ class Benchmark(ABC):
     """
 
     name: ClassVar[str] = ""
-    model_kind: ClassVar[ModelKind] = "causal_lm"
+    # The kind of model the benchmark is for; one that shows images needs a model that sees them.
+    model_kind: ClassVar[ModelKind] = "causal-lm"
     request_kinds: ClassVar[tuple[str, ...]] = ("generate", "loglikelihood")
     # Metric ids ("metric@split") reported when the config names none.
     default_metrics: ClassVar[tuple[str, ...]] = ()
@@ -205,7 +206,7 @@ class TofuShapedBenchmark(Benchmark):
     `retain_eval_split` option), as TOFU does.
     """
 
-    # TOFU's model utility (metrics.md §5.6): the harmonic mean of 9 parts, 3 scores on each of
+    # TOFU's model utility (docs/metrics.md §5.6): the harmonic mean of 9 parts, 3 scores on each of
     # retain (role -> retain_perturbed), real_authors and world_facts. On the last two the
     # probability is normalised against the perturbed answers (§5.2), and the truth ratio uses
     # `answer` as the correct side (no paraphrase there) with the `true_better` aggregator.
@@ -230,34 +231,6 @@ class TofuShapedBenchmark(Benchmark):
 
 
 # --- loader helpers shared by the file- and hub-backed benchmarks ----------------------------
-def read_json_rows(file: Path, bench: str, how: str) -> list[Any]:
-    """Rows of a JSON-lines file or a JSON array; any problem is a one-line DatasetUnavailableError.
-
-    `bench` prefixes the message, `how` ends it (what the user can do about it).
-    """
-    from harness.errors import DatasetUnavailableError
-
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DatasetUnavailableError(f"{bench}: cannot read {file}: {e}; {how}") from e
-    if text.lstrip().startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DatasetUnavailableError(f"{bench}: {file} is not a valid JSON array ({e.msg}); {how}") from e
-    else:
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise DatasetUnavailableError(f"{bench}: {file} line {n} is not valid JSON ({e.msg}); {how}") from e
-    if not isinstance(rows, list) or not rows:
-        raise DatasetUnavailableError(f"{bench}: {file} holds no rows (expected JSON lines or a non-empty JSON array); {how}")
-    return rows
-
 
 def load_hub_rows(bench: str, hub_id: str, config: str, split: str, revision: str, how: str) -> list[Any]:
     """`datasets.load_dataset(hub_id, name=config, split=split, revision=revision)` as a list of dicts.
@@ -341,7 +314,7 @@ class PromptBenchmark(Benchmark):
 
     def generate_request(self, item: PromptItem, seed: int = 0):
         """The request that produces the answers to judge (one request, `samples` answers)."""
-        from harness.requests import GenerateRequest
+        from harness.api.requests import GenerateRequest
 
         d = self.decoding()
         return GenerateRequest(prompt=self.prompt(item), max_new_tokens=d["max_new_tokens"],

@@ -8,7 +8,7 @@ response cache as everything else; the pattern judge needs no model.
 
 Every judge reports its identity (kind, model, prompt-template hash, decoding, parse rule)
 for the result's provenance, and never turns an unparseable output into a score: such a
-verdict has `score=None` and is counted, not guessed (metrics.md §1, §0.3).
+verdict has `score=None` and is counted, not guessed (docs/metrics.md §1, §0.3).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Mapping
 
-from harness.requests import Request, Response
+from harness.api.requests import Request, Response
 
 # What a judge's score means. ASR and refusal rate read any of them (success = compliance).
 Measures = Literal["refusal", "compliance", "score"]
@@ -79,7 +79,7 @@ class Judge(ABC):
         return {}
 
     def identity(self) -> dict[str, Any]:
-        """What a result records about this judge (metrics.md §0.3)."""
+        """What a result records about this judge (docs/metrics.md §0.3)."""
         return {
             "kind": self.kind,
             "measures": self.measures,
@@ -111,7 +111,7 @@ class TextJudge(Judge):
     system: str | None = None
 
     def _request(self, request: JudgeRequest):
-        from harness.requests import GenerateRequest
+        from harness.api.requests import GenerateRequest
 
         text = fill(request.template or self.template or "", request.prompt, request.response)
         return GenerateRequest(prompt=text, max_new_tokens=self.max_new_tokens, system=self.system)

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from harness.requests import LoglikelihoodRequest, Request, Response
+from harness.api.requests import LoglikelihoodRequest, Request, Response
 from harness.stats import mean_ci
 
 if TYPE_CHECKING:
-    from benchmarks.base import Benchmark
+    from harness.api.benchmark import Benchmark
 
 ResponseMap = Mapping[Request, Response]
 

@@ -28,8 +28,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from harness.benchmarks.safety_corpus import training_examples
 from harness.io import cache_dir
 from harness.prompts import encode_prompt
+from harness.zoo.specs import ModelSpec
 from harness.zoo.tiny import EOS, TinyRecipe, build_model, build_tokenizer, cached_build, single_threaded, train_sequences
 
 RECIPE_VERSION = "tiny-safety-v1"
@@ -83,7 +85,6 @@ def build_chat_tokenizer(texts: list[str], recipe: TinyRecipe, out_dir: Path) ->
 def build_tiny_safety(recipe: TinyRecipe = SAFETY_RECIPE, dry_run: bool = False) -> Path | None:
     """Return the tiny-safety model directory, training it first when this recipe is new
     (`dry_run`: only look; None when it still has to be built)."""
-    from benchmarks.safety_corpus import training_examples
 
     pairs = [(ex.prompt, ex.response) for ex in training_examples()]
     target = cache_dir() / "zoo" / f"tiny-safety-{recipe_hash(pairs, recipe)}"
@@ -102,3 +103,12 @@ def build_tiny_safety(recipe: TinyRecipe = SAFETY_RECIPE, dry_run: bool = False)
         }, indent=2))
 
     return cached_build(target, build, dry_run)
+
+
+TINY_SAFETY = ModelSpec(
+    name="tiny-safety",
+    builder="harness.benchmarks.tiny_safety:build_tiny_safety",
+    chat_template="auto",  # its tokenizer's own <|user|>...<|assistant|> template
+    dtype="float32",
+    description="tiny chat Llama that refuses placeholder harmful requests, with a built-in role-play gap",
+)

@@ -17,28 +17,42 @@ from typing import Any, Callable, ClassVar, Mapping
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from harness.api.context import RunContext
 from harness.errors import ConfigError
-from harness.metrics.base import MetricResult
+from harness.api.metric import MetricResult
 from harness.stats import bootstrap_ci, mean_ci
 
 
 @dataclass
 class AttackContext:
+    """The attacked cell (its model, backend and results) plus the run's context: every model
+    an attack queries comes from `run.backends`, so it is routed and cached like the cell's."""
+
     benchmark: Any
     spec: Any  # the ModelSpec the unlearned model came from
     artifact: Any | None  # the method's ModelArtifact (None: the model as given)
     backend: Any  # the unlearned model's cached backend
-    make_backend: Callable[[Any, str | None], Any]  # (spec, adapter) -> cached backend
-    load_model: Callable[[], Any]  # -> LoadedModel of the unlearned model (base + adapter)
+    load_model: Callable[[], Any]  # -> LoadedModel of the unlearned model (base + adapter), to train on
     results: Mapping[str, MetricResult]  # the unlearned model's plain metric results
     original: Mapping[str, MetricResult] | None  # the same model without a method, if evaluated
-    output_dir: Path
-    seed: int
+    run: RunContext  # judges, backend factory, output dir, seed
     # The model the method started from (a zoo spec, no method applied) and the retain-only
     # reference model (`config.reference.model`; None when absent or given as results):
     # representation attacks compare the unlearned model with both.
     original_spec: Any | None = None
     reference_spec: Any | None = None
+
+    @property
+    def output_dir(self) -> Path:
+        return self.run.output_dir
+
+    @property
+    def seed(self) -> int:
+        return self.run.seed
+
+    def make_backend(self, spec: Any, adapter: str | None = None) -> Any:
+        """Another model (original, reference, relearned), routed and cached."""
+        return self.run.backends.make(spec, adapter)
 
 
 class Attack(ABC):

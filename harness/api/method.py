@@ -1,7 +1,9 @@
-"""What a method is, and the shared machinery of loss-based unlearning (methods.md §5.0, §6).
+"""What a method is, and the shared machinery of loss-based unlearning (docs/methods.md §5.0, §6).
 
 `Method` is the general plug-in contract: hyperparameters declared as a pydantic `Params`
-model, and `apply(base, benchmark, output_dir, seed) -> ModelArtifact`. Data-level methods
+model, and `apply(base, benchmark, ctx) -> ModelArtifact`, where `ctx` (a `RunContext`)
+carries the output dir, the seed, the run's judges and the backend factory every model
+query goes through. Data-level methods
 (CHES filtering) and representation methods (GRACE) subclass `Method` directly.
 
 `UnlearningMethod` is for loss-based unlearning (GradAscent, GradDiff, NPO, ...). A subclass
@@ -25,14 +27,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from harness.api.context import RunContext
 from harness.artifacts import ModelArtifact
-from methods.data import ForgetRetainDataset, PairCollator, encode_items, model_inputs, pad_id
+from harness.api.training import ForgetRetainDataset, PairCollator, encode_items, model_inputs, pad_id
 from harness.errors import AdapterNoEffectError, ConfigError
 
 if TYPE_CHECKING:
     import torch
 
-    from benchmarks.base import Benchmark
+    from harness.api.benchmark import Benchmark
     from harness.zoo.load import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -53,10 +56,9 @@ class Method(ABC):
     """
 
     name: ClassVar[str] = ""
-    # Methods that judge their own samples (preference data, GRACE triplets) set this; the
-    # runner then hands over the run's JudgePanel as `judges` and hashes it into the recipe.
+    # Methods that judge their own samples (preference data, GRACE triplets) set this: the
+    # run's judges (`ctx.judge(role)`) then enter the method's recipe hash.
     uses_judges: ClassVar[bool] = False
-    judges: Any = None
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -70,14 +72,8 @@ class Method(ABC):
             raise ConfigError(_params_error(self.name or type(self).__name__, self.Params, e)) from None
 
     @abstractmethod
-    def apply(self, base: "LoadedModel", benchmark: "Benchmark", output_dir: Path, seed: int) -> ModelArtifact:
-        """Produce the method's artefact in `output_dir` (and save `artifact.json` there)."""
-
-    def judge(self, role: str) -> Any:
-        """The run's judge for `role`; outside a run, the default panel's (refusal patterns)."""
-        from harness.judges.panel import JudgePanel
-
-        return (self.judges if self.judges is not None else JudgePanel()).get(role)
+    def apply(self, base: "LoadedModel", benchmark: "Benchmark", ctx: RunContext) -> ModelArtifact:
+        """Produce the method's artefact in `ctx.output_dir` (and save `artifact.json` there)."""
 
 
 def max_logit_difference(model: Any, base_model: Any, ids: list[int], device: Any) -> float:
@@ -212,12 +208,12 @@ class UnlearningMethod(Method):
         return self.needs_reference or getattr(self.params, "retain_loss_type", "NLL") == "KL"
 
     # --- shared machinery -------------------------------------------------------------
-    def apply(self, base: "LoadedModel", benchmark: "Benchmark", output_dir: Path, seed: int) -> ModelArtifact:
+    def apply(self, base: "LoadedModel", benchmark: "Benchmark", ctx: RunContext) -> ModelArtifact:
         import torch
         from transformers import set_seed
 
         p = self.params
-        output_dir = Path(output_dir)
+        output_dir, seed = ctx.output_dir, ctx.seed
         output_dir.mkdir(parents=True, exist_ok=True)
         set_seed(seed)
         tok = base.tokenizer

@@ -8,10 +8,18 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 from harness.prompts import encode_prompt
-from methods.losses import IGNORE_INDEX
+
+# Label value the loss ignores (HF convention): prompt and padding positions.
+IGNORE_INDEX = -100
+
+
+def answer_nll_mean(model: Any, batch: dict[str, Any]) -> Any:
+    """HF mean token cross-entropy over answer tokens (labels ≠ −100): `model(**batch).loss`."""
+    return model(**batch).loss
+
 
 if TYPE_CHECKING:
-    from benchmarks.base import Benchmark
+    from harness.api.benchmark import Benchmark
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,354 @@
+"""`harness`: run experiments, list what exists, validate configs, build leaderboards.
+
+Every user error (bad config, unknown name, missing path) prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import HarnessError
+
+app = typer.Typer(add_completion=False, no_args_is_help=False, help=__doc__)
+err_console = Console(stderr=True)
+# Piped output gets a wide table rather than rich's 80-column default, so rows stay readable.
+out_console = Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", 220)))
+
+LS_KINDS = ("benchmarks", "methods", "metrics", "attacks", "judges", "models")
+
+
+def _user_errors(fn: Callable) -> Callable:
+    """Turn HarnessError into `error: <one line>` and exit code 2; Ctrl-C into a resume hint."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except HarnessError as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            err_console.print(f"[red]error:[/red] {msg}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted: rerun the same command to resume (finished work is kept)")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def _split_list(values: Optional[list[str]]) -> list[str]:
+    return [v.strip() for raw in values or [] for v in raw.split(",") if v.strip()]
+
+
+@app.command()
+@_user_errors
+def run(
+    config: Optional[Path] = typer.Argument(None, help="experiment YAML; omit (and give no flags) for the demo"),
+    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="model name or path (repeatable)"),
+    benchmark: Optional[list[str]] = typer.Option(None, "--benchmark", "-b", help="benchmark name (repeatable)"),
+    method: Optional[list[str]] = typer.Option(None, "--method", help="method name, or 'none' (repeatable)"),
+    method_param: Optional[list[str]] = typer.Option(
+        None, "--method-param", "-p", help="a method hyperparameter, METHOD.NAME=VALUE, e.g. npo.beta=0.2 (repeatable)"
+    ),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="comma-separated metric ids, e.g. probability@forget"),
+    output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="where results go"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="at most this many items per split"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    batch_size: Optional[str] = typer.Option(None, "--batch-size", help="an integer or 'auto'"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the response cache"),
+    force: bool = typer.Option(False, "--force", help="recompute cells already finished in the output dir"),
+    shard: Optional[str] = typer.Option(
+        None, "--shard", help="run only share I of N of the grid's cells, e.g. 1/4 (shards merge in one output dir)"
+    ),
+    executor: str = typer.Option("local", "--executor", help="local (this process) or ray (each cell a Ray task)"),
+) -> None:
+    """Run an experiment (benchmarks x models x methods x metrics). No arguments: the offline demo."""
+    from harness.config import load_config, parse_config
+    from harness.runner import Runner
+
+    from harness.executor import EXECUTORS
+    from harness.plan import parse_shard
+
+    _quiet_libraries()
+    shard_spec = parse_shard(shard) if shard is not None else None  # bad values fail before any work
+    if executor not in EXECUTORS:
+        raise HarnessError(f"--executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
+    overrides: dict[str, Any] = {
+        "output_dir": output_dir,
+        "limit": limit,
+        "seed": seed,
+        "device": device,
+        "batch_size": _batch_size(batch_size),
+        "cache": False if no_cache else None,
+    }
+    flags_given = any([model, benchmark, method, metrics])
+    if config is not None:
+        cfg = load_config(config)
+        data = cfg.model_dump()
+    elif flags_given:
+        if not model or not benchmark:
+            raise HarnessError("without a config file, give at least --model and --benchmark")
+        data = {"models": _split_list(model), "benchmarks": _split_list(benchmark)}
+    else:
+        err_console.print("[bold]no config given: running the built-in offline demo[/bold]")
+        _run_demo(overrides, shard_spec, executor, force)
+        return
+    if model:
+        data["models"] = _split_list(model)
+    if benchmark:
+        data["benchmarks"] = _split_list(benchmark)
+    if method:
+        data["methods"] = _split_list(method)
+    if metrics:
+        data["metrics"] = _split_list([metrics])
+    if method_param:
+        data["methods"] = _with_method_params(data.get("methods") or [], method_param)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = parse_config(data, source=str(config) if config else "flags")
+
+    runner = Runner(cfg, console=err_console, force=force)
+    report = runner.run(shard=shard_spec, executor=executor)
+    paths = _leaderboard(Path(cfg.output_dir), print_table=True)
+    err_console.print(
+        f"done in {report.seconds:.1f}s: {len(report.cells)} result cells computed, {report.skipped} finished earlier; "
+        f"cache {report.cache_hits} hits / {report.cache_misses} misses; leaderboard: {paths['markdown']}"
+    )
+
+
+def _run_demo(overrides: dict[str, Any], shard_spec: Any, executor: str, force: bool = False) -> None:
+    """The demo's experiments (unlearning, then safety) into one output dir and one leaderboard."""
+    import time
+
+    from harness.config import parse_config
+    from harness.demo import demo_configs
+    from harness.runner import Runner
+
+    from harness.zoo.prebuild import prebuild
+    from harness.zoo.specs import ModelZoo
+
+    start, cells, skipped, hits, misses = time.time(), 0, 0, 0, 0
+    out_dir = overrides.get("output_dir") or "results/demo"
+    configs = demo_configs(output_dir=out_dir)
+    # All the demo's models at once (the experiments run one after the other), largest first.
+    zoo = ModelZoo()
+    names = dict.fromkeys(n for c in configs for n in [*c.models, *([c.reference.model] if c.reference else [])] if n)
+    prebuild([zoo.get(n) for n in names], console=err_console)
+    for cfg in configs:
+        data = cfg.model_dump()
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        runner = Runner(parse_config(data, source="demo"), console=err_console, force=force)
+        report = runner.run(shard=shard_spec, executor=executor)
+        cells, skipped = cells + len(report.cells), skipped + report.skipped
+        hits, misses = hits + report.cache_hits, misses + report.cache_misses
+    paths = _leaderboard(Path(out_dir), print_table=True)
+    err_console.print(f"done in {time.time() - start:.1f}s: {cells} result cells computed, {skipped} finished earlier; "
+                      f"cache {hits} hits / {misses} misses; leaderboard: {paths['markdown']}")
+
+
+def _with_method_params(methods: list, assignments: list[str]) -> list[dict]:
+    """Apply `METHOD.NAME=VALUE` flags (VALUE read as YAML: numbers, booleans, lists) to the methods."""
+    import yaml
+
+    entries = [{"name": m, "params": {}} if isinstance(m, str) else {"params": {}, **m} for m in methods]
+    for text in assignments:
+        key, eq, raw = text.partition("=")
+        method, dot, name = key.strip().partition(".")
+        if not (eq and dot and method and name):
+            raise HarnessError(f"--method-param takes METHOD.NAME=VALUE, not {text!r}")
+        matches = [e for e in entries if e["name"] == method]
+        if not matches:
+            raise HarnessError(f"--method-param {text!r}: method {method!r} is not in this run's methods")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        for entry in matches:
+            entry["params"] = {**entry["params"], name: value}
+    return entries
+
+
+def _batch_size(value: Optional[str]) -> int | str | None:
+    if value is None or value == "auto":
+        return value
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise HarnessError(f"--batch-size must be a positive integer or 'auto', not {value!r}")
+
+
+def _leaderboard(results_dir: Path, sort_by: Optional[str] = None, benchmark: Optional[str] = None,
+                 print_table: bool = True) -> dict[str, Path]:
+    from harness.reports.leaderboard import build_leaderboard, load_results, render_rich, write_leaderboard
+
+    from harness.results import report_layouts
+
+    df = load_results(results_dir)
+    lb = build_leaderboard(df, benchmark=benchmark, sort_by=sort_by)
+    paths = write_leaderboard(lb, results_dir)
+    if print_table:
+        layouts = report_layouts(results_dir)  # what each benchmark wants shown, from its result files
+        for name in sorted(df["benchmark"].unique()) if benchmark is None else [benchmark]:
+            present = list(dict.fromkeys(df.loc[df.benchmark == name, "metric"]))
+            layout = layouts.get(name)
+            headline, views = (layout.headline, layout.views) if layout else ([], {})
+            headline = _matching(headline, present)
+            if headline and sort_by and sort_by not in headline:
+                headline.append(sort_by)
+            out_console.print(render_rich(build_leaderboard(df, benchmark=name, sort_by=sort_by,
+                                                            metrics=headline or None)))
+            for title, patterns in views.items():
+                chosen = _matching(patterns, present)
+                if chosen:
+                    lb = build_leaderboard(df, benchmark=name, metrics=chosen)
+                    lb.title = f"{name}: {title}"
+                    out_console.print(render_rich(lb))
+    return paths
+
+
+def _matching(patterns: tuple[str, ...] | list[str], present: list[str]) -> list[str]:
+    """Metric ids in `present` that the patterns name, in pattern order (fnmatch; [ ] taken literally)."""
+    import fnmatch
+
+    out: list[str] = []
+    for pattern in patterns:
+        literal = pattern.replace("[", "[[]")  # metric ids contain brackets: only * and ? are wildcards
+        out += [m for m in present if fnmatch.fnmatchcase(m, literal) and m not in out]
+    return out
+
+
+@app.command()
+@_user_errors
+def ls(kind: Optional[str] = typer.Argument(None, help="benchmarks | methods | metrics | attacks | judges | models")) -> None:
+    """List what exists, with one-line descriptions."""
+    from harness.catalog import ATTACKS, BENCHMARKS, JUDGES, METHODS, METRICS
+    from harness.zoo.specs import ModelZoo
+
+    if kind is not None and kind not in LS_KINDS:
+        raise HarnessError(f"unknown kind {kind!r}; choose one of: {', '.join(LS_KINDS)}")
+    sources = {
+        "benchmarks": BENCHMARKS.describe,
+        "methods": METHODS.describe,
+        "metrics": METRICS.describe,
+        "attacks": ATTACKS.describe,
+        "judges": JUDGES.describe,
+        "models": ModelZoo().describe,
+    }
+    for k in [kind] if kind else LS_KINDS:
+        table = Table(title=k, show_header=True, title_justify="left")
+        table.add_column("name", style="bold")
+        table.add_column("description")
+        for name, desc in sources[k]():
+            table.add_row(name, desc)
+        out_console.print(table)
+
+
+@app.command(name="validate")
+@_user_errors
+def validate_cmd(config: Path = typer.Argument(..., help="experiment YAML")) -> None:
+    """Check a config (names, hyperparameters, paths, backend capabilities) without running it."""
+    from harness.config import load_config, validate
+
+    cfg = load_config(config)
+    validate(cfg)
+    out_console.print(f"{config}: ok ({len(cfg.models)} models × {len(cfg.methods)} methods × "
+                      f"{len(cfg.benchmarks)} benchmarks)")
+
+
+@app.command()
+@_user_errors
+def leaderboard(
+    results_dir: Path = typer.Argument(..., help="a results directory written by `harness run`"),
+    sort_by: Optional[str] = typer.Option(None, "--sort-by", help="metric id to sort by (best first)"),
+    benchmark: Optional[str] = typer.Option(None, "--benchmark", help="only this benchmark"),
+) -> None:
+    """Write leaderboard.md and leaderboard.csv from result files alone."""
+    if not results_dir.is_dir():
+        raise HarnessError(f"results directory not found: {results_dir}")
+    paths = _leaderboard(results_dir, sort_by=sort_by, benchmark=benchmark)
+    err_console.print(f"wrote {paths['markdown']} and {paths['csv']}")
+
+
+@app.command(name="judge-agreement")
+@_user_errors
+def judge_agreement(
+    labels: Path = typer.Argument(..., help="labelled file: prompt, response, label (JSONL, JSON or CSV)"),
+    judge: str = typer.Option("refusal-patterns", "--judge", "-j", help="judge kind (see `harness ls judges`)"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="judge model (zoo name, path or hub id)"),
+    template: Optional[str] = typer.Option(None, "--template", help="judge prompt template file"),
+    param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="judge parameter NAME=VALUE (repeatable)"),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="score >= threshold counts as 1 (scored judges)"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="also write the report as JSON here"),
+    device: Optional[str] = typer.Option(None, "--device"),
+) -> None:
+    """Score a judge against human labels: accuracy, Cohen's kappa, confusion matrix."""
+    import dataclasses
+    import json
+
+    import yaml
+
+    from harness.judges.agreement import agreement, read_labelled
+    from harness.judges.panel import JudgeSpec, build_judge
+
+    _quiet_libraries()
+    params: dict[str, Any] = {}
+    for text in param or []:
+        key, eq, raw = text.partition("=")
+        if not eq or not key.strip():
+            raise HarnessError(f"--param takes NAME=VALUE, not {text!r}")
+        params[key.strip()] = yaml.safe_load(raw)
+    spec = JudgeSpec(kind=judge, model=model, template=template, params=params)
+    backend = None
+    if model is not None:
+        from harness.backends.factory import BackendFactory
+        from harness.cache import CACHE_FILE, ResponseCache
+        from harness.io import cache_dir
+        from harness.zoo.specs import ModelZoo
+
+        zoo = ModelZoo()
+        zoo.get(model).check_exists()
+        backend = BackendFactory(ResponseCache(cache_dir() / CACHE_FILE), device=device or "auto", zoo=zoo).named(model)
+    rows = read_labelled(labels)
+    report = agreement(build_judge(spec, backend), rows, threshold)
+    table = Table(title=f"judge {judge} vs {labels.name}", show_header=True, title_justify="left")
+    table.add_column("")
+    for lab in report.labels:
+        table.add_column(f"judge {lab}", justify="right")
+    for lab, row in zip(report.labels, report.confusion):
+        table.add_row(f"label {lab}", *(str(v) for v in row))
+    out_console.print(table)
+    kappa = "—" if report.kappa is None else f"{report.kappa:.3f}"
+    acc = "—" if report.accuracy is None else f"{report.accuracy:.3f}"
+    out_console.print(f"n={report.n} scored={report.scored} unparsed={report.unparsed} "
+                      f"accuracy={acc} cohen_kappa={kappa}")
+    if output is not None:
+        from harness.io import atomic_write_text
+
+        atomic_write_text(output, json.dumps(dataclasses.asdict(report), indent=2) + "\n")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,74 @@
+"""Reading the data files users and loaders hand us (JSON, JSON lines, CSV), with one-line errors.
+
+Benchmark loaders and the judge-agreement command read the same formats the same way: a
+file that cannot be read, decoded or parsed is a DatasetUnavailableError naming the file and
+saying what was expected (`how`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.errors import DatasetUnavailableError
+
+csv.field_size_limit(16 * 1024 * 1024)  # HarmBench context strings are long; the default cap is 128 KiB
+
+
+def read_json_rows(file: Path, bench: str, how: str) -> list[Any]:
+    """Rows of a JSON-lines file or a JSON array; any problem is a one-line DatasetUnavailableError.
+
+    `bench` prefixes the message, `how` ends it (what the user can do about it).
+    """
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetUnavailableError(f"{bench}: cannot read {file}: {e}; {how}") from e
+    if text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DatasetUnavailableError(f"{bench}: {file} is not a valid JSON array ({e.msg}); {how}") from e
+    else:
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise DatasetUnavailableError(f"{bench}: {file} line {n} is not valid JSON ({e.msg}); {how}") from e
+    if not isinstance(rows, list) or not rows:
+        raise DatasetUnavailableError(f"{bench}: {file} holds no rows (expected JSON lines or a non-empty JSON array); {how}")
+    return rows
+
+
+def read_table(file: Path, bench: str, how: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """(columns, rows) of a CSV file, or of a JSON-lines / JSON-array file (columns: keys in every row).
+
+    CSV cells are strings; a short row's missing cells read as "" (not None), extra cells are dropped,
+    and header names are stripped of surrounding spaces.
+    """
+    if file.suffix.lower() in (".json", ".jsonl"):
+        rows = read_json_rows(file, bench, how)
+        for n, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise DatasetUnavailableError(f"{bench}: {file} row {n} is not a JSON object; {how}")
+        columns = [k for k in rows[0] if all(k in r for r in rows)]
+        return columns, rows
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetUnavailableError(f"{bench}: cannot read {file}: {e}; {how}") from e
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        # Header cells are stripped: some exports carry "prompt " with a trailing space.
+        reader.fieldnames = columns = [c.strip() for c in reader.fieldnames or []]
+        rows = [{k: ("" if v is None else v) for k, v in row.items() if k is not None} for row in reader]
+    except csv.Error as e:
+        raise DatasetUnavailableError(f"{bench}: {file} is not a valid CSV file ({e}); {how}") from e
+    if not columns or not rows:
+        raise DatasetUnavailableError(f"{bench}: {file} holds no rows (expected a CSV file with a header row); {how}")
+    return columns, rows
