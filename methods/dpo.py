@@ -49,7 +49,7 @@ from pydantic import Field, field_validator
 from harness.artifacts import ModelArtifact
 from harness.errors import AdapterNoEffectError, ConfigError, HarnessError
 from harness.io import atomic_write_jsonl
-from harness.api.method import Method, max_logit_difference, uses_chat_template
+from harness.api.method import Method, max_logit_difference
 from harness.methods.preferences import PreferenceData, PreferencePair, build_preferences, load_preferences
 
 if TYPE_CHECKING:
@@ -203,17 +203,11 @@ class DPO(Method):
 
     # --- the method ------------------------------------------------------------------------
     def apply(self, base: "LoadedModel", benchmark: "Benchmark", ctx: "RunContext") -> ModelArtifact:
-        from transformers import set_seed
-
         from harness.metrics.likelihood_displacement import (displacement_report, measure_logprobs, pair_deltas,
                                                              results_to_json)
 
-        p = self.params
-        output_dir, seed = ctx.output_dir, ctx.seed
-        output_dir.mkdir(parents=True, exist_ok=True)
-        set_seed(seed)
-        tok = base.tokenizer
-        chat = uses_chat_template(base, p.chat)
+        p, seed = self.params, ctx.seed
+        output_dir, tok, chat = self.start(base, ctx)
         eos = tok.eos_token
         if eos is None:
             raise ConfigError(f"method {self.name!r}: the tokenizer of {base.spec.name!r} has no EOS token")

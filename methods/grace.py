@@ -78,7 +78,7 @@ from pydantic import Field
 from harness.artifacts import ModelArtifact
 from harness.errors import AdapterNoEffectError, ConfigError
 from harness.metrics.avqi import CLUSTERS
-from harness.api.method import Method, _fingerprint, _is_peft, max_logit_difference, uses_chat_template
+from harness.api.method import Method, _fingerprint, _is_peft, max_logit_difference
 from harness.methods.grace_loss import grace_loss
 from harness.methods.grace_triplets import Triplet, build_triplets
 from harness.methods.grace_pooler import (
@@ -193,12 +193,8 @@ class GRACE(Method):
 
     def fit(self, base: "LoadedModel", benchmark: "Benchmark", ctx: "RunContext") -> ModelArtifact:
         """Train and save (adapter with `train_llm: lora`, always the pooler and heads)."""
-        p = self.params
-        output_dir, seed = ctx.output_dir, ctx.seed
-        output_dir.mkdir(parents=True, exist_ok=True)
-        torch.manual_seed(seed)
-        tok = base.tokenizer
-        use_chat = uses_chat_template(base, p.chat)
+        p, seed = self.params, ctx.seed
+        output_dir, tok, use_chat = self.start(base, ctx, seed_all=False)
         split, leaks = self._train_split(benchmark)
         items = benchmark.split(split)
         t0 = time.time()

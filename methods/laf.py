@@ -38,7 +38,7 @@ from torch import nn
 
 from harness.artifacts import ModelArtifact
 from harness.errors import AdapterNoEffectError, ConfigError
-from harness.api.method import Method, _fingerprint, uses_chat_template
+from harness.api.method import Method, _fingerprint
 from harness.representations.layers import decoder_layers
 
 if TYPE_CHECKING:
@@ -133,12 +133,8 @@ class LAF(Method):
         from harness.prompts import encode_prompt
         from harness.api.training import pad_id
 
-        p = self.params
-        output_dir, seed = ctx.output_dir, ctx.seed
-        output_dir.mkdir(parents=True, exist_ok=True)
-        torch.manual_seed(seed)
-        tok = base.tokenizer
-        use_chat = uses_chat_template(base, p.chat)
+        p, seed = self.params, ctx.seed
+        output_dir, tok, use_chat = self.start(base, ctx, seed_all=False)
         forget_items = benchmark.split(benchmark.forget_split())
         retain_items = benchmark.split(benchmark.retain_split())
         if not forget_items or not retain_items:

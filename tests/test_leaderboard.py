@@ -194,3 +194,23 @@ def test_unknown_sort_metric_raises(results: Path) -> None:
 def test_empty_dir_raises(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match="no result summaries under"):
         load_results(tmp_path)
+
+
+def test_tables_come_from_the_result_files_alone(tmp_path: Path) -> None:
+    """A benchmark no registry knows: its headline and views come from the layout in its summaries."""
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+    from harness.results import ReportLayout, report_layouts
+
+    root = tmp_path / "results"
+    for (model, method), metrics in INPUTS.items():
+        s = _summary(model, method, metrics, "someone-elses-benchmark")
+        s.layout = ReportLayout(headline=["extraction_strength"], views={"Quality only": ["forget_*"]})
+        write_cell(cell_dir(root, model, method, "someone-elses-benchmark"), s, [])
+    layout = report_layouts(root)["someone-elses-benchmark"]
+    assert layout.headline == ["extraction_strength"] and layout.views == {"Quality only": ["forget_*"]}
+    out = CliRunner().invoke(app, ["leaderboard", str(root)], env={"COLUMNS": "250"}).output
+    headline, _, view = out.partition("Quality only")
+    assert "extraction_strength" in headline and "forget_quality" not in headline
+    assert view and "forget_quality" in view and "extraction_strength" not in view

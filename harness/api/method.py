@@ -75,6 +75,17 @@ class Method(ABC):
     def apply(self, base: "LoadedModel", benchmark: "Benchmark", ctx: RunContext) -> ModelArtifact:
         """Produce the method's artefact in `ctx.output_dir` (and save `artifact.json` there)."""
 
+    def start(self, base: "LoadedModel", ctx: RunContext, seed_all: bool = True) -> tuple[Path, Any, bool]:
+        """The set-up every method does first: the output dir created, the seed set, and
+        (output dir, tokenizer, whether prompts are chat-templated). `seed_all` seeds Python,
+        NumPy and torch (transformers.set_seed); False seeds torch alone."""
+        import torch
+        from transformers import set_seed
+
+        ctx.output_dir.mkdir(parents=True, exist_ok=True)
+        set_seed(ctx.seed) if seed_all else torch.manual_seed(ctx.seed)
+        return ctx.output_dir, base.tokenizer, uses_chat_template(base, getattr(self.params, "chat", False))
+
 
 def max_logit_difference(model: Any, base_model: Any, ids: list[int], device: Any) -> float:
     """Max |logit difference| of two models on one sequence: did training change anything?"""
@@ -210,14 +221,9 @@ class UnlearningMethod(Method):
     # --- shared machinery -------------------------------------------------------------
     def apply(self, base: "LoadedModel", benchmark: "Benchmark", ctx: RunContext) -> ModelArtifact:
         import torch
-        from transformers import set_seed
 
-        p = self.params
-        output_dir, seed = ctx.output_dir, ctx.seed
-        output_dir.mkdir(parents=True, exist_ok=True)
-        set_seed(seed)
-        tok = base.tokenizer
-        use_chat = uses_chat_template(base, p.chat)
+        p, seed = self.params, ctx.seed
+        output_dir, tok, use_chat = self.start(base, ctx)
 
         forget = self.encode_forget(benchmark, benchmark.split(benchmark.forget_split()), tok, p.max_length, use_chat, seed)
         retain = None
