@@ -90,7 +90,7 @@ def test_chunks_are_stored_as_they_finish(tmp_path, monkeypatch, chunk):
 
     reqs = [LoglikelihoodRequest(context="c", continuation=f" {i}") for i in range(4)]
     with pytest.raises(KeyboardInterrupt):
-        CachedBackend(Failing(), cache).run(reqs)
+        CachedBackend(Failing("model-a"), cache).run(reqs)
     resumed = CachedBackend(CountingBackend(), cache)
     resumed.run(reqs)
     assert resumed.stats.hits == chunk and resumed.backend.calls == 4 - chunk
