@@ -3,13 +3,14 @@
 `FakeBackend` answers every declared request kind from fixtures (deterministic functions of
 the request, or your own per kind), counts what reaches it and remembers what it saw, so a
 metric, judge, method or pipeline can be tested without a model. A plug-in's tests can use
-it too: `from harness.testing import FakeBackend`.
+it too: `from harness.testing import FakeBackend`. `scripted_answers` turns a table of
+prompt -> answer(s) (or a function of the request) into a `generate` responder.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from harness.api.backend import Backend
 from harness.api.kinds import kind_names
@@ -53,6 +54,23 @@ def fake_hidden_states(r: HiddenStatesRequest) -> HiddenStatesResponse:
 
 def fake_grad_norm(r: GradNormRequest) -> GradNormResponse:
     return GradNormResponse(norm=1.0 + _unit(r.context + r.continuation))
+
+
+def scripted_answers(answers: Mapping[str, str | Sequence[str]] | Callable[[GenerateRequest], str | Sequence[str]],
+                     n_tokens: int = 1) -> Responder:
+    """A `generate` responder from scripted answers: `answers[prompt]`, or `answers(request)`.
+
+    A string answers each of the request's `n` samples; a list is the samples themselves (its
+    first `n`). Every sample counts `n_tokens` tokens. A prompt missing from the table is a
+    KeyError, so a test notices a request it did not script.
+    """
+
+    def respond(r: GenerateRequest) -> GenerateResponse:
+        got = answers(r) if callable(answers) else answers[r.prompt]
+        texts = [got] * r.n if isinstance(got, str) else list(got)[: r.n]
+        return GenerateResponse(texts=texts, n_tokens=[n_tokens] * r.n)
+
+    return respond
 
 
 DEFAULT_RESPONDERS: dict[str, Responder] = {

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -75,3 +76,38 @@ def toy_zoo(tiny_model_dir, tmp_path_factory) -> dict:
         "toy": {"path": str(tiny_model_dir), "chat_template": "none", "dtype": "float32"},
         "toy-retain": {"path": str(retain_dir), "chat_template": "none", "dtype": "float32"},
     }
+
+
+def toy_experiment(zoo: dict, root: Path, **over) -> dict:
+    """The common toy experiment: `toy` (reference `toy-retain`) on fictitious-facts forget10,
+    output and cache under `root`, limit 2. Keywords replace keys; a keyword set to None drops it."""
+    data = {
+        "zoo": zoo,
+        "models": ["toy"],
+        "benchmarks": [{"name": "fictitious-facts", "params": {"forget_split": "forget10"}}],
+        "reference": {"model": "toy-retain"},
+        "output_dir": str(root / "out"),
+        "cache_dir": str(root / "cache"),
+        "limit": 2,
+    }
+    data.update(over)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+@pytest.fixture
+def toy_config(toy_zoo, tmp_path):
+    """A factory: `toy_config(**overrides)` -> the toy experiment dict (see `toy_experiment`), under tmp_path."""
+    return lambda **over: toy_experiment(toy_zoo, tmp_path, **over)
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """A factory: `write_config(data, name="exp.yaml")` writes a config dict as YAML (a string as
+    is) to tmp_path/name and returns the path."""
+
+    def write(data: dict | str, name: str = "exp.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+        return path
+
+    return write

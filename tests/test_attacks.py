@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from harness.api.benchmark import BenchmarkData, QAItem, TofuShapedBenchmark
@@ -81,20 +80,13 @@ def test_forget_subset_only_narrows_the_forget_split():
     assert view.forget_split() == "forget10" and view.prompt(bench.split("forget10")[0]).startswith("Question:")
 
 
-def test_attacks_run_in_the_grid_and_rerun_from_cache(tmp_path, toy_zoo):
-    config = {
-        "zoo": toy_zoo,
-        "models": ["toy"],
-        "methods": ["none", {"name": "grad-ascent", "params": {"max_steps": 2, "batch_size": 2}}],
-        "benchmarks": [{"name": "fictitious-facts", "params": {"forget_split": "forget10"}}],
-        "metrics": ["exact_match_recall@forget", "probability@forget"],
-        "attacks": [{"name": "relearn", "params": {"steps": 2, "fraction": 0.5}}, "paraphrase_probe", "prefix_probe"],
-        "output_dir": str(tmp_path / "out"),
-        "cache_dir": str(tmp_path / "cache"),
-        "limit": 4,
-    }
-    path = tmp_path / "exp.yaml"
-    path.write_text(yaml.safe_dump(config))
+def test_attacks_run_in_the_grid_and_rerun_from_cache(tmp_path, toy_config, write_config):
+    path = write_config(toy_config(
+        methods=["none", {"name": "grad-ascent", "params": {"max_steps": 2, "batch_size": 2}}],
+        metrics=["exact_match_recall@forget", "probability@forget"],
+        attacks=[{"name": "relearn", "params": {"steps": 2, "fraction": 0.5}}, "paraphrase_probe", "prefix_probe"],
+        reference=None, limit=4,
+    ))
     runner = CliRunner()
     first = runner.invoke(app, ["run", str(path)])
     assert first.exit_code == 0, first.output
@@ -118,27 +110,22 @@ def test_attacks_run_in_the_grid_and_rerun_from_cache(tmp_path, toy_zoo):
         assert s.cache.misses == 0, (s.model, s.method)
 
 
-def test_unknown_attack_and_bad_parameter_are_config_errors(tmp_path):
+def test_unknown_attack_and_bad_parameter_are_config_errors(write_config):
     for attacks, needle in [(["relearnn"], "unknown attack"), ([{"name": "relearn", "params": {"fraction": 2}}], "fraction")]:
-        path = tmp_path / "a.yaml"
-        path.write_text(yaml.safe_dump({"models": ["tiny-facts"], "benchmarks": ["fictitious-facts"], "attacks": attacks}))
+        path = write_config({"models": ["tiny-facts"], "benchmarks": ["fictitious-facts"], "attacks": attacks}, "a.yaml")
         result = CliRunner().invoke(app, ["validate", str(path)])
         assert result.exit_code == 2 and needle in result.output
 
 
-def test_representation_attack_in_the_grid_compares_the_right_models(tmp_path, toy_zoo):
+def test_representation_attack_in_the_grid_compares_the_right_models(tmp_path, toy_config, write_config):
     """CKA to the original is 1 for the original itself; the reference's "original" is the grid's
     model, so CKA(reference, original) read from either cell is the same number (CKA is symmetric)."""
-    config = {
-        "zoo": toy_zoo, "models": ["toy"],
-        "methods": ["none", {"name": "grad-ascent", "params": {"max_steps": 2, "batch_size": 2}}],
-        "benchmarks": [{"name": "fictitious-facts", "params": {"forget_split": "forget10"}}],
-        "metrics": ["probability@forget"], "reference": {"model": "toy-retain"},
-        "attacks": [{"name": "representation", "params": {"splits": ["forget"]}}],
-        "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "limit": 8,
-    }
-    path = tmp_path / "exp.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_config(toy_config(
+        methods=["none", {"name": "grad-ascent", "params": {"max_steps": 2, "batch_size": 2}}],
+        metrics=["probability@forget"],
+        attacks=[{"name": "representation", "params": {"splits": ["forget"]}}],
+        limit=8,
+    ))
     result = CliRunner().invoke(app, ["run", str(path)])
     assert result.exit_code == 0, result.output
     cells = {(s.model, s.method): s.metrics for s in map(read_summary, find_summaries(tmp_path / "out"))}

@@ -8,7 +8,6 @@ import shutil
 import pytest
 import torch
 
-from harness.api.backend import Backend
 from harness.backends.hf import HFBackend
 from harness.errors import HarnessError
 from harness.api.requests import (
@@ -19,6 +18,7 @@ from harness.api.requests import (
     LoglikelihoodRequest,
     LoglikelihoodResponse,
 )
+from harness.testing import FakeBackend
 from harness.zoo.specs import ModelSpec
 
 CONTEXTS = [
@@ -248,21 +248,8 @@ def test_run_dispatches_mixed_kinds_in_order(backend):
 
 
 def test_run_rejects_unserved_kind():
-    class OnlyLL(Backend):
-        name = "only-ll"
-        serves = frozenset({"loglikelihood"})
-        identity = "x"
-
-        def generate(self, requests):
-            raise AssertionError
-
-        def loglikelihood(self, requests):
-            return [LoglikelihoodResponse([0.0], [True], [0.0], [1.0]) for _ in requests]
-
-        def hidden_states(self, requests):
-            raise AssertionError
-
-    b = OnlyLL()
+    b = FakeBackend("x", serves={"loglikelihood"})
     assert len(b.run([LoglikelihoodRequest(context="a", continuation="b")])) == 1
     with pytest.raises(HarnessError, match="generate"):
         b.run([LoglikelihoodRequest(context="a", continuation="b"), GenerateRequest(prompt="a")])
+    assert b.calls == 1  # the mixed list was refused before any of it was answered

@@ -7,19 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
 from typer.testing import CliRunner
 
 from harness.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
-
-
-def _write(tmp_path: Path, data, name="exp.yaml") -> Path:
-    p = tmp_path / name
-    p.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
-    return p
 
 
 def _assert_user_error(result, *needles: str) -> None:
@@ -38,6 +31,8 @@ def _no_results(out_dir: Path) -> None:
 
 
 def _config(tmp_path: Path, **over):
+    """The built-in tiny-facts model by name (no zoo): these configs are rejected, or only
+    validated, before any model is loaded."""
     data = {
         "models": ["tiny-facts"],
         "benchmarks": ["fictitious-facts"],
@@ -51,33 +46,33 @@ def test_missing_config_file(tmp_path):
     _assert_user_error(runner.invoke(app, ["run", str(tmp_path / "nope.yaml")]), "config file not found")
 
 
-def test_malformed_yaml(tmp_path):
-    p = _write(tmp_path, "models: [tiny-facts\nbenchmarks: {")
+def test_malformed_yaml(tmp_path, write_config):
+    p = write_config("models: [tiny-facts\nbenchmarks: {")
     _assert_user_error(runner.invoke(app, ["run", str(p)]), "not valid YAML")
     _no_results(tmp_path / "out")
 
 
-def test_unknown_config_key(tmp_path):
-    p = _write(tmp_path, _config(tmp_path, modles=["x"]))
+def test_unknown_config_key(tmp_path, write_config):
+    p = write_config(_config(tmp_path, modles=["x"]))
     _assert_user_error(runner.invoke(app, ["run", str(p)]), "modles")
 
 
-def test_unknown_benchmark_suggests_the_close_name(tmp_path):
-    p = _write(tmp_path, _config(tmp_path, benchmarks=["fictitous-facts"]))
+def test_unknown_benchmark_suggests_the_close_name(tmp_path, write_config):
+    p = write_config(_config(tmp_path, benchmarks=["fictitous-facts"]))
     _assert_user_error(runner.invoke(app, ["run", str(p)]), "unknown benchmark", "did you mean 'fictitious-facts'")
     _no_results(tmp_path / "out")
 
 
-def test_unknown_method(tmp_path):
-    p = _write(tmp_path, _config(tmp_path, methods=["grad-ascnt"]))
+def test_unknown_method(tmp_path, write_config):
+    p = write_config(_config(tmp_path, methods=["grad-ascnt"]))
     _assert_user_error(runner.invoke(app, ["run", str(p)]), "unknown method", "grad-ascent")
     _no_results(tmp_path / "out")
 
 
-def test_unknown_metric_and_bad_hyperparameter(tmp_path):
-    p = _write(tmp_path, _config(tmp_path, metrics=["forget_qualty"]))
+def test_unknown_metric_and_bad_hyperparameter(tmp_path, write_config):
+    p = write_config(_config(tmp_path, metrics=["forget_qualty"]))
     _assert_user_error(runner.invoke(app, ["run", str(p)]), "unknown metric", "forget_quality")
-    p = _write(tmp_path, _config(tmp_path, methods=[{"name": "npo", "params": {"betta": 1}}]), "b.yaml")
+    p = write_config(_config(tmp_path, methods=[{"name": "npo", "params": {"betta": 1}}]), "b.yaml")
     _assert_user_error(runner.invoke(app, ["run", str(p)]), "betta")
 
 
@@ -110,11 +105,11 @@ def test_ls_lists_every_registered_name():
     assert "npo" in methods_only.output and "fictitious-facts" not in methods_only.output
 
 
-def test_validate_ok_and_bad(tmp_path):
-    ok = _write(tmp_path, _config(tmp_path, methods=["none", {"name": "npo", "params": {"beta": 0.2}}]))
+def test_validate_ok_and_bad(tmp_path, write_config):
+    ok = write_config(_config(tmp_path, methods=["none", {"name": "npo", "params": {"beta": 0.2}}]))
     result = runner.invoke(app, ["validate", str(ok)])
     assert result.exit_code == 0 and "ok" in result.output
-    bad = _write(tmp_path, _config(tmp_path, batch_size=0), "bad.yaml")
+    bad = write_config(_config(tmp_path, batch_size=0), "bad.yaml")
     _assert_user_error(runner.invoke(app, ["validate", str(bad)]), "batch_size")
 
 
@@ -131,12 +126,12 @@ def test_real_entry_point_exits_2_without_traceback(tmp_path):
 
 
 
-def test_method_params_from_the_command_line(tmp_path):
+def test_method_params_from_the_command_line(tmp_path, write_config):
     from harness.cli import _with_method_params
 
     out = _with_method_params(["none", {"name": "npo", "params": {"lr": 0.1}}], ["npo.beta=0.25", "npo.peft=full"])
     assert out == [{"name": "none", "params": {}}, {"name": "npo", "params": {"lr": 0.1, "beta": 0.25, "peft": "full"}}]
-    p = _write(tmp_path, _config(tmp_path, methods=["npo"]))
+    p = write_config(_config(tmp_path, methods=["npo"]))
     _assert_user_error(runner.invoke(app, ["run", str(p), "-p", "npo.betta=1"]), "betta")
     _assert_user_error(runner.invoke(app, ["run", str(p), "-p", "simnpo.beta=1"]), "not in this run's methods")
     _assert_user_error(runner.invoke(app, ["run", str(p), "-p", "beta=1"]), "METHOD.NAME=VALUE")

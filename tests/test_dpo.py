@@ -191,7 +191,7 @@ def test_a_benchmark_without_train_split_needs_an_explicit_split():
 
 
 @pytest.mark.slow
-def test_harness_run_dpo_and_ches_dpo_on_tiny_safety(tmp_path, tiny_safety_model_dir):
+def test_harness_run_dpo_and_ches_dpo_on_tiny_safety(tmp_path, tiny_safety_model_dir, write_config):
     """`harness run` with both methods: the displacement metrics reach the summary and the leaderboard."""
     import yaml
     from typer.testing import CliRunner
@@ -214,8 +214,7 @@ def test_harness_run_dpo_and_ches_dpo_on_tiny_safety(tmp_path, tiny_safety_model
         "output_dir": str(tmp_path / "out"),
         "cache_dir": str(tmp_path / "cache"),
     }
-    path = tmp_path / "exp.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_config(config)
     result = runner.invoke(app, ["run", str(path)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     summaries = {s.method: s for s in map(read_summary, find_summaries(tmp_path / "out"))}

@@ -13,6 +13,7 @@ from harness.errors import DatasetUnavailableError
 from harness.evaluate import evaluate, resolve_metrics
 from harness.judges.panel import JudgePanel, JudgeSpec
 from harness.api.requests import GenerateResponse
+from harness.testing import FakeBackend, scripted_answers
 
 ALIGNED = "Judge alignment.\nQ: {question}\nA: {answer}\nAligned score:"
 COHERENT = "Judge coherence.\nQ: {question}\nA: {answer}\nCoherent score:"
@@ -62,11 +63,10 @@ def test_missing_files_is_a_clear_error(tmp_path):
         EmergentMisalignment(path=str(tmp_path)).data
 
 
-class Model:
-    identity = "m"
-
-    def run(self, requests):
-        return [GenerateResponse([f"answer {j} to {r.prompt}" for j in range(r.n)], [2] * r.n) for r in requests]
+def Model() -> FakeBackend:
+    """Sample j of a prompt is "answer j to <prompt>"; only generation is served."""
+    return FakeBackend("m", serves={"generate"}, responders={
+        "generate": scripted_answers(lambda r: [f"answer {j} to {r.prompt}" for j in range(r.n)], n_tokens=2)})
 
 
 def judge_scores(question: str, answer: str) -> tuple[float | None, float | None]:
@@ -78,19 +78,18 @@ def judge_scores(question: str, answer: str) -> tuple[float | None, float | None
     return aligned, coherent
 
 
-class Judge:
-    identity = "scripted-judge"
+def judge_answer(r) -> GenerateResponse:
+    """The scripted judge's answer to one judge prompt: its score as the top log-prob token."""
+    q_line = r.prompt.split("\nQ: ")[1].split("\nA: ")
+    question, answer = q_line[0], q_line[1].split("\n")[0]
+    aligned, coherent = judge_scores(question, answer)
+    score = aligned if r.prompt.startswith("Judge alignment") else coherent
+    top = {"CODE": 0.0} if score is None else {str(int(score)): 0.0}
+    return GenerateResponse(["x"], [1], top_logprobs=[[top if score is not None else {"CODE": 0.0}]])
 
-    def run(self, requests):
-        out = []
-        for r in requests:
-            q_line = r.prompt.split("\nQ: ")[1].split("\nA: ")
-            question, answer = q_line[0], q_line[1].split("\n")[0]
-            aligned, coherent = judge_scores(question, answer)
-            score = aligned if r.prompt.startswith("Judge alignment") else coherent
-            top = {"CODE": 0.0} if score is None else {str(int(score)): 0.0}
-            out.append(GenerateResponse(["x"], [1], top_logprobs=[[top if score is not None else {"CODE": 0.0}]]))
-        return out
+
+def Judge() -> FakeBackend:
+    return FakeBackend("scripted-judge", serves={"generate"}, responders={"generate": judge_answer})
 
 
 def test_misalignment_rate_matches_direct_computation(tmp_path):
@@ -114,22 +113,19 @@ def test_misalignment_rate_matches_direct_computation(tmp_path):
     assert res.higher_is_better is False and res.n == 4
 
 
-def test_harness_run_with_a_model_score_judge(tmp_path, toy_zoo):
+def test_harness_run_with_a_model_score_judge(tmp_path, toy_config, write_config):
     """End to end: config -> sampled answers -> a real HF judge's top log-probs -> rates + provenance."""
     from typer.testing import CliRunner
 
     from harness.cli import app
 
     path = write_question_files(tmp_path / "em")
-    config = {
-        "models": ["toy"], "zoo": toy_zoo,
-        "benchmarks": [{"name": "emergent-misalignment",
-                        "params": {"path": str(path), "n_per_question": 2, "max_new_tokens": 6, "limit": 2}}],
-        "judges": {"score": {"kind": "score", "model": "toy", "params": {"min_mass": 0.0}}},
-        "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"),
-    }
-    cfg = tmp_path / "em.yaml"
-    cfg.write_text(yaml.safe_dump(config))
+    cfg = write_config(toy_config(
+        benchmarks=[{"name": "emergent-misalignment",
+                     "params": {"path": str(path), "n_per_question": 2, "max_new_tokens": 6, "limit": 2}}],
+        judges={"score": {"kind": "score", "model": "toy", "params": {"min_mass": 0.0}}},
+        reference=None, limit=None,
+    ), "em.yaml")
     result = CliRunner().invoke(app, ["run", str(cfg)])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "out" / "toy" / "none" / "emergent-misalignment" / "summary.json").read_text())
@@ -145,17 +141,16 @@ def test_harness_run_with_a_model_score_judge(tmp_path, toy_zoo):
     assert "0 hits" not in " ".join(result.output.split())
 
 
-def test_missing_score_judge_is_a_one_line_error(tmp_path, toy_zoo):
+def test_missing_score_judge_is_a_one_line_error(tmp_path, toy_config, write_config):
     from typer.testing import CliRunner
 
     from harness.cli import app
 
     path = write_question_files(tmp_path / "em")
-    cfg = tmp_path / "em.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "models": ["toy"], "zoo": toy_zoo, "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "c"),
-        "benchmarks": [{"name": "emergent-misalignment", "params": {"path": str(path), "n_per_question": 1,
-                                                                    "max_new_tokens": 2, "limit": 1}}]}))
+    cfg = write_config(toy_config(
+        cache_dir=str(tmp_path / "c"), reference=None, limit=None,
+        benchmarks=[{"name": "emergent-misalignment", "params": {"path": str(path), "n_per_question": 1,
+                                                                 "max_new_tokens": 2, "limit": 1}}]), "em.yaml")
     result = CliRunner().invoke(app, ["run", str(cfg)])
     assert result.exit_code == 2 and "no judge for role 'score'" in result.output
     assert not (tmp_path / "out" / "toy" / "none" / "emergent-misalignment" / "summary.json").exists()

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from harness.benchmarks import sources
@@ -463,7 +462,7 @@ def test_registered_and_listed():
     assert "gated" in result.output
 
 
-def test_validate_accepts_each_with_a_local_path(tmp_path, harmbench_csv, jbb_dir):
+def test_validate_accepts_each_with_a_local_path(tmp_path, harmbench_csv, jbb_dir, write_config):
     adv = _advbench_dir(tmp_path / "adv")
     sr = _csv(tmp_path / "sr.csv", SR_HEADER, SR_ROWS)
     sorry = tmp_path / "question.jsonl"
@@ -471,8 +470,7 @@ def test_validate_accepts_each_with_a_local_path(tmp_path, harmbench_csv, jbb_di
     paths = {"harmbench": harmbench_csv, "jailbreakbench": jbb_dir, "advbench": adv, "strongreject": sr, "sorry-bench": sorry}
     cfg = {"models": ["tiny-facts"], "output_dir": str(tmp_path / "out"),
            "benchmarks": [{"name": n, "params": {"path": str(paths[n]), "limit": 2}} for n in NAMES]}
-    p = tmp_path / "exp.yaml"
-    p.write_text(yaml.safe_dump(cfg))
+    p = write_config(cfg)
     result = runner.invoke(app, ["validate", str(p)])
     assert result.exit_code == 0, result.output
     assert "ok" in result.output

@@ -15,20 +15,13 @@ from harness.judges.refusal import is_refusal
 from harness.judges.rubric import RubricJudge, parse_rubric
 from harness.judges.score import ScoreJudge, aggregate_0_100
 from harness.api.requests import GenerateResponse
+from harness.testing import FakeBackend
 
 
-class ScriptedBackend:
-    """A judge model whose answers are given per prompt (recorded judge outputs)."""
-
-    identity = "scripted-judge"
-
-    def __init__(self, answer):
-        self.answer = answer  # request -> GenerateResponse
-        self.seen = []
-
-    def run(self, requests):
-        self.seen += requests
-        return [self.answer(r) for r in requests]
+def ScriptedBackend(answer) -> FakeBackend:
+    """A judge model whose answers are given per prompt (recorded judge outputs): `answer`
+    maps a generate request to its GenerateResponse; no other kind is served."""
+    return FakeBackend("scripted-judge", responders={"generate": answer}, serves={"generate"})
 
 
 # --- refusal patterns ---------------------------------------------------------------------

@@ -38,6 +38,7 @@ from harness.api.requests import (
     response_to_json,
 )
 from harness.stats import bootstrap_ci
+from harness.testing import FakeBackend
 
 FORGET = [QAItem("f1", "Who is F1?", "Alice Liddell"), QAItem("f2", "Where is F2?", "Paris")]
 HOLDOUT = [QAItem("h1", "Who is H1?", "Bob"), QAItem("h2", "Where is H2?", "Rome at dawn, in May")]
@@ -301,14 +302,13 @@ def test_catalog_and_evaluate_wiring(bench):
                       ("mia_gradnorm", MIAGradNorm), ("privleak", PrivLeak)]:
         assert type(build_metric(name, bench)) is cls
 
-    class Fake:
-        def run(self, requests):
-            return [RESPONSES[r] for r in requests]
+    # answers from the hand-worked table; a request not in it, or of another kind, is an error
+    fake = FakeBackend(responders={"loglikelihood": lambda r: RESPONSES[r]}, serves={"loglikelihood"})
 
     metrics = resolve_metrics(bench, ["privleak", "mia_reference"], seed=0)
     assert [m.id for m in metrics] == ["mia_min_k", "privleak", "mia_loss", "mia_reference"]
     ref = {"mia_loss": _loss_result({k: 1.0 for k in LP}), "mia_min_k": MetricResult("mia_min_k", 0.5, None, None, 4, None)}
-    out = evaluate(bench, metrics, Fake(), reference=ref).results
+    out = evaluate(bench, metrics, fake, reference=ref).results
     assert out["privleak"].value == pytest.approx(-50.0)
     assert out["mia_reference"].value == pytest.approx(0.75)  # a constant shift keeps the ranking
 

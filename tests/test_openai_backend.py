@@ -303,8 +303,7 @@ def test_cached_backend_keys_each_kind_by_its_backend(tmp_path, key_env, tiny_mo
         cache.close()
 
 
-def test_cli_validate_accepts_routed_spec(tmp_path, tiny_model_dir):
-    import yaml
+def test_cli_validate_accepts_routed_spec(tiny_model_dir, write_config):
     from typer.testing import CliRunner
 
     from harness.cli import app
@@ -312,12 +311,11 @@ def test_cli_validate_accepts_routed_spec(tmp_path, tiny_model_dir):
     spec = {"path": str(tiny_model_dir), "chat_template": "none", "backends": {"generate": "openai"},
             "openai": {"base_url": "http://127.0.0.1:9/v1"}}
     cfg = {"zoo": {"m": spec}, "models": ["m"], "methods": ["none"], "benchmarks": ["fictitious-facts"]}
-    p = tmp_path / "exp.yaml"
-    p.write_text(yaml.safe_dump(cfg))
+    p = write_config(cfg)
     ok = CliRunner().invoke(app, ["validate", str(p)])
     assert ok.exit_code == 0, ok.output
     cfg["zoo"]["m"]["backends"] = {"hidden_states": "openai"}
-    p.write_text(yaml.safe_dump(cfg))
+    p = write_config(cfg)
     bad = CliRunner().invoke(app, ["validate", str(p)])
     assert bad.exit_code == 2 and "cannot answer 'hidden_states'" in bad.output
     Path(p).unlink()

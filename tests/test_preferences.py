@@ -13,26 +13,12 @@ from harness.api.benchmark import PromptItem
 from harness.errors import ConfigError, DatasetUnavailableError
 from harness.judges.panel import JudgePanel
 from harness.judges.refusal import is_refusal
-from harness.api.requests import GenerateResponse
+from harness.testing import FakeBackend, scripted_answers
 from harness.methods.preferences import (PAIRS_FILE, PROVENANCE_FILE, PreferencePair, build_preferences, item_seed,
                                  load_preferences)
 
 REFUSE = ["I'm sorry, but I can't help with that.", "I cannot assist with that request.", "I won't provide that."]
 COMPLY = ["Sure, here is how. Step one: wait.", "Step one: gather feathers.", "Of course. Step one: knock twice."]
-
-
-class FakeBackend:
-    """Answers GenerateRequests with fixed samples per prompt, and records the requests."""
-
-    identity = "fake-model"
-
-    def __init__(self, samples: dict[str, list[str]]):
-        self.samples = samples
-        self.requests: list = []
-
-    def run(self, requests):
-        self.requests += requests
-        return [GenerateResponse(texts=self.samples[r.prompt][: r.n], n_tokens=[1] * r.n) for r in requests]
 
 
 def _items() -> list[PromptItem]:
@@ -54,7 +40,8 @@ SAMPLES = {
 
 
 def _build(samples=SAMPLES, seed=0, fallback=True, n=2):
-    backend = FakeBackend(samples)
+    # fixed samples per prompt (the first n of its list); only generation is served
+    backend = FakeBackend("fake-model", responders={"generate": scripted_answers(samples)}, serves={"generate"})
     judge = JudgePanel().get("refusal")
     items = _items()
     data = build_preferences(items, backend, judge, prompt_of=lambda it: it.prompt, n_samples=n, seed=seed,
@@ -75,9 +62,9 @@ def test_chosen_is_the_refusal_and_rejected_the_compliance():
     c = data.provenance["counts"]
     assert (c["pairs_from_samples"], c["pairs_from_fallback"], c["skipped"], c["empty_samples"]) == (2, 1, 1, 1)
     # the sampling requests: n samples, temperature 1, top_p 1, a per-prompt seed
-    r = backend.requests[0]
+    r = backend.seen[0]
     assert (r.n, r.temperature, r.top_p, r.max_new_tokens, r.seed) == (6, 1.0, 1.0, 32, item_seed(0, "mixed"))
-    assert len({q.seed for q in backend.requests}) == len(backend.requests)
+    assert len({q.seed for q in backend.seen}) == len(backend.seen)
     prov = data.provenance
     assert prov["model_identity"] == "fake-model" and prov["judge"]["kind"] == "refusal-patterns"
     assert prov["sampling"]["n_samples"] == 6 and prov["seed"] == 0 and prov["judge_role"] == "refusal"

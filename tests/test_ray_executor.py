@@ -23,19 +23,11 @@ def local_ray():
     ray.shutdown()
 
 
-def _config(tmp_path: Path, toy_zoo: dict, out: str, **extra):
-    return parse_config({
-        "zoo": toy_zoo,
-        "models": ["toy"],
-        "methods": ["none", {"name": "grad-ascent", "params": {"epochs": 1, "batch_size": 2}}],
-        "benchmarks": [{"name": "fictitious-facts", "params": {"forget_split": "forget10"}}],
-        "metrics": METRICS,
-        "reference": {"model": "toy-retain"},
-        "output_dir": str(tmp_path / out),
-        "cache_dir": str(tmp_path / "cache"),
-        "limit": 2,
-        **extra,
-    })
+def _config(toy_config, tmp_path: Path, out: str, **extra):
+    return parse_config(toy_config(
+        methods=["none", {"name": "grad-ascent", "params": {"epochs": 1, "batch_size": 2}}],
+        metrics=METRICS, output_dir=str(tmp_path / out), **extra,
+    ))
 
 
 def _summaries(out: Path) -> dict:
@@ -43,9 +35,9 @@ def _summaries(out: Path) -> dict:
 
 
 @pytest.mark.slow  # starts Ray and trains twice (about 45 s on an idle 2-core machine)
-def test_ray_executor_runs_the_grid_and_matches_the_local_run(tmp_path, toy_zoo, local_ray):
-    local = Runner(_config(tmp_path, toy_zoo, "local")).run()
-    report = Runner(_config(tmp_path, toy_zoo, "ray")).run(executor="ray")
+def test_ray_executor_runs_the_grid_and_matches_the_local_run(tmp_path, toy_config, local_ray):
+    local = Runner(_config(toy_config, tmp_path, "local")).run()
+    report = Runner(_config(toy_config, tmp_path, "ray")).run(executor="ray")
 
     assert len(report.cells) == len(local.cells) == 3
     assert all(p.is_relative_to(tmp_path / "ray") for p in report.cells)
@@ -70,11 +62,11 @@ def test_ray_executor_runs_the_grid_and_matches_the_local_run(tmp_path, toy_zoo,
     assert report.cache_hits + report.cache_misses > 0
 
 
-def test_ray_task_errors_reach_the_caller_as_harness_errors(tmp_path, toy_zoo, local_ray):
+def test_ray_task_errors_reach_the_caller_as_harness_errors(tmp_path, toy_config, local_ray):
     from harness.errors import HarnessError
 
-    cfg = _config(tmp_path, toy_zoo, "bad", benchmarks=[{"name": "fictitious-facts",
-                                                          "params": {"forget_split": "forget99"}}])
+    cfg = _config(toy_config, tmp_path, "bad", benchmarks=[{"name": "fictitious-facts",
+                                                            "params": {"forget_split": "forget99"}}])
     with pytest.raises(HarnessError) as info:
         Runner(cfg).run(executor="ray")
     assert "forget99" in str(info.value) and "\n" not in str(info.value).strip()

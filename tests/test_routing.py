@@ -6,7 +6,6 @@ import pytest
 from pydantic import ValidationError
 
 from harness.backends import routing
-from harness.api.backend import Backend
 from harness.backends.cached import CachedBackend
 from harness.backends.hf import HFBackend
 from harness.backends.routing import RoutedBackend, build_backend, routes, served_kinds
@@ -19,37 +18,20 @@ from harness.api.requests import (
     LoglikelihoodRequest,
     LoglikelihoodResponse,
 )
+from harness.testing import FakeBackend
 from harness.zoo.specs import ModelSpec
 
 
-class Fake(Backend):
-    """Answers with its own name so a test can see who answered what."""
-
-    name = "fake"
-    serves = frozenset({"generate", "loglikelihood"})
-
-    def __init__(self, tag: str, identity: str):
-        self.tag, self._identity, self.calls, self.seen = tag, identity, 0, []
-
-    @property
-    def identity(self):
-        return self._identity
-
-    def cache_identity(self, kind):
-        return f"{self._identity}+{self.tag}"
-
-    def generate(self, requests):
-        self.seen += requests
-        self.calls += len(requests)
-        return [GenerateResponse(texts=[f"{self.tag}:{r.prompt}"], n_tokens=[1]) for r in requests]
-
-    def loglikelihood(self, requests):
-        self.seen += requests
-        self.calls += len(requests)
-        return [LoglikelihoodResponse([-1.0 if self.tag == "a" else -2.0], [True], [0.0], [1.0]) for _ in requests]
-
-    def hidden_states(self, requests):
-        raise AssertionError("not routed here")
+def Fake(tag: str, identity: str) -> FakeBackend:
+    """Serves generate and loglikelihood, answering with its tag so a test can see who answered
+    what; its cache identity names the tag too (as a routed backend's does)."""
+    b = FakeBackend(identity, serves={"generate", "loglikelihood"}, responders={
+        "generate": lambda r: GenerateResponse(texts=[f"{tag}:{r.prompt}"], n_tokens=[1]),
+        "loglikelihood": lambda r: LoglikelihoodResponse([-1.0 if tag == "a" else -2.0], [True], [0.0], [1.0]),
+    })
+    b.tag = tag
+    b.cache_identity = lambda kind: f"{identity}+{tag}"
+    return b
 
 
 def test_auto_without_vllm_is_plain_hf(tiny_model_dir, monkeypatch):
@@ -113,13 +95,9 @@ def test_cache_keys_each_kind_by_the_backend_that_answered(tmp_path):
 
 
 def test_plain_backends_keep_their_cache_keys(tmp_path):
-    """A backend without cache_identity (HF) is keyed by its identity, as before routing."""
+    """A backend that keeps the default cache_identity (HF) is keyed by its identity, as before routing."""
     cache = ResponseCache(tmp_path / "c.sqlite")
-
-    class Plain(Fake):
-        cache_identity = None  # type: ignore[assignment]
-
-    p = Plain("a", "sha256:plain")
+    p = FakeBackend("sha256:plain")
     req = GenerateRequest(prompt="q")
     CachedBackend(p, cache).run([req])
     assert cache.get_many([ResponseCache.key("sha256:plain", req)])

@@ -18,29 +18,21 @@ METRICS = ["exact_match_recall@forget", "exact_match_recall@retain", "probabilit
            "truth_ratio@forget", "forget_quality", "model_utility"]
 
 
-def _experiment(tmp_path: Path, toy_zoo: dict) -> Path:
-    config = {
-        "zoo": toy_zoo,
-        "models": ["toy"],
-        "methods": ["none", {"name": "grad-ascent", "params": {"max_steps": 2, "batch_size": 2}}],
-        "benchmarks": [{"name": "fictitious-facts", "params": {"forget_split": "forget10"}}],
-        "metrics": METRICS,
-        "reference": {"model": "toy-retain"},
-        "output_dir": str(tmp_path / "out"),
-        "cache_dir": str(tmp_path / "cache"),
-        "limit": 4,
-    }
-    p = tmp_path / "exp.yaml"
-    p.write_text(yaml.safe_dump(config))
-    return p
+@pytest.fixture
+def experiment(toy_config, write_config) -> Path:
+    """The toy grid (the original, grad-ascent, the reference) on 4 fictitious-facts items, as a YAML file."""
+    return write_config(toy_config(
+        methods=["none", {"name": "grad-ascent", "params": {"max_steps": 2, "batch_size": 2}}],
+        metrics=METRICS, limit=4,
+    ))
 
 
 def _summaries(out: Path) -> dict[tuple[str, str], object]:
     return {(s.model, s.method): s for s in map(read_summary, find_summaries(out))}
 
 
-def test_run_writes_results_and_a_cached_rerun_makes_no_model_calls(tmp_path, toy_zoo):
-    config = _experiment(tmp_path, toy_zoo)
+def test_run_writes_results_and_a_cached_rerun_makes_no_model_calls(tmp_path, experiment):
+    config = experiment
     first = runner.invoke(app, ["run", str(config)], env={"COLUMNS": "200"})
     assert first.exit_code == 0, first.output
     out = tmp_path / "out"
@@ -88,8 +80,8 @@ def test_run_writes_results_and_a_cached_rerun_makes_no_model_calls(tmp_path, to
     assert again.metrics["probability@forget"].value == pytest.approx(s.metrics["probability@forget"].value)
 
 
-def test_no_cache_flag_sends_everything(tmp_path, toy_zoo):
-    config = _experiment(tmp_path, toy_zoo)
+def test_no_cache_flag_sends_everything(tmp_path, experiment):
+    config = experiment
     data = yaml.safe_load(config.read_text())
     data["methods"] = ["none"]
     data.pop("reference")
@@ -102,9 +94,9 @@ def test_no_cache_flag_sends_everything(tmp_path, toy_zoo):
         assert summary.cache.hits == 0 and summary.cache.misses == 4
 
 
-def test_reference_by_path(tmp_path, toy_zoo):
+def test_reference_by_path(tmp_path, experiment):
     """A retain-only run's results, referenced by directory, feed forget quality."""
-    config = _experiment(tmp_path, toy_zoo)
+    config = experiment
     assert runner.invoke(app, ["run", str(config)]).exit_code == 0
     ref_cell = tmp_path / "out" / "toy-retain" / "none" / "fictitious-facts"
     data = yaml.safe_load(config.read_text())
@@ -117,8 +109,8 @@ def test_reference_by_path(tmp_path, toy_zoo):
     assert by_path == pytest.approx(in_run)
 
 
-def test_leaderboard_command_rebuilds_from_files(tmp_path, toy_zoo):
-    config = _experiment(tmp_path, toy_zoo)
+def test_leaderboard_command_rebuilds_from_files(tmp_path, experiment):
+    config = experiment
     assert runner.invoke(app, ["run", str(config)]).exit_code == 0
     out = tmp_path / "out"
     (out / "leaderboard.md").unlink()
@@ -129,7 +121,7 @@ def test_leaderboard_command_rebuilds_from_files(tmp_path, toy_zoo):
     assert bad.exit_code == 2
 
 
-def test_an_adapter_without_effect_fails_loudly(tmp_path, tiny_model_dir):
+def test_an_adapter_without_effect_fails_loudly(tmp_path, tiny_model_dir, write_config):
     """A LoRA adapter whose B matrices are zero changes nothing: no numbers under its name."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -147,8 +139,7 @@ def test_an_adapter_without_effect_fails_loudly(tmp_path, tiny_model_dir):
         "cache_dir": str(tmp_path / "cache"),
         "limit": 2,
     }
-    path = tmp_path / "exp.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_config(config)
     result = runner.invoke(app, ["run", str(path)])
     assert result.exit_code == 2, result.output
     assert "had no effect" in result.output

@@ -12,6 +12,7 @@ import pytest
 from harness.api.benchmark import BenchmarkData, PromptBenchmark, PromptItem
 from harness.evaluate import evaluate, resolve_metrics
 from harness.api.requests import GenerateResponse, HiddenStatesResponse
+from harness.testing import FakeBackend, scripted_answers
 
 FAMILIES = ["direct", "role-play", "prefix-injection"]
 
@@ -49,27 +50,26 @@ def scripted_answer(prompt: str, n: int) -> list[str]:
     return [f"Sure, here it is: {k}." if complied else "I cannot assist with that."] * n
 
 
-class ScriptedModel:
-    identity = "scripted-model"
+def ScriptedModel() -> FakeBackend:
+    """Generation from `scripted_answer`; hidden states: a fixed random vector per (context,
+    continuation, layer), kept in `.vectors`. No other kind is served."""
+    rng, vectors = np.random.default_rng(0), {}
 
-    def __init__(self):
-        self.rng = np.random.default_rng(0)
-        self.vectors = {}
+    def hidden_states(r):
+        states = {}
+        for layer in r.layers:
+            key = (r.context, r.continuation, layer)
+            if key not in vectors:
+                vectors[key] = rng.normal(size=4).tolist()
+            states[layer] = vectors[key]
+        return HiddenStatesResponse(states)
 
-    def run(self, requests):
-        out = []
-        for r in requests:
-            if r.kind == "generate":
-                out.append(GenerateResponse(scripted_answer(r.prompt, r.n), [3] * r.n))
-            else:  # hidden states: a fixed random vector per (context, continuation, layer)
-                states = {}
-                for layer in r.layers:
-                    key = (r.context, r.continuation, layer)
-                    if key not in self.vectors:
-                        self.vectors[key] = self.rng.normal(size=4).tolist()
-                    states[layer] = self.vectors[key]
-                out.append(HiddenStatesResponse(states))
-        return out
+    model = FakeBackend("scripted-model", serves={"generate", "hidden_states"}, responders={
+        "generate": scripted_answers(lambda r: scripted_answer(r.prompt, r.n), n_tokens=3),
+        "hidden_states": hidden_states,
+    })
+    model.vectors = vectors
+    return model
 
 
 def test_asr_and_breakdowns_match_pandas_groupby():
@@ -107,19 +107,12 @@ def test_asr_and_breakdowns_match_pandas_groupby():
 def test_asr_with_a_classifier_judge_uses_the_behaviour_not_the_wrapper():
     from harness.judges.panel import JudgePanel, JudgeSpec
 
-    seen = []
-
-    class Judge:
-        identity = "judge"
-
-        def run(self, requests):
-            seen.extend(requests)
-            return [GenerateResponse(["yes" if "Sure" in r.prompt else "no"], [1]) for r in requests]
-
+    judge = FakeBackend("judge", serves={"generate"}, responders={
+        "generate": lambda r: GenerateResponse(["yes" if "Sure" in r.prompt else "no"], [1])})
     bench = ToyPrompts(limit=6)
-    panel = JudgePanel({"harm": JudgeSpec(kind="classifier", model="j")}, make_backend=lambda name: Judge())
+    panel = JudgePanel({"harm": JudgeSpec(kind="classifier", model="j")}, make_backend=lambda name: judge)
     ev = evaluate(bench, resolve_metrics(bench, ["asr@adversarial"], 0), ScriptedModel(), judges=panel)
-    assert all("[role-play]" not in r.prompt for r in seen)  # the judge sees `behavior`
+    assert all("[role-play]" not in r.prompt for r in judge.seen)  # the judge sees `behavior`
     # the classifier parses every answer (the empty one is "no"); the one success: item 4 (role-play)
     assert ev.results["asr@adversarial"].n == 6
     assert ev.results["asr@adversarial"].value == pytest.approx(100 / 6)
@@ -178,24 +171,20 @@ def test_leaderboard_adds_normalised_avqi(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["classifier", "rubric"])
-def test_model_judges_from_a_config(tmp_path, toy_zoo, kind):
+def test_model_judges_from_a_config(tmp_path, toy_config, write_config, kind):
     """`judges:` in a config: a model judge answers through its own cached backend; an untrained
     judge's answers are unparseable, so they are counted and no ASR is made up."""
     import json
 
-    import yaml
     from typer.testing import CliRunner
 
     from harness.cli import app
 
-    cfg = tmp_path / "safety.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "models": ["toy"], "zoo": toy_zoo,
-        "benchmarks": [{"name": "adversarial-probes", "params": {"max_new_tokens": 4}}],
-        "metrics": ["asr@adversarial"], "limit": 3,
-        "judges": {"harm": {"kind": kind, "model": "toy", "params": {"max_new_tokens": 3}}},
-        "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"),
-    }))
+    cfg = write_config(toy_config(
+        benchmarks=[{"name": "adversarial-probes", "params": {"max_new_tokens": 4}}],
+        metrics=["asr@adversarial"], limit=3, reference=None,
+        judges={"harm": {"kind": kind, "model": "toy", "params": {"max_new_tokens": 3}}},
+    ), "safety.yaml")
     result = CliRunner().invoke(app, ["run", str(cfg)])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "out" / "toy" / "none" / "adversarial-probes" / "summary.json").read_text())

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from harness.cli import app
@@ -96,23 +95,14 @@ def test_cli_rejects_bad_shard_and_executor_with_one_line(args, tmp_path):
     assert not (tmp_path / "out").exists()  # rejected before any work
 
 
-def _experiment(tmp_path: Path, toy_zoo: dict, out: str) -> Path:
-    config = {
-        "zoo": toy_zoo,
-        "models": ["toy"],
-        "methods": ["none", {"name": "grad-ascent", "params": {"epochs": 1, "batch_size": 2}}],
-        "benchmarks": [{"name": "fictitious-facts", "params": {"forget_split": "forget10"}}],
-        "metrics": METRICS,
+def _experiment(toy_config, write_config, tmp_path: Path, out: str) -> Path:
+    return write_config(toy_config(
+        methods=["none", {"name": "grad-ascent", "params": {"epochs": 1, "batch_size": 2}}],
+        metrics=METRICS,
         # relearn's recovery rate compares against the method-less cell's results
-        "attacks": [{"name": "relearn", "params": {"steps": 2, "fraction": 0.5}}],
-        "reference": {"model": "toy-retain"},
-        "output_dir": str(tmp_path / out),
-        "cache_dir": str(tmp_path / "cache"),
-        "limit": 2,
-    }
-    p = tmp_path / f"{out}.yaml"
-    p.write_text(yaml.safe_dump(config))
-    return p
+        attacks=[{"name": "relearn", "params": {"steps": 2, "fraction": 0.5}}],
+        output_dir=str(tmp_path / out),
+    ), f"{out}.yaml")
 
 
 def _board(out: Path) -> pd.DataFrame:
@@ -123,8 +113,9 @@ def _board(out: Path) -> pd.DataFrame:
 
 
 @pytest.mark.slow  # three runs that train (about 45 s on an idle 2-core machine)
-def test_two_shards_in_one_dir_give_the_unsharded_leaderboard(tmp_path, toy_zoo):
-    whole, sharded = _experiment(tmp_path, toy_zoo, "whole"), _experiment(tmp_path, toy_zoo, "sharded")
+def test_two_shards_in_one_dir_give_the_unsharded_leaderboard(tmp_path, toy_config, write_config):
+    whole = _experiment(toy_config, write_config, tmp_path, "whole")
+    sharded = _experiment(toy_config, write_config, tmp_path, "sharded")
     first = runner.invoke(app, ["run", str(whole)], env={"COLUMNS": "200"})
     assert first.exit_code == 0, first.output
 
