@@ -75,6 +75,12 @@ def _user_errors(fn: Callable) -> Callable:
         except RecursionError:  # a config or data file nested thousands deep
             _print_error("an input (config or data file) is nested too deeply to read")
             raise typer.Exit(2) from None
+        except BrokenPipeError:
+            raise
+        except OSError as e:  # a path the user gave: too long, not readable, a directory, ...
+            where = f": {e.filename}" if e.filename is not None else ""
+            _print_error(f"{e.strerror or e}{where}")
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("interrupted: rerun the same command to resume (finished work is kept)")
             raise typer.Exit(130) from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+import time
 import traceback
 
 
@@ -24,6 +25,7 @@ def main() -> None:
         out, err = io.StringIO(), io.StringIO()
         sys.stdout, sys.stderr = out, err
         code = 0
+        start = time.monotonic()
         try:
             command.main(args=args, prog_name="harness", standalone_mode=True)
         except SystemExit as e:
@@ -33,6 +35,8 @@ def main() -> None:
             code = 1
         finally:
             sys.stdout, sys.stderr = real_out, real_err
+        real_err.write(f"{time.monotonic() - start:6.2f}s exit {code}: {' '.join(args)[:120]!r}\n")
+        real_err.flush()
         results.append({"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
     real_out.write(json.dumps(results))
 
