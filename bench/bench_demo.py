@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, machine, markdown_table, write_json  # noqa: E402
 
-CLI = "import sys; from cli import app; sys.argv[0] = 'harness'; app()"
+CLI = "import sys; from harness.cli import app; sys.argv[0] = 'harness'; app()"
 GOALS = {"rerun_speedup": 20.0, "cold_wall_s": 300.0, "cold_peak_gib": 4.0}
 
 

@@ -15,15 +15,51 @@ from typing import Any, Callable, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
 
 from harness.errors import HarnessError
 
-app = typer.Typer(add_completion=False, no_args_is_help=False, help=__doc__)
+
+class _Commands(TyperGroup):
+    """Typer's group, with command-line mistakes (`--seed abc`, an unknown option or command)
+    reported like every other user error: one `error:` line and exit code 2, not a usage box."""
+
+    def make_context(self, info_name: Any, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except typer.TyperException as e:
+            _print_error(f"{e.format_message()} (see --help)")
+            raise typer.Exit(2) from None
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except typer.TyperException as e:  # raised while parsing the subcommand's arguments
+            _print_error(f"{e.format_message()} (see --help)")
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=False, help=__doc__, cls=_Commands)
 err_console = Console(stderr=True)
 # Piped output gets a wide table rather than rich's 80-column default, so rows stay readable.
 out_console = Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", 220)))
 
 LS_KINDS = ("benchmarks", "methods", "metrics", "attacks", "judges", "models")
+
+
+def _print_error(message: str) -> None:
+    """`error: <first line of message>` on stderr. The message may quote user input (a key, a
+    path, a model's text): it is never read as rich markup, and control characters (terminal
+    escapes, further line breaks) become spaces."""
+    from harness.reports.escape import one_line
+
+    text = message.strip()
+    line = one_line(text.splitlines()[0]).strip() if text else ""
+    if len(line) > 1000:  # a message quoting a huge input value
+        line = line[:1000] + "…"
+    err_console.print(Text.assemble(("error:", "red"), " ", line or "unknown error"), markup=False,
+                      highlight=False, soft_wrap=True)
 
 
 def _user_errors(fn: Callable) -> Callable:
@@ -34,8 +70,16 @@ def _user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except HarnessError as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            err_console.print(f"[red]error:[/red] {msg}", markup=True, highlight=False, soft_wrap=True)
+            _print_error(str(e) if str(e).strip() else type(e).__name__)
+            raise typer.Exit(2) from None
+        except RecursionError:  # a config or data file nested thousands deep
+            _print_error("an input (config or data file) is nested too deeply to read")
+            raise typer.Exit(2) from None
+        except BrokenPipeError:
+            raise
+        except OSError as e:  # a path the user gave: too long, not readable, a directory, ...
+            where = f": {e.filename}" if e.filename is not None else ""
+            _print_error(f"{e.strerror or e}{where}")
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("interrupted: rerun the same command to resume (finished work is kept)")
@@ -132,7 +176,8 @@ def run(
     paths = _leaderboard(Path(cfg.output_dir), print_table=True)
     err_console.print(
         f"done in {report.seconds:.1f}s: {len(report.cells)} result cells computed, {report.skipped} finished earlier; "
-        f"cache {report.cache_hits} hits / {report.cache_misses} misses; leaderboard: {paths['markdown']}"
+        f"cache {report.cache_hits} hits / {report.cache_misses} misses; leaderboard: {paths['markdown']}",
+        markup=False,
     )
 
 
@@ -163,7 +208,7 @@ def _run_demo(overrides: dict[str, Any], shard_spec: Any, executor: str, force: 
         hits, misses = hits + report.cache_hits, misses + report.cache_misses
     paths = _leaderboard(Path(out_dir), print_table=True)
     err_console.print(f"done in {time.time() - start:.1f}s: {cells} result cells computed, {skipped} finished earlier; "
-                      f"cache {hits} hits / {misses} misses; leaderboard: {paths['markdown']}")
+                      f"cache {hits} hits / {misses} misses; leaderboard: {paths['markdown']}", markup=False)
 
 
 def _with_method_params(methods: list, assignments: list[str]) -> list[dict]:
@@ -271,7 +316,7 @@ def validate_cmd(config: Path = typer.Argument(..., help="experiment YAML")) -> 
     cfg = load_config(config)
     validate(cfg)
     out_console.print(f"{config}: ok ({len(cfg.models)} models × {len(cfg.methods)} methods × "
-                      f"{len(cfg.benchmarks)} benchmarks)")
+                      f"{len(cfg.benchmarks)} benchmarks)", markup=False)
 
 
 @app.command()
@@ -285,7 +330,7 @@ def leaderboard(
     if not results_dir.is_dir():
         raise HarnessError(f"results directory not found: {results_dir}")
     paths = _leaderboard(results_dir, sort_by=sort_by, benchmark=benchmark)
-    err_console.print(f"wrote {paths['markdown']} and {paths['csv']}")
+    err_console.print(f"wrote {paths['markdown']} and {paths['csv']}", markup=False)
 
 
 @app.command(name="judge-agreement")
@@ -310,6 +355,13 @@ def judge_agreement(
     from harness.judges.panel import JudgeSpec, build_judge
 
     _quiet_libraries()
+    if device is not None:
+        from harness.devices import check_device
+
+        try:
+            check_device(device)
+        except ValueError as e:
+            raise HarnessError(f"--device {e}") from None
     params: dict[str, Any] = {}
     for text in param or []:
         key, eq, raw = text.partition("=")

@@ -76,6 +76,13 @@ class ExperimentConfig(BaseModel):
             raise ValueError("must be a list")
         return [{"name": x} if isinstance(x, str) else x for x in v]
 
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        from harness.devices import check_device
+
+        return check_device(v)
+
     @field_validator("batch_size")
     @classmethod
     def _batch(cls, v: Any) -> Any:
@@ -94,19 +101,28 @@ def load_config(path: str | Path) -> ExperimentConfig:
     if not p.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config {path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"config {path} is not valid YAML{where}") from e
+    except RecursionError:
+        raise ConfigError(f"config {path} is nested too deeply to read") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a YAML mapping of settings")
     return parse_config(data, source=str(path))
 
 
 def parse_config(data: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    from harness.limits import check_shape
+
+    check_shape(data, source)  # an alias bomb or a 10,000-deep value fails here, in a moment
     try:
         return ExperimentConfig.model_validate(data)
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply to read") from None
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"

@@ -2,6 +2,11 @@
 
 Hashing 100+ GB of weights is slow, so a file's sha256 is remembered by (path, size, mtime)
 in a small JSON index under the cache directory; a changed file is re-hashed.
+
+PEFT writes some `adapter_config.json` fields from Python sets (`target_modules`, ...), so
+their order — and the file's bytes — change with PYTHONHASHSEED while the weights are
+byte-identical. That file is hashed in a canonical form (parsed, set-valued lists sorted,
+keys sorted), so one adapter has one identity, provenance and set of cache keys.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from pathlib import Path
 from harness.io import atomic_write_text, cache_dir
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf", ".json", ".model", ".txt", ".jinja")
+ADAPTER_CONFIG = "adapter_config.json"
+# adapter_config.json fields PEFT holds as sets: their order carries no meaning.
+SET_VALUED_FIELDS = ("target_modules", "exclude_modules", "modules_to_save")
 
 
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
@@ -22,6 +30,29 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def canonical_adapter_config(raw: bytes) -> bytes | None:
+    """adapter_config.json in a canonical form (None when it is not a JSON object)."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    for name in SET_VALUED_FIELDS:
+        value = data.get(name)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            data[name] = sorted(set(value))
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _file_digest(path: Path) -> str:
+    if path.name == ADAPTER_CONFIG:
+        canonical = canonical_adapter_config(path.read_bytes())
+        if canonical is not None:
+            return hashlib.sha256(canonical).hexdigest()
+    return file_sha256(path)
 
 
 def _index_path() -> Path:
@@ -43,9 +74,11 @@ def directory_fingerprint(directory: str | Path) -> str:
             continue
         st = p.stat()
         key = f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+        if p.name == ADAPTER_CONFIG:
+            key = "canonical|" + key  # not the raw-bytes digest an older index may hold
         digest = index.get(key)
         if digest is None:
-            digest = file_sha256(p)
+            digest = _file_digest(p)
             index[key] = digest
             changed = True
         h.update(f"{p.relative_to(directory)}:{digest}\n".encode())

@@ -275,13 +275,18 @@ def render_markdown(lb: Leaderboard) -> str:
 
 
 def render_csv(lb: Leaderboard) -> str:
-    """Numbers stay numbers; text cells and headers are defused against formula injection."""
+    """Numbers stay numbers; text cells and headers are defused against formula injection, and
+    their control characters (ESC, OSC-8 links, line breaks) become spaces as in Markdown."""
     out = lb.numeric.copy()
     for col in out.columns:
         if not pd.api.types.is_numeric_dtype(out[col]):  # object or (pandas 3) str dtype
-            out[col] = out[col].astype(object).map(csv_safe)
-    out.columns = [csv_safe(c) for c in out.columns]
+            out[col] = out[col].astype(object).map(_csv_text)
+    out.columns = [_csv_text(c) for c in out.columns]
     return out.to_csv(index=False)
+
+
+def _csv_text(value: object) -> object:
+    return csv_safe(one_line(value)) if isinstance(value, str) else value
 
 
 def write_leaderboard(lb: Leaderboard, out_dir: str | Path) -> dict[str, Path]:

@@ -214,3 +214,20 @@ def test_tables_come_from_the_result_files_alone(tmp_path: Path) -> None:
     headline, _, view = out.partition("Quality only")
     assert "extraction_strength" in headline and "forget_quality" not in headline
     assert view and "forget_quality" in view and "extraction_strength" not in view
+
+
+def test_csv_headers_and_cells_carry_no_control_characters(tmp_path: Path) -> None:
+    """Category values become metric names, hence CSV headers: ESC, OSC-8 links and line
+    breaks in them are neutralised as in Markdown (issue 18)."""
+    osc8 = "asr[category=\x1b]8;;http://evil\x07click\x1b]8;;\x07]@all"
+    bad = {osc8: (0.5, None, None, 4), "asr[category=a\nb\r\x1b[31mred]@all": (0.25, None, None, 4),
+           "asr[category=\u2028x\u202e]@all": (0.1, None, None, 4)}
+    root = _write(tmp_path / "r", {("model\x1b[2J", "none\nx"): bad})
+    paths = write_leaderboard(build_leaderboard(load_results(root)), tmp_path / "out")
+    text = paths["csv"].read_text()
+    rows = list(csv.reader(io.StringIO(text)))
+    assert len(text.splitlines()) == len(rows) == 2  # no header or cell spans lines
+    for cell in rows[0] + rows[1]:
+        assert not any(ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F or ch in "\u2028\u2029\u202e" for ch in cell), cell
+    assert any("http://evil" in h for h in rows[0])  # the text stays, inert
+    assert "model [2J" in rows[1]

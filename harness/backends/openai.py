@@ -10,6 +10,11 @@ API. Why it looks the way it does:
 - Retries with exponential backoff and jitter on 429 and 5xx, on timeouts and on dropped
   connections; a server's `Retry-After` is honoured (capped at `max_backoff_s`). Other 4xx
   errors (a bad key, an unknown model) fail at once: retrying cannot fix them.
+- A 200 answer is checked against its request (a JSON object, `n` choices, each with its
+  text, log-probs when asked for); a malformed one is retried like a 5xx and, if it persists,
+  fails the run: it never reaches the response cache as an empty answer.
+- `timeout_s` bounds each read; `deadline_s` bounds the whole request, retries included, so
+  a server that trickles bytes cannot hang a run (harness/backends/deadline.py).
 - The API key is read from the environment variable the spec names, at request time, and
   is sent only in the Authorization header: it is never part of the cache identity, the
   spec, an error message (redacted) or a result file.
@@ -20,6 +25,7 @@ API. Why it looks the way it does:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -30,6 +36,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 from harness.api.backend import Backend
+from harness.backends.deadline import Deadline, DeadlineExceeded
 from harness.errors import ConfigError, HarnessError
 from harness.api.requests import (
     GenerateRequest,
@@ -48,6 +55,14 @@ RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 class RemoteBackendError(HarnessError):
     """A remote endpoint that refused, failed or timed out (after the configured retries)."""
+
+
+class MalformedResponseError(RemoteBackendError):
+    """A 200 answer that does not answer the request (no text, wrong count, not JSON, ...)."""
+
+
+class _Malformed(Exception):
+    """Raised while reading a 200 answer; retried, then reported as MalformedResponseError."""
 
 
 def safe_url(url: str) -> str:
@@ -117,14 +132,40 @@ class OpenAIBackend(Backend):
         key = os.environ.get(env)
         if not key:
             raise ConfigError(f"model {self.spec.name!r}: environment variable {env} (its API key) is not set")
+        if not key.isascii() or not key.isprintable():
+            # A CRLF .env file leaves a \r in the key; never echo it (it is the secret).
+            raise ConfigError(f"model {self.spec.name!r}: environment variable {env} (its API key) contains a "
+                              "control or non-ASCII character (a line end from a CRLF .env file?); remove it")
         return key
 
-    def _redact(self, text: str, key: str | None) -> str:
-        text = " ".join(str(text).split())[:300]
-        return text.replace(key, "***") if key else text
+    def _redact(self, text: object, key: str | None) -> str:
+        """One line of at most 300 characters without the key (replaced before cutting, so a
+        key near the cut cannot leave its prefix behind)."""
+        text = str(text)
+        if key:
+            text = text.replace(key, "***")
+        return " ".join(text.split())[:300]
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST with retries: 429/5xx, timeouts and dropped connections back off and retry."""
+    def _send(self, path: str, body: dict[str, Any], headers: dict[str, str],
+              deadline: float) -> tuple[int, bytes, Any, str]:
+        """One HTTP exchange: (status, body bytes, headers, reason), or DeadlineExceeded."""
+        import httpx
+
+        with Deadline(deadline) as dl:
+            timeout = min(self.settings.timeout_s, max(0.001, dl.remaining()))
+            try:
+                with self.client.stream("POST", path, json=body, headers=headers, timeout=timeout,
+                                        extensions={"trace": dl.trace}) as resp:
+                    data = dl.read_body(resp)
+                    return resp.status_code, data, resp.headers, resp.reason_phrase
+            except httpx.TransportError:
+                if dl.fired or dl.remaining() <= 0.01:
+                    raise DeadlineExceeded from None
+                raise
+
+    def _post(self, path: str, body: dict[str, Any], parse: Any = None) -> Any:
+        """POST with retries: 429/5xx, timeouts, dropped connections and malformed 200 answers
+        (`parse` raises _Malformed) back off and retry, all within `deadline_s`."""
         import httpx
 
         s = self.settings
@@ -132,35 +173,49 @@ class OpenAIBackend(Backend):
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         url = f"{safe_url(s.base_url)}/{path}"
         error = ""
+        malformed = False
+        deadline = time.monotonic() + s.deadline_s
         for attempt in range(s.max_retries + 1):
             wait: float | None = None
+            malformed = False
             with self._lock:
                 self.attempts += 1
             try:
-                resp = self.client.post(path, json=body, headers=headers)
+                status, data, resp_headers, reason = self._send(path, body, headers, deadline)
+            except DeadlineExceeded:
+                raise RemoteBackendError(f"{url} gave no complete answer within the {s.deadline_s:g}s deadline "
+                                         f"(deadline_s; {attempt + 1} attempts)") from None
             except httpx.TimeoutException:
                 error = f"timed out after {s.timeout_s:g}s"
             except httpx.TransportError as e:
                 error = f"connection failed: {self._redact(e, key)}"
             else:
-                if resp.status_code == 200:
+                if status == 200:
                     try:
-                        return resp.json()
-                    except ValueError as e:
-                        raise RemoteBackendError(f"{url} returned a body that is not JSON") from e
-                message = self._redact(_error_message(resp), key)
-                error = f"HTTP {resp.status_code}: {message}"
-                if resp.status_code not in RETRY_STATUS:
-                    hint = f" (check ${s.api_key_env})" if resp.status_code in (401, 403) and s.api_key_env else ""
-                    raise RemoteBackendError(f"{url} refused the request with {error}{hint}")
-                wait = _retry_after(resp)
-            if attempt == s.max_retries:
+                        try:
+                            payload = json.loads(data)
+                        except ValueError:
+                            raise _Malformed("the body is not JSON") from None
+                        return parse(payload) if parse is not None else payload
+                    except _Malformed as e:
+                        malformed = True
+                        error = f"malformed answer: {self._redact(e, key)}"
+                else:
+                    message = self._redact(_error_message(data, reason), key)
+                    error = f"HTTP {status}: {message}"
+                    if status not in RETRY_STATUS:
+                        hint = f" (check ${s.api_key_env})" if status in (401, 403) and s.api_key_env else ""
+                        raise RemoteBackendError(f"{url} refused the request with {error}{hint}")
+                    wait = _retry_after(resp_headers)
+            remaining = deadline - time.monotonic()
+            if attempt == s.max_retries or remaining <= 0:
                 break
             backoff = s.backoff_s * (2 ** attempt) * self._rng.uniform(0.5, 1.0)
-            delay = min(s.max_backoff_s, wait if wait is not None else backoff)
+            delay = min(s.max_backoff_s, remaining, wait if wait is not None else backoff)
             log.info("%s: %s; retry %d/%d in %.2fs", url, error, attempt + 1, s.max_retries, delay)
             time.sleep(delay)
-        raise RemoteBackendError(f"{url} failed after {s.max_retries + 1} attempts: {error}")
+        cls = MalformedResponseError if malformed else RemoteBackendError
+        raise cls(f"{url} failed after {attempt + 1} attempts: {error}")
 
     # ---- requests ---------------------------------------------------------------------
     def _use_chat(self, request: GenerateRequest) -> bool:
@@ -200,34 +255,11 @@ class OpenAIBackend(Backend):
         if request.images:
             raise HarnessError("the openai backend does not send images yet")
         chat = self._use_chat(request)
-        data = self._post("chat/completions" if chat else "completions", self._body(request, chat))
-        choices = sorted(data.get("choices") or [], key=lambda c: c.get("index", 0))
-        if len(choices) != request.n:
-            raise RemoteBackendError(f"{self.identity}: asked for {request.n} samples, got {len(choices)}")
-        texts, counts, tops = [], [], []
-        for c in choices:
-            text = (c.get("message") or {}).get("content") if chat else c.get("text")
-            texts.append(text or "")
-            tokens, top = _parse_logprobs(c.get("logprobs"), chat, request.top_logprobs)
-            if tokens is None:
-                usage = data.get("usage") or {}
-                if request.n != 1 or "completion_tokens" not in usage:
-                    raise RemoteBackendError(f"{self.identity}: the response has neither token logprobs nor usage")
-                tokens = int(usage["completion_tokens"])
-            if c.get("finish_reason") == "stop" and "stop_reason" in c and c["stop_reason"] is None:
-                # vLLM says it stopped on EOS and counted that token; HF counts text tokens only.
-                tokens = max(0, tokens - 1)
-                top = top[: max(1, tokens)] if top is not None else None
-            counts.append(tokens)
-            tops.append(top)
-        top_lp = None
-        if request.top_logprobs > 0:
-            if any(t is None for t in tops):
-                raise RemoteBackendError(f"{self.identity}: top_logprobs were asked for but not returned")
-            top_lp = tops
+        response = self._post("chat/completions" if chat else "completions", self._body(request, chat),
+                              parse=lambda data: _read_answer(data, request, chat))
         with self._lock:
             self.calls += 1
-        return GenerateResponse(texts=texts, n_tokens=counts, top_logprobs=top_lp)
+        return response
 
     def generate(self, requests: list[GenerateRequest]) -> list[GenerateResponse]:
         if not requests:
@@ -245,19 +277,68 @@ class OpenAIBackend(Backend):
         raise HarnessError("the openai backend cannot return hidden states (route them to hf)")
 
 
-def _error_message(resp: Any) -> str:
+def _read_answer(data: Any, request: GenerateRequest, chat: bool) -> GenerateResponse:
+    """The response to `request` in a 200 body, or _Malformed: exactly `n` choices, each with
+    its text (a string; "" is a valid answer, null or absent is not), and token counts and
+    top log-probs where they were asked for."""
+    if not isinstance(data, dict):
+        raise _Malformed(f"the body is a JSON {type(data).__name__}, not an object")
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+        raise _Malformed("`choices` is not a list of objects")
+    if len(choices) != request.n:
+        raise _Malformed(f"asked for {request.n} samples, got {len(choices)}")
+    indexes = [c.get("index", i) for i, c in enumerate(choices)]
+    if sorted(i if type(i) is int else -1 for i in indexes) != list(range(request.n)):
+        raise _Malformed(f"choice indexes {indexes} are not 0..{request.n - 1}")
+    choices = [c for _, c in sorted(zip(indexes, choices), key=lambda ic: ic[0])]
+    usage = data.get("usage")
+    texts, counts, tops = [], [], []
+    for i, c in enumerate(choices):
+        if chat:
+            message = c.get("message")
+            text = message.get("content") if isinstance(message, dict) else None
+        else:
+            text = c.get("text")
+        if not isinstance(text, str):
+            got = "null" if text is None else type(text).__name__
+            raise _Malformed(f"choice {i} has no {'message.content' if chat else 'text'} (got {got})")
+        texts.append(text)
+        try:
+            tokens, top = _parse_logprobs(c.get("logprobs"), chat, request.top_logprobs)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise _Malformed(f"choice {i} has unreadable logprobs") from None
+        if tokens is None:
+            if request.n != 1 or not isinstance(usage, dict) or type(usage.get("completion_tokens")) is not int:
+                raise _Malformed("the response has neither token logprobs nor usage.completion_tokens")
+            tokens = usage["completion_tokens"]
+        if c.get("finish_reason") == "stop" and "stop_reason" in c and c["stop_reason"] is None:
+            # vLLM says it stopped on EOS and counted that token; HF counts text tokens only.
+            tokens = max(0, tokens - 1)
+            top = top[: max(1, tokens)] if top is not None else None
+        counts.append(tokens)
+        tops.append(top)
+    top_lp = None
+    if request.top_logprobs > 0:
+        if any(t is None for t in tops):
+            raise _Malformed("top_logprobs were asked for but not returned")
+        top_lp = tops
+    return GenerateResponse(texts=texts, n_tokens=counts, top_logprobs=top_lp)
+
+
+def _error_message(data: bytes, reason: str) -> str:
     try:
-        data = resp.json()
+        payload = json.loads(data)
     except ValueError:
-        return resp.text or resp.reason_phrase
-    err = data.get("error", data) if isinstance(data, dict) else data
+        return data.decode("utf-8", "replace") or reason
+    err = payload.get("error", payload) if isinstance(payload, dict) else payload
     if isinstance(err, dict):
         return str(err.get("message") or err)
     return str(err)
 
 
-def _retry_after(resp: Any) -> float | None:
-    value = resp.headers.get("retry-after")
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("retry-after")
     try:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:

@@ -53,6 +53,7 @@ class OpenAISettings(BaseModel):
     max_concurrency: int = Field(8, ge=1)
     max_retries: int = Field(4, ge=0)
     timeout_s: float = Field(60.0, gt=0)
+    deadline_s: float = Field(600.0, gt=0)  # total per request, retries included (timeout_s is per read)
     backoff_s: float = Field(1.0, ge=0)
     max_backoff_s: float = Field(30.0, ge=0)
     identity: str | None = None  # cache identity; default "openai:<base_url>#<model>"
