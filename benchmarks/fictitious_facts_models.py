@@ -27,14 +27,14 @@ def build_tiny_facts_retain(dry_run: bool = False) -> Path | None:
 
 TINY_FACTS = ModelSpec(
     name="tiny-facts",
-    builder="harness.benchmarks.fictitious_facts_models:build_tiny_facts",
+    builder="tiny-facts",
     chat_template="none",
     dtype="float32",
     description="tiny Llama trained offline on every fictitious-facts entity (the model to unlearn)",
 )
 TINY_FACTS_RETAIN = ModelSpec(
     name="tiny-facts-retain",
-    builder="harness.benchmarks.fictitious_facts_models:build_tiny_facts_retain",
+    builder="tiny-facts-retain",
     chat_template="none",
     dtype="float32",
     description="tiny Llama trained without the forget10 entities (the retain-only reference)",

@@ -107,7 +107,7 @@ def build_tiny_safety(recipe: TinyRecipe = SAFETY_RECIPE, dry_run: bool = False)
 
 TINY_SAFETY = ModelSpec(
     name="tiny-safety",
-    builder="harness.benchmarks.tiny_safety:build_tiny_safety",
+    builder="tiny-safety",
     chat_template="auto",  # its tokenizer's own <|user|>...<|assistant|> template
     dtype="float32",
     description="tiny chat Llama that refuses placeholder harmful requests, with a built-in role-play gap",

@@ -23,6 +23,17 @@ ATTACKS: Registry = Registry("attack", "harness.attacks")
 JUDGES: Registry = Registry("judge", "harness.judges")
 # Named model specs (the built-in tiny models live beside their benchmarks; configs add more under `zoo:`).
 MODELS: Registry = Registry("model", "harness.models")
+# Functions that build a model offline and return its directory. A spec names one by its registry
+# name, never by "module:function": a config is data and cannot make the run call arbitrary code.
+BUILDERS: Registry = Registry("builder", "harness.builders")
+
+for name, target, desc in [
+    ("tiny-facts", "harness.benchmarks.fictitious_facts_models:build_tiny_facts", "tiny Llama on every fictitious-facts entity"),
+    ("tiny-facts-retain", "harness.benchmarks.fictitious_facts_models:build_tiny_facts_retain",
+     "tiny Llama without the forget10 entities"),
+    ("tiny-safety", "harness.benchmarks.tiny_safety:build_tiny_safety", "tiny chat Llama with a built-in safety gap"),
+]:
+    BUILDERS.add_lazy(name, target, desc)
 
 for name, target, desc in [
     ("tiny-facts", "harness.benchmarks.fictitious_facts_models:TINY_FACTS",

@@ -54,7 +54,7 @@ class ExperimentConfig(BaseModel):
     seed: int = 0
     device: str = "auto"
     batch_size: int | str = "auto"
-    limit: int | None = None
+    limit: int | None = Field(None, ge=1)  # evaluate the first N items of each split
     cache: bool = True
     cache_dir: str | None = None
     # GPUs each cell reserves under `--executor ray`: one number, or per model name. Unset: 0 on
@@ -164,10 +164,13 @@ def validate(config: ExperimentConfig) -> None:
         build_judge(judge)  # validates parameters and reads the template (no model is loaded)
     for b in config.benchmarks:
         cls = BENCHMARKS.get(b.name)
-        for spec in specs:
-            check_capabilities(spec, cls, config.device)
-        for metric_id in config.metrics or cls.default_metrics:
+        check_data_paths(b)
+        metric_ids = list(config.metrics or cls.default_metrics)
+        for metric_id in metric_ids:
             METRICS.check(parse_metric_id(metric_id)[0])
+        for spec in specs:
+            check_capabilities(spec, cls, config.device, metric_ids)
+    check_output_dir(config.output_dir)
     if config.reference and config.reference.results:
         from harness.results import SUMMARY_FILE
 
@@ -177,12 +180,15 @@ def validate(config: ExperimentConfig) -> None:
         raise ConfigError("reference: give `model` or `results`")
 
 
-def check_capabilities(spec: Any, benchmark_cls: Any, device: str | None) -> None:
-    """Whether a model can answer what a benchmark asks: its request kinds (as routed for
-    this model, read from the kinds' and backends' declarations) and, for benchmarks that
-    show images, a model kind that sees them. One line naming both sides when not."""
+def check_capabilities(spec: Any, benchmark_cls: Any, device: str | None, metric_ids: list[str] | None = None) -> None:
+    """Whether a model can answer what a benchmark asks: the request kinds of the benchmark
+    and of each metric that asks for more (hidden states, gradients), as routed for this model,
+    and, for benchmarks that show images, a model kind that sees them. One line naming both
+    sides when not."""
     from harness.api.kinds import SEES_IMAGES
+    from harness.api.metric import parse_metric_id
     from harness.backends.routing import served_kinds
+    from harness.catalog import METRICS
 
     served = set(served_kinds(spec, device))
     if served and not set(benchmark_cls.request_kinds) <= served:
@@ -190,11 +196,46 @@ def check_capabilities(spec: Any, benchmark_cls: Any, device: str | None) -> Non
             f"benchmark {benchmark_cls.name!r} needs request kinds {sorted(benchmark_cls.request_kinds)} but model "
             f"{spec.name!r} (backend {spec.backend!r}) serves {sorted(served)}"
         )
+    for metric_id in metric_ids or ():
+        needs = set(getattr(METRICS.get(parse_metric_id(metric_id)[0]), "request_kinds", None) or ())
+        if served and not needs <= served:
+            raise ConfigError(
+                f"metric {metric_id!r} needs {', '.join(sorted(needs - served))} requests, which model {spec.name!r} "
+                f"(backend {spec.backend!r}) cannot answer (it serves {', '.join(sorted(served))}); drop the metric "
+                "or route that kind to a backend with the weights (hf)"
+            )
     if benchmark_cls.model_kind in SEES_IMAGES and spec.kind not in SEES_IMAGES:
         raise ConfigError(
             f"benchmark {benchmark_cls.name!r} shows the model images, but model {spec.name!r} is a {spec.kind} "
             "model and cannot see them (use an image-text-to-text model)"
         )
+
+
+def check_data_paths(entry: NamedEntry) -> None:
+    """A benchmark's local data paths exist (options named `path` or ending in `_path`, `_file`,
+    `_root`, `_dir`) before any work starts, so a missing one never stops a run half-way."""
+    for key, value in entry.params.items():
+        if not isinstance(value, str) or not (key == "path" or key.endswith(("_path", "_file", "_root", "_dir"))):
+            continue
+        looks_local = value.startswith((".", "/", "~")) or Path(value).expanduser().exists() or value.count("/") != 1
+        if looks_local and not Path(value).expanduser().exists():
+            raise ConfigError(f"benchmark {entry.name!r}: {key} {value!r} does not exist")
+
+
+def check_output_dir(output_dir: str) -> None:
+    """The output dir is a directory we can write (or can be created), checked before any work."""
+    import os
+
+    path = Path(output_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"output dir {output_dir!r} is a file, not a directory")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and (not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK)):
+        raise ConfigError(f"output dir {output_dir!r} cannot be written ({probe} is not a writable directory)")
 
 
 def describe_error(e: HarnessError) -> str:

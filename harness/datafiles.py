@@ -15,6 +15,11 @@ from typing import Any
 
 from harness.errors import DatasetUnavailableError
 
+# One rule for every loader: a single text field (a prompt, an answer, a CSV cell) may hold at
+# most this many characters. Real benchmark texts are far shorter (HarmBench's longest context
+# is ~20k); a larger one is a broken or hostile file, refused with the same line everywhere.
+MAX_FIELD_CHARS = 1_000_000
+
 csv.field_size_limit(16 * 1024 * 1024)  # HarmBench context strings are long; the default cap is 128 KiB
 
 
@@ -42,7 +47,7 @@ def read_json_rows(file: Path, bench: str, how: str) -> list[Any]:
                     raise DatasetUnavailableError(f"{bench}: {file} line {n} is not valid JSON ({e.msg}); {how}") from e
     if not isinstance(rows, list) or not rows:
         raise DatasetUnavailableError(f"{bench}: {file} holds no rows (expected JSON lines or a non-empty JSON array); {how}")
-    return rows
+    return check_text_sizes(rows, bench, str(file), how)
 
 
 def read_table(file: Path, bench: str, how: str) -> tuple[list[str], list[dict[str, Any]]]:
@@ -57,7 +62,7 @@ def read_table(file: Path, bench: str, how: str) -> tuple[list[str], list[dict[s
             if not isinstance(row, dict):
                 raise DatasetUnavailableError(f"{bench}: {file} row {n} is not a JSON object; {how}")
         columns = [k for k in rows[0] if all(k in r for r in rows)]
-        return columns, rows
+        return columns, check_text_sizes(rows, bench, str(file), how)
     try:
         text = file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
@@ -71,4 +76,23 @@ def read_table(file: Path, bench: str, how: str) -> tuple[list[str], list[dict[s
         raise DatasetUnavailableError(f"{bench}: {file} is not a valid CSV file ({e}); {how}") from e
     if not columns or not rows:
         raise DatasetUnavailableError(f"{bench}: {file} holds no rows (expected a CSV file with a header row); {how}")
-    return columns, rows
+    return columns, check_text_sizes(rows, bench, str(file), how)
+
+
+def check_text_sizes(rows: list[Any], bench: str, where: str, how: str) -> list[Any]:
+    """`rows` unchanged, or one line naming the first text field over MAX_FIELD_CHARS."""
+    def too_long(value: Any) -> bool:
+        if isinstance(value, str):
+            return len(value) > MAX_FIELD_CHARS
+        if isinstance(value, dict):
+            return any(too_long(v) for v in value.values())
+        if isinstance(value, list):
+            return any(too_long(v) for v in value)
+        return False
+
+    for n, row in enumerate(rows):
+        if too_long(row):
+            raise DatasetUnavailableError(
+                f"{bench}: {where} row {n} has a text field over {MAX_FIELD_CHARS:,} characters (the limit for one "
+                f"field in every loader); {how}")
+    return rows

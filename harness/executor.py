@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from harness.cell import run_cell
 from harness.config import NO_METHOD, ExperimentConfig
 from harness.errors import HarnessError
+from harness.io import exclusive, remove_stale_temp_files
 from harness.plan import Cell, finished_results, original_cell, reference_cell
 from harness.session import Session
 
@@ -56,7 +57,21 @@ def run_with_dependencies(session: Session, cell: Cell) -> "dict[str, MetricResu
         reference = _dependency(session, ref_cell)
     if orig_cell is not None:
         original = _dependency(session, orig_cell)
-    results = run_cell(session, cell, reference, original)
+    out = Path(cfg.output_dir) / cell.key(cfg)
+    # One run computes a cell at a time: a second run on the same output dir waits for it,
+    # then takes its finished result instead of doing the work twice.
+    with exclusive(out / ".cell.lock",
+                   on_wait=lambda: session.console.print(f"[dim]waiting: another run is computing {cell.label(cfg)}[/dim]")):
+        finished = None if session.force else finished_results(session, cell)
+        if finished is not None:
+            session.console.print(f"[dim]finished by another run: {cell.label(cfg)} (skipped)[/dim]")
+            session.report.skipped += 1
+            results = finished
+        else:
+            removed = remove_stale_temp_files(out)  # left by a run that was killed mid-write
+            if removed:
+                session.console.print(f"[dim]removed {removed} unfinished file(s) a killed run left in {out}[/dim]")
+            results = run_cell(session, cell, reference, original)
     if cell.method is None or cfg.methods[cell.method].name == NO_METHOD:  # only these are needed by others
         session.memo[cell] = results
     return results

@@ -6,7 +6,8 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from platformdirs import user_cache_dir
 
@@ -31,7 +32,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -43,7 +44,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process umask (reading it means setting it; set straight back)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -55,3 +57,37 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
 
 def atomic_write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in rows))
+
+
+@contextmanager
+def exclusive(lock_path: str | Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold an inter-process file lock for the block (filelock; released when the process dies,
+    so a killed holder never blocks the next run). `on_wait` runs once if another holds it."""
+    from filelock import FileLock, Timeout
+
+    Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if on_wait is not None:
+            on_wait()
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def remove_stale_temp_files(directory: str | Path) -> int:
+    """Delete the `.<name>.*.tmp` files an atomic write left behind when its process was killed.
+    Only call it while holding the lock that guards `directory`'s writers. Returns how many."""
+    removed = 0
+    root = Path(directory)
+    if not root.is_dir():
+        return 0
+    for tmp in root.rglob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed

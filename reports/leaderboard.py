@@ -27,7 +27,7 @@ from rich.markup import escape as rich_escape
 from rich.table import Table
 
 from harness.errors import HarnessError
-from harness.io import atomic_write_text
+from harness.io import atomic_write_text, exclusive
 from harness.results import find_summaries, read_summary
 from harness.reports.escape import csv_safe, markdown_escape, one_line
 
@@ -293,8 +293,11 @@ def write_leaderboard(lb: Leaderboard, out_dir: str | Path) -> dict[str, Path]:
     """Write leaderboard.md and leaderboard.csv atomically; returns {"markdown": …, "csv": …}."""
     out = Path(out_dir)
     paths = {"markdown": out / "leaderboard.md", "csv": out / "leaderboard.csv"}
-    atomic_write_text(paths["markdown"], render_markdown(lb))
-    atomic_write_text(paths["csv"], render_csv(lb))
+    with exclusive(out / ".leaderboard.lock"):  # runs finishing together write one after the other
+        for stale in out.glob(".leaderboard.*.tmp"):  # left by a writer that was killed
+            stale.unlink(missing_ok=True)
+        atomic_write_text(paths["markdown"], render_markdown(lb))
+        atomic_write_text(paths["csv"], render_csv(lb))
     return paths
 
 

@@ -33,7 +33,7 @@ def chat_tokenizer(tmp_path_factory):
 def test_spec_uses_the_tokenizers_template():
     spec = ModelZoo().get("tiny-safety")
     assert spec is TINY_SAFETY
-    assert spec.chat_template == "auto" and spec.builder == "harness.benchmarks.tiny_safety:build_tiny_safety"
+    assert spec.chat_template == "auto" and spec.builder == "tiny-safety"
     assert SAFETY_RECIPE.hidden_size // SAFETY_RECIPE.heads == 32  # head_dim 32 (vLLM's CPU backend)
 
 

@@ -247,13 +247,16 @@ def load_hub_rows(bench: str, hub_id: str, config: str, split: str, revision: st
         raise DatasetUnavailableError(f"{bench}: the `datasets` package is needed to read {source}; {how}") from e
     try:
         ds = datasets.load_dataset(hub_id, name=config, revision=revision, split=split)
-        return [dict(r) for r in ds]
+        rows = [dict(r) for r in ds]
     except Exception as e:  # offline, gated, unknown config or revision: all user-fixable
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise DatasetUnavailableError(
             f"{bench}: cannot load config {config!r} split {split!r} from the hub {source} "
             f"({type(e).__name__}: {msg[:200]}); {how}"
         ) from e
+    from harness.datafiles import check_text_sizes
+
+    return check_text_sizes(rows, bench, source, how)
 
 
 def check_limit(limit: Any) -> int | None:

@@ -61,6 +61,8 @@ def parse_metric_id(metric_id: str) -> tuple[str, str | None]:
 
 class Metric(ABC):
     name: ClassVar[str] = ""
+    # Request kinds the metric needs beyond its benchmark's (validation checks the model serves them).
+    request_kinds: ClassVar[tuple[str, ...]] = ()
     higher_is_better: ClassVar[bool | None] = True
     needs_split: ClassVar[bool] = True
     # True for scores of how much the model knows (probability, ROUGE, recall): on the

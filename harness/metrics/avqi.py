@@ -91,6 +91,7 @@ def normalise(raw: Sequence[float]) -> list[float]:
 
 class AVQI(Metric):
     name: ClassVar[str] = "avqi"
+    request_kinds = ("hidden_states",)
     higher_is_better: ClassVar[bool | None] = False
 
     def _layers(self) -> tuple[int, ...]:

@@ -262,6 +262,7 @@ class MIAGradNorm(MIAMetric):
     Higher gradient norm = less member-like, as in open-unlearning."""
 
     name = "mia_gradnorm"
+    request_kinds = ("grad_norm",)
 
     def __init__(self, benchmark, split=None, seed: int = 0, p: float = 2, **args: Any):
         from harness.errors import ConfigError

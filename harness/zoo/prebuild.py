@@ -9,7 +9,6 @@ the model builds lazily on first use, as before. The weights are the same either
 
 from __future__ import annotations
 
-import importlib
 import os
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -18,9 +17,10 @@ from typing import Iterable
 from harness.zoo.specs import ModelSpec
 
 
-def _builder(target: str):
-    module_name, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
+def _builder(name: str):
+    from harness.catalog import BUILDERS
+
+    return BUILDERS.get(name)
 
 
 def needs_build(spec: ModelSpec) -> bool:

@@ -8,7 +8,6 @@ zoo with a `models:` mapping of name -> spec fields.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,7 +76,7 @@ class ModelSpec(BaseModel):
     openai: OpenAISettings | None = None
     adapter: str | None = None  # a PEFT adapter directory applied on top of `path`
     trust_remote_code: bool = False
-    builder: str | None = Field(default=None, description="module:function that builds a built-in model")
+    builder: str | None = Field(default=None, description="name of a registered builder (harness.catalog.BUILDERS)")
     description: str = ""
 
     @field_validator("backends")
@@ -108,15 +107,24 @@ class ModelSpec(BaseModel):
     def resolve_path(self) -> str:
         """The local directory (or hub id) to load; builds a built-in model on first use."""
         if self.builder:
-            module_name, _, attr = self.builder.partition(":")
-            return str(getattr(importlib.import_module(module_name), attr)())
+            return str(self.build_function()())
         if not self.path:
             raise ModelLoadError(f"model {self.name!r} has no path")
         return self.path
 
+    def build_function(self) -> Any:
+        """The registered builder this spec names (built-ins and `harness.builders` entry points only)."""
+        from harness.catalog import BUILDERS
+
+        if self.builder not in BUILDERS:
+            raise ModelLoadError(f"model {self.name!r}: {BUILDERS.unknown_message(self.builder or '')} "
+                                 "(a config names a registered builder; it cannot import code)")
+        return BUILDERS.get(self.builder)
+
     def check_exists(self) -> None:
         """Fail early on a local path that does not exist (hub ids are checked at load)."""
         if self.builder:
+            self.build_function()
             return
         p = Path(self.path).expanduser()
         looks_local = self.path.startswith((".", "/", "~")) or p.exists() or self.path.count("/") > 1

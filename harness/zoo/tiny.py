@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import random
 import shutil
 import tempfile
@@ -18,7 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.io import cache_dir
+from harness.io import cache_dir, current_umask, exclusive
+
+log = logging.getLogger(__name__)
 
 RECIPE_VERSION = "tiny-llama-v3"  # v3: trained single-threaded (identical weights on any host)
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
@@ -174,22 +178,33 @@ def single_threaded(fn: Any, *args: Any, **kwargs: Any) -> Any:
 def cached_build(target: Path, build: Callable[[Path], None], dry_run: bool = False) -> Path | None:
     """`target` when built; else `build(tmp)` into a temp dir beside it, renamed into place when
     complete (an interrupted build never leaves half a model). `dry_run`: only look; None when
-    the model still has to be built."""
+    the model still has to be built.
+
+    One build per recipe: a file lock beside the target makes a second process wait for the
+    first and then use its result. Whoever holds the lock removes the half-built temp dirs of
+    builds that were killed, and the finished dir gets the mode a plain mkdir would give it
+    (0777 less the umask), not mkdtemp's 0700."""
     if (target / "model.safetensors").exists():
         return target
     if dry_run:
         return None
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    try:
-        build(tmp)
-        if target.exists():  # built concurrently by another process
-            shutil.rmtree(tmp)
-        else:
+    with exclusive(target.parent / f".{target.name}.lock",
+                   on_wait=lambda: log.warning("waiting for another process building %s", target.name)):
+        if (target / "model.safetensors").exists():  # built by another process while we waited
+            return target
+        for stale in target.parent.glob(f".{target.name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+        try:
+            build(tmp)
+            os.chmod(tmp, 0o777 & ~current_umask())
+            if target.exists():  # a leftover without weights
+                shutil.rmtree(target)
             tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return target
 
 
