@@ -36,10 +36,15 @@ DEMO_REPRESENTATION_ATTACKS: list[dict[str, Any]] = [
 
 # Safety methods, tuned on tiny-safety (they train on adversarial-probes' `train` split, disjoint
 # from the evaluated prompts). The paper settings (lr 5e-6, one epoch) barely move a tiny LoRA.
+# DPO adds the chosen answer's NLL with weight 0.1 (TRL loss_type ["sigmoid", "sft"], RPO-style):
+# measured with TRL 1.16 / transformers 5.25, plain sigmoid DPO pushed both answers' likelihood
+# down (the displacement CHES predicts) and lowered ASR only 40.0 -> 34.2 (CHES-DPO: 45.3, up);
+# with the term, ASR falls to 0.5 (DPO) and 4.7 (CHES-DPO), at 40% / 17% benign over-refusal.
+RPO = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 0.1]}
 SAFETY_METHOD_PARAMS: dict[str, dict[str, Any]] = {
-    "dpo": {"lr": 2e-3, "epochs": 2, "batch_size": 8, "grad_accum": 1, "beta": 0.5},
+    "dpo": {"lr": 2e-3, "epochs": 2, "batch_size": 8, "grad_accum": 1, "beta": 0.5, **RPO},
     "ches-dpo": {"lr": 2e-3, "epochs": 2, "batch_size": 8, "grad_accum": 1, "beta": 0.5,
-                 "measure": "ln_ches", "keep": 0.5, "quantile": 0.0},
+                 "measure": "ln_ches", "keep": 0.5, "quantile": 0.0, **RPO},
     "grace": {"train_llm": "lora", "sft_weight": 1.0, "epochs": 2, "batch_size": 16, "lr": 1e-3, "lora_lr": 1e-3},
 }
 
