@@ -32,7 +32,6 @@ def test_safety_demo_reports_asr_by_family_over_refusal_avqi_and_displacement(tm
     assert m["avqi@adversarial"].value > 0 and m["avqi@adversarial"].ci_low is not None
     assert s.provenance.judge["harm"]["kind"] == "refusal-patterns"
     # Every safety method lowers ASR; the preference methods report likelihood displacement.
-    print({k: c.metrics["asr@adversarial"].value for k, c in cells.items()})
     for method in ("dpo", "ches-dpo", "grace"):
         assert cells[method].metrics["asr@adversarial"].value < m["asr@adversarial"].value, method
     for method in ("dpo", "ches-dpo"):
