@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from harness.api.context import RunContext
+from harness.api.media import BlobStore
 from harness.backends.factory import BackendFactory
 from harness.cache import CACHE_FILE, ResponseCache
 from harness.config import NO_METHOD, ExperimentConfig
@@ -46,7 +47,9 @@ class Session:
         self.console = console or Console(stderr=True)
         self.zoo = ModelZoo(config.zoo)
         self.output_dir = Path(config.output_dir)
-        self.cache = ResponseCache(Path(config.cache_dir or cache_dir()) / CACHE_FILE) if config.cache else None
+        root = Path(config.cache_dir or cache_dir())
+        self.cache = ResponseCache(root / CACHE_FILE) if config.cache else None
+        self.blobs = BlobStore(root / "blobs")  # media outputs, by content hash, beside the response cache
         # lora_expected: a vLLM engine built for the original model can then serve the methods' adapters.
         lora = any(m.name != NO_METHOD for m in config.methods) or bool(config.attacks)
         self.backends = BackendFactory(self.cache, device=config.device, batch_size=config.batch_size,
@@ -83,4 +86,4 @@ class Session:
     def context(self, output_dir: Path) -> RunContext:
         """What a method or attack of this run gets: judges, the backend factory, dir, seed."""
         return RunContext(output_dir=output_dir, seed=self.config.seed, judges=self.judges, backends=self.backends,
-                          device=self.config.device)
+                          device=self.config.device, blobs=self.blobs)

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import shutil
 import sys
 import tempfile
 import time
@@ -243,12 +242,7 @@ class DPO(Method):
             metrics = results_to_json(displacement_report(before, after, scores, seed=seed))
         atomic_write_jsonl(output_dir / LOG_FILE, trainer_log)
 
-        target = output_dir / ("adapter" if p.peft == "lora" else "checkpoint")
-        if target.exists():
-            shutil.rmtree(target)
-        model.save_pretrained(target, safe_serialization=True)
-        if p.peft == "full":
-            tok.save_pretrained(target)
+        target = self.save_model(model, tok, output_dir, p.peft)
         from harness.fingerprint import directory_fingerprint
 
         import trl

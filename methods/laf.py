@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import random
-import shutil
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -213,11 +212,7 @@ class LAF(Method):
         if diff == 0.0:
             raise AdapterNoEffectError(f"method {self.name!r}: the trained model gives the base model's logits "
                                        f"(lr_ue {p.lr_ue}, lr_ra {p.lr_ra}); nothing was learned")
-        target = output_dir / "checkpoint"
-        if target.exists():
-            shutil.rmtree(target)
-        model.save_pretrained(target, safe_serialization=True)
-        tok.save_pretrained(target)
+        target = self.save_model(model, tok, output_dir, "full")
         artifact = ModelArtifact(
             method=self.name, base_model=base.spec.name, checkpoint_path=str(target), hash=_fingerprint(target),
             hparams=p.model_dump(),

@@ -26,6 +26,7 @@ class RunContext:
     judges: Any = None  # the run's JudgePanel; None: the default panel (refusal patterns)
     backends: Any = field(default_factory=_default_factory)  # BackendFactory
     device: str | None = None
+    blobs: Any = None  # BlobStore for media a method or attack produces (generated images); None: none kept
 
     def __post_init__(self) -> None:
         self.output_dir = Path(self.output_dir)

@@ -75,6 +75,18 @@ class Method(ABC):
     def apply(self, base: "LoadedModel", benchmark: "Benchmark", ctx: RunContext) -> ModelArtifact:
         """Produce the method's artefact in `ctx.output_dir` (and save `artifact.json` there)."""
 
+    @staticmethod
+    def save_model(model: Any, tokenizer: Any, output_dir: Path, peft: str) -> Path:
+        """Save what the harness evaluates: `adapter/` (LoRA) or `checkpoint/` (full weights +
+        tokenizer), replacing an older one; returns its directory."""
+        target = output_dir / ("adapter" if peft == "lora" else "checkpoint")
+        if target.exists():
+            shutil.rmtree(target)
+        model.save_pretrained(target, safe_serialization=True)
+        if peft != "lora":
+            tokenizer.save_pretrained(target)
+        return target
+
     def start(self, base: "LoadedModel", ctx: RunContext, seed_all: bool = True) -> tuple[Path, Any, bool]:
         """The set-up every method does first: the output dir created, the seed set, and
         (output dir, tokenizer, whether prompts are chat-templated). `seed_all` seeds Python,
@@ -253,12 +265,7 @@ class UnlearningMethod(Method):
         if p.gradient_checkpointing and hasattr(model, "gradient_checkpointing_disable"):
             model.gradient_checkpointing_disable()
 
-        target = output_dir / ("adapter" if p.peft == "lora" else "checkpoint")
-        if target.exists():
-            shutil.rmtree(target)
-        model.save_pretrained(target, safe_serialization=True)
-        if p.peft == "full":
-            tok.save_pretrained(target)
+        target = self.save_model(model, tok, output_dir, p.peft)
 
         final = trainer.last_loss
         if final is not None and not torch.isfinite(final):

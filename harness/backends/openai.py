@@ -41,10 +41,6 @@ from harness.errors import ConfigError, HarnessError
 from harness.api.requests import (
     GenerateRequest,
     GenerateResponse,
-    HiddenStatesRequest,
-    HiddenStatesResponse,
-    LoglikelihoodRequest,
-    LoglikelihoodResponse,
 )
 from harness.zoo.specs import ModelSpec, OpenAISettings
 
@@ -270,11 +266,7 @@ class OpenAIBackend(Backend):
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai") as pool:
             return list(pool.map(self._one, requests))
 
-    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LoglikelihoodResponse]:
-        raise HarnessError("the openai backend cannot score log-likelihoods (route them to hf)")
 
-    def hidden_states(self, requests: list[HiddenStatesRequest]) -> list[HiddenStatesResponse]:
-        raise HarnessError("the openai backend cannot return hidden states (route them to hf)")
 
 
 def _read_answer(data: Any, request: GenerateRequest, chat: bool) -> GenerateResponse:

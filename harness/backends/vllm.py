@@ -38,8 +38,6 @@ from harness.errors import ConfigError, HarnessError, ModelLoadError
 from harness.api.requests import (
     GenerateRequest,
     GenerateResponse,
-    HiddenStatesRequest,
-    HiddenStatesResponse,
     LoglikelihoodRequest,
     LoglikelihoodResponse,
 )
@@ -345,8 +343,6 @@ class VLLMBackend(Backend):
             responses.append(LoglikelihoodResponse(token_logprobs=lps, token_greedy=greedy, token_mu=mus, token_sigma=sigmas))
         return responses
 
-    def hidden_states(self, requests: list[HiddenStatesRequest]) -> list[HiddenStatesResponse]:
-        raise HarnessError("the vllm backend cannot return hidden states (route them to hf)")
 
 
 def _is_cpu_platform() -> bool:
