@@ -151,7 +151,7 @@ def test_run_with_vllm_generation_matches_hf_only_run(facts_dir, tmp_path, vllm_
             "output_dir": str(tmp_path / name), "cache_dir": str(tmp_path / "cache"), "device": "cpu"})
         runner = Runner(cfg)
         if name == "auto":
-            assert runner._backend(runner.zoo.get("tf"), None).backend.by_kind["generate"].name == "vllm"
+            assert runner.session.backends.make(runner.session.zoo.get("tf")).backend.by_kind["generate"].name == "vllm"
         report = runner.run()
         [summary] = [read_summary(f) for f in find_summaries(tmp_path / name)]
         summaries[name] = (summary, report)
