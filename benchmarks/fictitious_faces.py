@@ -266,11 +266,15 @@ def feature_distance(a: FaceSpec, b: FaceSpec) -> int:
     return diff
 
 
-def _pick_distinct(rng: random.Random, draw: Any, k: int, exclude: str) -> tuple[str, ...]:
+def _pick_wrong(rng: random.Random, fact: "Fact", k: int, value: str) -> tuple[str, ...]:
+    """k distinct wrong values none of which contains a keyword of `value` (so a wrong answer
+    never earns keyword-match credit: "11 May 1990" is no wrong answer for "1 May 1990")."""
+    draw = _name if fact.key == "name" else fact.draw
+    keys = [w.lower() for w in keywords(fact, value)]
     out: list[str] = []
     while len(out) < k:
         v = draw(rng)
-        if v != exclude and v not in out:
+        if v != value and v not in out and not any(w in v.lower() for w in keys):
             out.append(v)
     return tuple(out)
 
@@ -297,8 +301,7 @@ def generate_persons() -> tuple[FacePerson, ...]:
                 names.add(name)
                 break
         values = tuple(name if f.key == "name" else f.draw(rng) for f in FACTS)
-        perturbed = tuple(_pick_distinct(rng, _name if f.key == "name" else f.draw, N_PERTURBED, v)
-                          for f, v in zip(FACTS, values))
+        perturbed = tuple(_pick_wrong(rng, f, N_PERTURBED, v) for f, v in zip(FACTS, values))
         persons.append(FacePerson(i, f"{ID_OFFSET + i:08d}", name, face, values, perturbed))
     return tuple(persons)
 
