@@ -67,7 +67,7 @@ class TinyVLMRecipe:
     text_intermediate: int = 192
     max_len: int = 96
     epochs: int = 40
-    batch_size: int = 32
+    batch_size: int = 16
     lr: float = 3e-3
     seed: int = 0
 
@@ -363,7 +363,7 @@ def build_vlm_cached(name: str, examples: Sequence[VisualExample], images: dict[
     `recipe.json` in it records the recipe, the final loss and the training seconds."""
 
     def build(tmp: Path) -> None:
-        start = time.time()
+        start, cpu_start = time.time(), time.process_time()
         tokenizer = build_vlm_tokenizer(tokenizer_corpus, recipe.vocab_size, tmp)
         processor = build_processor(tokenizer, recipe)
         model = build_vlm(tokenizer, recipe)
@@ -372,7 +372,8 @@ def build_vlm_cached(name: str, examples: Sequence[VisualExample], images: dict[
         processor.save_pretrained(tmp)
         (tmp / "recipe.json").write_text(json.dumps({
             "recipe": asdict(recipe), "final_loss": losses[-1] if losses else None,
-            "seconds": round(time.time() - start, 1), "n_examples": len(examples), "n_images": len(images),
+            "seconds": round(time.time() - start, 1), "cpu_seconds": round(time.process_time() - cpu_start, 1),
+            "n_examples": len(examples), "n_images": len(images),
         }, indent=2))
 
     target = cache_dir() / "zoo" / f"{name}-{recipe_hash(name, examples, images, tokenizer_corpus, recipe)}"
