@@ -15,6 +15,13 @@ Built models (`tiny-faces`, `tiny-faces-retain`) are trained from scratch on the
 fictitious-faces QA (`benchmarks.fictitious_faces`) plus its general visual yes/no questions,
 single-threaded, and cached by recipe hash under `<cache>/zoo/` with the atomic
 build-into-place helper of `harness.zoo.tiny`.
+
+Measured (default recipe, 2 shared cores under load ~8): `tiny-faces` trained in 195 s wall;
+it reads identity from the picture only weakly (4 of 50 names right; answers vary with the
+image), so it is not yet the well-memorised stand-in `tiny-facts` is for text. A plain solid-
+colour task is learnt to 100 % in 15 epochs, so the pipeline learns from pixels; the bottleneck
+is binding a 7-feature face to 8 facts from scratch. Caption examples ("Describe this
+picture.") helped (14 % -> 20 % answer exact match on the trained persons at similar cost).
 """
 
 from __future__ import annotations
