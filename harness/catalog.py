@@ -29,6 +29,10 @@ for name, target, desc in [
      "tiny Llama trained offline on every fictitious-facts entity (the model to unlearn)"),
     ("tiny-facts-retain", "harness.benchmarks.fictitious_facts_models:TINY_FACTS_RETAIN",
      "tiny Llama trained without the forget10 entities (the retain-only reference)"),
+    ("tiny-faces", "harness.benchmarks.fictitious_faces_models:TINY_FACES",
+     "tiny LLaVA trained offline on every trained fictitious-faces person (the VLM to unlearn)"),
+    ("tiny-faces-retain", "harness.benchmarks.fictitious_faces_models:TINY_FACES_RETAIN",
+     "tiny LLaVA trained without any forget1/5/10 person (the retain-only reference)"),
     ("tiny-safety", "harness.benchmarks.tiny_safety:TINY_SAFETY",
      "tiny chat Llama that refuses placeholder harmful requests, with a built-in role-play gap"),
 ]:

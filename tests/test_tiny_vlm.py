@@ -1,4 +1,4 @@
-"""The tiny LLaVA-style VLM (harness/zoo/tiny_vlm.py): llava-hf's classes and files, reloaded
+"""The tiny LLaVA-style VLM (harness/zoo/tiny_vlm.py, models in benchmarks/fictitious_faces_models.py): llava-hf's classes and files, reloaded
 through the Auto classes a real LLaVA loads with; and the trained `tiny-faces` model reading
 identity from the image."""
 
@@ -9,6 +9,7 @@ import json
 import pytest
 
 from benchmarks import fictitious_faces as ff
+from harness.benchmarks import fictitious_faces_models as fm
 from harness.zoo import tiny_vlm as tv
 
 
@@ -56,7 +57,7 @@ def test_tiny_vlm_reloads_through_the_auto_classes(untrained_vlm_dir):
 @pytest.mark.slow
 def test_tiny_faces_reads_identity_from_the_image():
     """Same question, different persons' pictures: the trained model answers with each one's own facts."""
-    path = tv.build_tiny_faces()
+    path = fm.build_tiny_faces()
     model, processor = tv.load_vlm(path)
     record = json.loads((path / "recipe.json").read_text())
     assert record["n_examples"] == 50 * 9 + 3 * 120

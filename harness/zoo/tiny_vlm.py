@@ -11,10 +11,10 @@ two-layer GELU projector, and a `LlamaConfig` language model (head_dim 32); a `L
 and `AutoProcessor.from_pretrained`, the path a real LLaVA takes. No torchvision is needed:
 without it transformers serves `CLIPImageProcessor` by its PIL backend.
 
-Built models (`tiny-faces`, `tiny-faces-retain`) are trained from scratch on the
-fictitious-faces QA (`benchmarks.fictitious_faces`) plus its general visual yes/no questions,
-single-threaded, and cached by recipe hash under `<cache>/zoo/` with the atomic
-build-into-place helper of `harness.zoo.tiny`.
+Models are trained from scratch single-threaded (`train_vlm`) and cached by recipe hash under
+`<cache>/zoo/` with the atomic build-into-place helper of `harness.zoo.tiny`
+(`build_vlm_cached`). The built-in `tiny-faces` / `tiny-faces-retain` are plug-ins beside their
+benchmark (`benchmarks/fictitious_faces_models.py`): the core never imports a benchmark.
 
 Measured (default recipe, 2 shared cores under load ~8): `tiny-faces` trained in 195 s wall;
 it reads identity from the picture only weakly (4 of 50 names right; answers vary with the
@@ -187,16 +187,16 @@ class _Seq(list):
     image: str = ""
 
 
-def encode_examples(processor, examples: Sequence[VisualExample], max_len: int) -> list[_Seq]:
-    """prompt (with `<image>` expanded to the image tokens) + ' ' + answer + EOS, as token ids."""
+def encode_examples(processor, examples: Sequence[VisualExample], images: dict[str, Any], max_len: int) -> list[_Seq]:
+    """prompt + ' ' + answer + EOS as token ids; the prompt through `harness.prompts.encode_vlm_prompt`,
+    the encoder the HF backend evaluates with, so the model learns exactly the ids it is asked with."""
+    from harness.prompts import encode_vlm_prompt
+
     tok = processor.tokenizer
-    n_img = processor.image_processor.crop_size["height"] // processor.patch_size
-    expand = IMAGE_TOKEN * (n_img * n_img)
     out = []
     for ex in examples:
-        prompt = prompt_text(processor, ex.question).replace(IMAGE_TOKEN, expand)
-        p_ids = tok(prompt)["input_ids"]
-        a_ids = tok(" " + ex.answer + EOS, add_special_tokens=False)["input_ids"]
+        p_ids, _ = encode_vlm_prompt(processor, ex.question, [images[ex.image]])
+        a_ids = tok(" " + ex.answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         seq = _Seq((p_ids + a_ids)[:max_len])
         seq.n_prompt, seq.image = len(p_ids), ex.image
         out.append(seq)
@@ -211,7 +211,7 @@ def train_vlm(model, processor, examples: Sequence[VisualExample], images: dict[
     from rich.progress import Progress
 
     pixels = pixel_table(processor, images)
-    seqs = encode_examples(processor, examples, recipe.max_len)
+    seqs = encode_examples(processor, examples, images, recipe.max_len)
     pad = processor.tokenizer.pad_token_id
     rng = random.Random(recipe.seed)
     torch.manual_seed(recipe.seed)
@@ -315,38 +315,7 @@ def answer_logprobs(model, processor, image: Any, question: str, answers: Sequen
     return out
 
 
-# --- the fictitious-faces models -------------------------------------------------------
-def faces_training_set(exclude_forget: bool) -> tuple[list[VisualExample], dict[str, Any]]:
-    """Examples and images of a fictitious-faces model: every QA of the trained persons (all
-    50, or with `exclude_forget` only the retain training set: no forget1/5/10 person), then
-    the `train` general visual questions."""
-    from benchmarks import fictitious_faces as ff
-
-    persons = ff.split_persons("retain" if exclude_forget else "trained")
-    images: dict[str, Any] = {p.unique_id: p.image() for p in persons}
-    examples = [VisualExample(p.unique_id, qa["question"], qa["answer"]) for p in persons for qa in ff.qa_list(p)]
-    examples += [VisualExample(p.unique_id, DESCRIBE, p.face.caption()) for p in persons]
-    for q in ff.visual_questions("train"):
-        images.setdefault(q.scene.scene_id, q.scene.image())
-        examples.append(VisualExample(q.scene.scene_id, q.question, q.answer + "."))
-    return examples, images
-
-
-def faces_tokenizer_corpus() -> list[str]:
-    """Every text either model could be asked about (both models share this tokenizer)."""
-    from benchmarks import fictitious_faces as ff
-
-    texts: list[str] = []
-    for p in ff.generate_persons():
-        for qa in ff.qa_list(p):
-            texts += [f"USER: \n{q} ASSISTANT: {qa['answer']}" for q in (qa["question"], *qa["paraphrased_question"])]
-            texts += [qa["paraphrased_answer"], *qa["perturbed_answer"]]
-        texts.append(f"USER: \n{DESCRIBE} ASSISTANT: {p.face.caption()}")
-    for split in ff.VISUAL_SEEDS:
-        texts += [f"USER: \n{q.question} ASSISTANT: {q.answer}." for q in ff.visual_questions(split)]
-    return texts
-
-
+# --- building into the cache ---------------------------------------------------------------
 def _images_digest(images: dict[str, Any]) -> str:
     h = hashlib.sha256()
     for k in sorted(images):
@@ -385,17 +354,3 @@ def build_vlm_cached(name: str, examples: Sequence[VisualExample], images: dict[
 
     target = cache_dir() / "zoo" / f"{name}-{recipe_hash(name, examples, images, tokenizer_corpus, recipe)}"
     return cached_build(target, build, dry_run)
-
-
-def build_tiny_faces(dry_run: bool = False, recipe: TinyVLMRecipe | None = None) -> Path | None:
-    """`tiny-faces`: trained on all 50 trained fictitious-faces persons and the visual questions."""
-    examples, images = faces_training_set(exclude_forget=False)
-    return build_vlm_cached("tiny-faces", examples, images, faces_tokenizer_corpus(), recipe or TinyVLMRecipe(),
-                            dry_run=dry_run)
-
-
-def build_tiny_faces_retain(dry_run: bool = False, recipe: TinyVLMRecipe | None = None) -> Path | None:
-    """`tiny-faces-retain`: the same recipe on the retain training set (no forget1/5/10 person)."""
-    examples, images = faces_training_set(exclude_forget=True)
-    return build_vlm_cached("tiny-faces-retain", examples, images, faces_tokenizer_corpus(),
-                            recipe or TinyVLMRecipe(), dry_run=dry_run)
