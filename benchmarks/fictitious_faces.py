@@ -39,6 +39,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from harness.benchmarks.fiubench import FaceUnlearningBenchmark, parse_qa, qa_item
+
 GENERATOR_VERSION = "v1"
 SEED = 20241105
 N_PERSONS = 55
@@ -515,3 +517,62 @@ def write_visual_images(directory: str | Path, split: str, size: int = IMAGE_SIZ
         sc.image(size).save(path, format="PNG")
         paths[sc.scene_id] = path
     return paths
+
+
+# --- the benchmark ------------------------------------------------------------------------
+VISUAL_SPLIT = "visual"  # the held-out yes/no questions (ACC), as items
+
+
+def image_dir() -> Path:
+    """Where the drawn pictures are kept: `<cache>/data/fictitious-faces/<version>/` (written once)."""
+    from harness.io import cache_dir
+
+    return cache_dir() / "data" / "fictitious-faces" / GENERATOR_VERSION
+
+
+def _saved(path: Path, image: Any) -> Path:
+    """`image` as a PNG at `path`, written atomically unless already there (drawing is deterministic)."""
+    import io
+
+    from harness.io import atomic_write_bytes
+
+    if not path.exists():
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+class FictitiousFaces(FaceUnlearningBenchmark):
+    """fictitious-faces as a benchmark: FIUBench's splits and roles over the generated persons.
+
+    Splits: forget1/5/10, retain5/15, holdout, `retain` (the retain training set), `trained`
+    and `visual` (the held-out yes/no questions about drawn scenes, FIUBench's ACC stand-in).
+    Each item shows its person's (or scene's) picture, content-addressed. Options:
+    `forget_split` (default forget5), `retain_eval_split` (default retain15), `limit`.
+    """
+
+    name = "fictitious-faces"
+
+    def load(self) -> BenchmarkData:
+        from harness.api.benchmark import BenchmarkData, ImageQAItem, check_limit
+        from harness.api.media import MediaRef
+
+        limit = check_limit(self.options.get("limit"))
+        folder = image_dir()
+        refs = {p.unique_id: MediaRef.from_path(_saved(folder / f"{p.unique_id}.png", p.image()))
+                for p in generate_persons()}
+        splits: dict[str, list[Any]] = {}
+        for split in (*SPLIT_INDICES, "retain", "trained"):
+            splits[split] = [qa_item(p.unique_id, k, parse_qa(qa, f"person {p.unique_id}"), refs[p.unique_id])
+                             for p in split_persons(split) for k, qa in enumerate(qa_list(p))]
+        visual = []
+        for q in visual_questions("test"):
+            ref = MediaRef.from_path(_saved(folder / f"{q.scene.scene_id}.png", q.scene.image()))
+            visual.append(ImageQAItem(id=q.id, question=q.question, answer=q.answer + ".", entity=q.kind, images=(ref,)))
+        splits[VISUAL_SPLIT] = visual
+        if limit is not None:
+            splits = {k: v[:limit] for k, v in splits.items()}
+        meta = {"generator_version": GENERATOR_VERSION, "seed": SEED, "n_persons": N_PERSONS, "n_trained": N_TRAINED,
+                "split_persons": {k: list(v) for k, v in SPLIT_INDICES.items()}, "limit": limit}
+        return BenchmarkData(splits=splits, source=f"generated:fictitious-faces@{GENERATOR_VERSION}", meta=meta)

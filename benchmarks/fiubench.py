@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.api.benchmark import Benchmark, BenchmarkData, ImageQAItem, QAItem, check_limit
+from harness.api.media import MediaRef
 from harness.errors import ConfigError, DatasetUnavailableError
 
 BENCH = "fiubench"
@@ -29,7 +31,7 @@ HF_DATASET = "gray311/FIUBench"
 SPLIT_KEYS = ("forget1", "forget5", "forget10", "retain5", "retain15")
 MAX_PERSONS = 400
 _HOW = (f"clone the HF dataset {HF_DATASET} and set the benchmark option `path` to the folder holding "
-        "full.json (and split.json, or set `split_file`)")
+        "full.json (and split.json, or set `split_file`), or set `hub` with a pinned `revision`")
 _QA_FIELDS: dict[str, tuple[type, ...]] = {
     "question": (str,), "answer": (str,), "paraphrased_answer": (str,), "perturbed_answer": (list,),
     "paraphrased_question": (str, list), "keywords": (list,),
@@ -102,7 +104,7 @@ def _str_list(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _check_qa(qa: Any, where: str) -> FIUBenchQA:
+def parse_qa(qa: Any, where: str) -> FIUBenchQA:
     if not isinstance(qa, dict):
         raise _fail(f"{where} must be an object, got {type(qa).__name__}")
     for key, types in _QA_FIELDS.items():
@@ -172,7 +174,7 @@ def load_fiubench(path: str | Path | None, split_file: str | Path | None = None,
             raise _fail(f"{where} appears twice")
         if not rec["qa_list"]:
             raise _fail(f"{where} has an empty qa_list")
-        qa = tuple(_check_qa(q, f"{where} qa_list[{i}]") for i, q in enumerate(rec["qa_list"]))
+        qa = tuple(parse_qa(q, f"{where} qa_list[{i}]") for i, q in enumerate(rec["qa_list"]))
         image = resolve_image(folder, rec["image_path"], img_root)
         if image is None:
             if check_images:
@@ -203,3 +205,86 @@ def load_fiubench(path: str | Path | None, split_file: str | Path | None = None,
     source = {"full_json": str(full), "split_json": str(split_path), "n_persons": len(persons),
               "n_qa": sum(len(p.qa) for p in persons.values()), "max_persons": max_persons, "hf_dataset": HF_DATASET}
     return FIUBenchData(persons=persons, splits=splits, source=source)
+
+
+# --- the benchmarks -----------------------------------------------------------------------
+def qa_item(uid: str, k: int, qa: FIUBenchQA, image: MediaRef) -> ImageQAItem:
+    """One FIUBench QA as an item about its person's picture (id `<unique_id>-<k>`)."""
+    return ImageQAItem(id=f"{uid}-{k}", question=qa.question, answer=qa.answer, paraphrased_answer=qa.paraphrased_answer,
+                       perturbed_answers=qa.perturbed_answers, entity=uid, question_paraphrases=qa.paraphrased_questions,
+                       images=(image,), keywords=qa.keywords)
+
+
+class FaceUnlearningBenchmark(Benchmark):
+    """FIUBench-shaped VLM unlearning: QA about a person shown in a picture (FIUBench, fictitious-faces).
+
+    The prompt is the bare question (the VLM's chat template adds the turn and the image
+    placeholder); every request shows the item's picture (`Benchmark.images`). Roles, as
+    FIUBench: methods forget `forget_split` (default forget5) and train on `retain` (every
+    person in no forget list); metrics that name `retain` evaluate on `retain_eval_split`
+    (default retain15); greedy answers get 50 new tokens.
+    """
+
+    model_kind = "image-text-to-text"
+    max_new_tokens = 50
+    # TOFU's metrics, unchanged, on image items (each request shows the item's picture).
+    default_metrics = ("probability@forget", "rouge_l_recall@forget", "exact_match_recall@forget", "truth_ratio@forget",
+                       "probability@retain", "rouge_l_recall@retain", "truth_ratio@retain", "forget_quality")
+
+    def forget_split(self) -> str:
+        return self.options.get("forget_split", "forget5")
+
+    def retain_split(self) -> str:
+        return self.options.get("retain_split", "retain")
+
+    def holdout_split(self) -> str:
+        return self.options.get("holdout_split", "holdout")
+
+    def resolve_split(self, role_or_split: str) -> str:
+        if role_or_split == "retain":
+            return self.options.get("retain_eval_split", "retain15")
+        return super().resolve_split(role_or_split)
+
+    def prompt(self, item: QAItem) -> str:
+        return item.question
+
+
+class FIUBench(FaceUnlearningBenchmark):
+    """FIUBench (Ma et al., ICLR 2025): 400 fictitious faces x 20 private-attribute QA.
+
+    Options: `path` (a local folder with full.json, split.json and the images), or `hub` (a
+    dataset id, default none) with a pinned `revision` (a commit hash: results must say which
+    data they were computed on), fetched with huggingface_hub into its cache; `split_file`,
+    `image_root`, `max_persons` (default 400, as the code), `forget_split`, `limit` (first N
+    items per split).
+    """
+
+    name = "fiubench"
+
+    def load(self) -> BenchmarkData:
+        limit = check_limit(self.options.get("limit"))
+        path, source = self.options.get("path"), None
+        if path is None and self.options.get("hub"):
+            path, source = self._snapshot(str(self.options["hub"]), self.options.get("revision"))
+        data = load_fiubench(path, self.options.get("split_file"), self.options.get("image_root"),
+                             self.options.get("max_persons", MAX_PERSONS))
+        refs = {uid: MediaRef.from_path(p.image_path) for uid, p in data.persons.items()}
+        splits: dict[str, list[Any]] = {}
+        for name, ids in data.splits.items():
+            items = [qa_item(uid, k, qa, refs[uid]) for uid in ids for k, qa in enumerate(data.persons[uid].qa)]
+            splits[name] = items if limit is None else items[:limit]
+        return BenchmarkData(splits=splits, source=source or str(data.source["full_json"]), meta={**data.source, "limit": limit})
+
+    @staticmethod
+    def _snapshot(hub: str, revision: Any) -> tuple[str, str]:
+        """(local folder, `hub@revision`) of a pinned hub snapshot; one line when it cannot be had."""
+        if not isinstance(revision, str) or len(revision) != 40 or any(c not in "0123456789abcdef" for c in revision):
+            raise ConfigError(f"{BENCH}: option `hub` needs `revision` pinned to a 40-hex commit, got {revision!r}")
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = snapshot_download(hub, repo_type="dataset", revision=revision)
+        except Exception as e:  # offline, gated, unknown id or revision: all user-fixable
+            msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise _fail(f"cannot fetch {hub}@{revision} ({type(e).__name__}: {msg})") from None
+        return folder, f"{hub}@{revision}"

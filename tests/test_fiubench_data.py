@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import fictitious_faces as ff
-from benchmarks.fiubench import load_fiubench
+from harness.benchmarks import fictitious_faces as ff
+from harness.benchmarks.fiubench import load_fiubench
 from harness.errors import ConfigError, DatasetUnavailableError
 
 

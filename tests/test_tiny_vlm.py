@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from benchmarks import fictitious_faces as ff
+from harness.benchmarks import fictitious_faces as ff
 from harness.benchmarks import fictitious_faces_models as fm
 from harness.zoo import tiny_vlm as tv
 
