@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.benchmarks.fiubench import FaceUnlearningBenchmark, parse_qa, qa_item
+from harness.metrics.fiubench import yes_no
 
 GENERATOR_VERSION = "v1"
 SEED = 20241105
@@ -491,13 +492,6 @@ def visual_questions(split: str) -> tuple[VisualQA, ...]:
     return tuple(out)
 
 
-def yes_no(generation: str) -> str | None:
-    """'Yes' / 'No' from the first word of a generation (case-insensitive), else None."""
-    words = generation.strip().split()
-    first = words[0].strip(".,!:;").lower() if words else ""
-    return {"yes": "Yes", "no": "No"}.get(first)
-
-
 def visual_accuracy(items: list[VisualQA] | tuple[VisualQA, ...], generations: list[str]) -> float:
     """ACC: the fraction of items whose generation starts with the right Yes / No."""
     if len(items) != len(generations):
@@ -553,6 +547,8 @@ class FictitiousFaces(FaceUnlearningBenchmark):
     """
 
     name = "fictitious-faces"
+    acc_metric = "fiu_acc@visual"
+    default_metrics = (*FaceUnlearningBenchmark.default_metrics, "fiu_acc@visual")
 
     def load(self) -> BenchmarkData:
         from harness.api.benchmark import BenchmarkData, ImageQAItem, check_limit

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from harness.api.benchmark import Benchmark, BenchmarkData, ImageQAItem, QAItem, check_limit
 from harness.api.media import MediaRef
@@ -227,9 +227,27 @@ class FaceUnlearningBenchmark(Benchmark):
 
     model_kind = "image-text-to-text"
     max_new_tokens = 50
-    # TOFU's metrics, unchanged, on image items (each request shows the item's picture).
-    default_metrics = ("probability@forget", "rouge_l_recall@forget", "exact_match_recall@forget", "truth_ratio@forget",
-                       "probability@retain", "rouge_l_recall@retain", "truth_ratio@retain", "forget_quality")
+    # The ACC metric id (the general visual utility questions), where the benchmark has them.
+    acc_metric: ClassVar[str | None] = None
+    # The code's Model Utility: the harmonic mean (`model_utility`) of the retain ROUGE-L, Prob.
+    # (normalised over the perturbed answers), truth ratio and EM (+ GPT-Eval with a judge).
+    utility_metrics = ("fiu_rouge_l_recall@retain", "normalised_probability@retain", "fiu_truth_ratio@retain",
+                       "fiu_keyword_em@retain")
+    default_metrics = (
+        "fiu_rouge_l_recall@forget", "probability@forget", "fiu_truth_ratio@forget", "fiu_keyword_em@forget",
+        "fiu_ape@forget", "fiu_mia_min_k@forget", "fiu_mia_min_k_plus_plus@forget", "forget_quality",
+        *utility_metrics, "model_utility", "fiu_avg_mu", "fiu_avg_fq",
+    )
+    # FIUBench's Table 2, in its order: utility (ROUGE-L, GPT, truth ratio, ACC, Avg MU), then
+    # forgetting (KS, EM, MIA, APE, Avg FQ). GPT-Eval shows "—" without a judge model.
+    headline_metrics = ("fiu_rouge_l_recall@retain", "fiu_gpt_eval@retain", "fiu_truth_ratio@retain", "fiu_acc@visual",
+                        "fiu_avg_mu", "forget_quality", "fiu_keyword_em@forget", "fiu_mia_min_k@forget", "fiu_ape@forget",
+                        "fiu_avg_fq")
+    views = {
+        "forget set, as the retain columns": ("fiu_rouge_l_recall@forget", "probability@forget", "fiu_truth_ratio@forget"),
+        "code aggregates (harmonic-mean model utility, Min-K%++)": (
+            "model_utility", "normalised_probability@retain", "fiu_keyword_em@retain", "fiu_mia_min_k_plus_plus@forget"),
+    }
 
     def forget_split(self) -> str:
         return self.options.get("forget_split", "forget5")

@@ -10,6 +10,7 @@ import math
 
 import pytest
 
+from harness.benchmarks import fictitious_faces as ff
 from harness.metrics import fiubench as fm
 
 L = math.log
@@ -149,3 +150,90 @@ def test_paper_aggregates_reproduce_table_2_retain_row():
     assert round(100 * fm.paper_avg_fq(1 - 5.80 / 26.1, 0.189, 0.126, 0.190), 1) == 80.7
     assert fm.minmax_normalise([-21.7, 0.0, -5.8]) == pytest.approx([0.0, 1.0, 15.9 / 21.7])
     assert fm.minmax_normalise([2.0, 2.0]) == [1.0, 1.0]
+
+
+# --- the registered metrics, on fictitious-faces, against hand computations -----------------
+def _scripted_backend(bench):
+    """Greedy answers: the right answer (+ a second sentence) to each trained question, "I do not
+    know" (no period) to paraphrases, "Yes, ..." to visual questions. Log-likelihoods: a fixed
+    4-token pattern with mean −1 for a paraphrased answer and −2 for any other."""
+    from harness.api.requests import GenerateResponse, LoglikelihoodResponse
+    from harness.testing import FakeBackend
+
+    # The questions are the same for every person: only the picture says whose answer is right.
+    items = type(bench)().split("trained") + bench.split("holdout")
+    answers = {(it.question, it.images[0].sha256): it.answer for it in items}
+    paraphrases = {(it.paraphrased_answer, it.images[0].sha256) for it in items}
+
+    def generate(r):
+        if r.prompt.startswith(("Is ", "Are ")):
+            text = "Yes, it is."
+        elif (r.prompt, r.images[0].sha256) in answers:
+            text = answers[(r.prompt, r.images[0].sha256)] + " It is on file."
+        else:
+            text = "I do not know"
+        return GenerateResponse(texts=[text], n_tokens=[5])
+
+    def loglikelihood(r):
+        own = (r.continuation.strip(), r.images[0].sha256) in paraphrases
+        lps = [-0.5, -1.0, -1.5, -1.0] if own else [-1.5, -2.0, -2.5, -2.0]
+        return LoglikelihoodResponse(lps, [False] * 4, [-1.0] * 4, [1.0] * 4)
+
+    return FakeBackend(responders={"generate": generate, "loglikelihood": loglikelihood}, sees_images=True)
+
+
+def _evaluate(ids, bench, reference=None):
+    from harness.evaluate import evaluate, resolve_metrics
+
+    metrics = resolve_metrics(bench, list(ids), seed=0)
+    return evaluate(bench, metrics, _scripted_backend(bench), reference=reference).results
+
+
+def test_registered_fiubench_metrics_by_hand():
+    from harness.catalog import BENCHMARKS
+
+    bench = BENCHMARKS.get("fictitious-faces")(limit=4)
+    res = _evaluate(["fiu_rouge_l_recall@forget", "fiu_keyword_em@forget", "fiu_ape@forget", "fiu_truth_ratio@forget",
+                     "fiu_truth_ratio@retain", "fiu_mia_min_k@forget", "fiu_acc@visual", "model_utility"], bench)
+    assert res["fiu_rouge_l_recall@forget"].value == pytest.approx(1.0)  # the answer, cut at its period
+    assert res["fiu_keyword_em@forget"].value == pytest.approx(1.0)
+    assert res["fiu_ape@forget"].value == pytest.approx(0.0)  # no period: FIUBench's cut leaves ""
+    e = math.e
+    # R = exp(avgNLL_pert − avgNLL_para) = exp(2 − 1) = e per item (FIUBench's orientation).
+    assert list(res["fiu_truth_ratio@forget"].per_item.values()) == pytest.approx([e] * 4)
+    assert res["fiu_truth_ratio@forget"].value == pytest.approx(1 / e)
+    assert res["fiu_truth_ratio@retain"].value == pytest.approx(1 - 1 / e)
+    # Min-K% over tokens 2..4 of the answer [−2, −2.5, −2] (n = 3): only k = 40 %, 50 % select a
+    # token (int(1.2) = int(1.5) = 1, the lowest −2.5), weights 0.1 + 0.1.
+    assert res["fiu_mia_min_k@forget"].value == pytest.approx(0.2 * math.exp(-2.5))
+    visual = bench.split("visual")
+    assert res["fiu_acc@visual"].value == pytest.approx(sum(i.answer == "Yes." for i in visual) / len(visual))
+    # The code's Model Utility: hmean(ROUGE 1, Prob. P_a/(P_a + 3 P_pert), TR 1 − 1/e, EM 1).
+    prob = math.exp(-2) / (math.exp(-2) + 3 * math.exp(-2))  # the answer is not the paraphrase: mean −2 too
+    from scipy import stats
+
+    assert res["model_utility"].value == pytest.approx(stats.hmean([1.0, prob, 1 - 1 / e, 1.0]))
+
+
+def test_avg_fq_avg_mu_and_gpt_eval():
+    from harness.api.judge import Verdict
+    from harness.catalog import BENCHMARKS, build_metric
+
+    bench = BENCHMARKS.get("fictitious-faces")(limit=4)
+    own = _evaluate(["fiu_avg_fq", "fiu_avg_mu"], bench)
+    assert own["fiu_avg_fq"].value is None and "forget_quality" in own["fiu_avg_fq"].details["reason"]
+    assert own["fiu_avg_mu"].value is None and "judge" in own["fiu_avg_mu"].details["reason"]
+    ref = {"truth_ratio@forget": own["truth_ratio@forget"]}  # the same model as its own reference: p = 1
+    res = _evaluate(["fiu_avg_fq"], bench, reference=ref)
+    mia = 0.2 * math.exp(-2.5)
+    assert res["forget_quality"].value == pytest.approx(1.0)
+    assert res["fiu_avg_fq"].value == pytest.approx(0.5 * 1 + 0.15 * 0 + 0.2 * (1 - mia) + 0.15 * (1 - 0))
+
+    gpt = build_metric("fiu_gpt_eval@retain", bench)
+    backend = _scripted_backend(bench)
+    responses = dict(zip(gpt.requests(), backend.run(gpt.requests())))
+    jrs = gpt.judge_requests(responses)
+    assert len(jrs) == len(gpt.items) and {j.role for j in jrs} == {"fiu_gpt"}
+    assert all(it.answer in j.template and "{reference}" not in j.template for it, j in zip(gpt.items, jrs))
+    responses.update({j: Verdict(score=None, raw="score: 0.75\nkeywords ...") for j in jrs})
+    assert gpt.compute(responses, {}, {}).value == pytest.approx(0.75)
