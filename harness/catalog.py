@@ -73,6 +73,7 @@ for name, target, desc in [
     ("grad-diff", "harness.methods.grad_diff:GradDiff", "gradient ascent on forget + NLL or KL descent on retain"),
     ("npo", "harness.methods.npo:NPO", "negative preference optimisation against a frozen reference + retain NLL"),
     ("simnpo", "harness.methods.simnpo:SimNPO", "reference-free, length-normalised NPO + retain NLL"),
+    ("po", "harness.methods.po:PO", "FIUBench's PO: NLL of a refusal on the forget questions + retain NLL"),
     ("idk-dpo", "harness.methods.idk_dpo:IdkDPO", "DPO preferring an \"I don't know\" answer to the forget answer + retain NLL"),
     ("rmu", "harness.methods.rmu:RMU", "steer forget activations at one layer to a random vector; keep retain activations"),
     ("undial", "harness.methods.undial:UNDIAL", "self-distillation from the reference with the gold token's logit lowered by beta"),

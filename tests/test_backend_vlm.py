@@ -18,21 +18,8 @@ QUESTION = "Who is it?"
 
 
 @pytest.fixture(scope="module")
-def vlm_dir(tmp_path_factory):
-    """An untrained tiny LLaVA, weights redrawn at std 0.2 so that answers vary with the input."""
-    d = tmp_path_factory.mktemp("vlm")
-    recipe = tv.TinyVLMRecipe(vocab_size=400, text_layers=2)
-    corpus = [f"USER: \n{q} ASSISTANT: {a}" for q, a in [("What colour is it?", "Red."), (QUESTION, "Ada Lee.")]] * 20
-    tok = tv.build_vlm_tokenizer(corpus, recipe.vocab_size, d)
-    tv.build_processor(tok, recipe).save_pretrained(d)
-    model = tv.build_vlm(tok, recipe)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
-    model.save_pretrained(d)
-    return d
+def vlm_dir(tiny_vlm_dir):
+    return tiny_vlm_dir
 
 
 @pytest.fixture(scope="module")
