@@ -71,6 +71,7 @@ for name, target, desc in [
 for name, target, desc in [
     ("grad-ascent", "harness.methods.grad_ascent:GradAscent", "gradient ascent on the forget set (no retain term)"),
     ("grad-diff", "harness.methods.grad_diff:GradDiff", "gradient ascent on forget + NLL or KL descent on retain"),
+    ("kl", "harness.methods.grad_diff:KL", "FIUBench's KL: gradient ascent on forget + KL to the starting model on retain"),
     ("npo", "harness.methods.npo:NPO", "negative preference optimisation against a frozen reference + retain NLL"),
     ("simnpo", "harness.methods.simnpo:SimNPO", "reference-free, length-normalised NPO + retain NLL"),
     ("po", "harness.methods.po:PO", "FIUBench's PO: NLL of a refusal on the forget questions + retain NLL"),

@@ -65,11 +65,12 @@ def test_lora_targets_the_language_model_unless_asked(base):
     assert not any(n.endswith("lm_head") for n in every)
 
 
-@pytest.mark.parametrize("name,extra", [("grad-ascent", {}), ("grad-diff", {}), ("grad-diff", {"retain_loss_type": "KL"}),
+@pytest.mark.parametrize("name,extra", [("grad-ascent", {}), ("grad-diff", {}), ("kl", {}),
                                         ("po", {}), ("grad-diff", {"lora_vision": "projector"})])
 def test_methods_train_on_image_batches(name, extra, spec, base, bench, tmp_path):
     artifact = METHODS.get(name)(**FAST, **extra).apply(base, bench, RunContext(tmp_path, seed=0))
     assert artifact.adapter_path and artifact.train_stats["steps"] == 2
+    assert artifact.hparams.get("retain_loss_type", "NLL") == ("KL" if name == "kl" else "NLL")
     item = bench.split("forget5")[0]
     request = LoglikelihoodRequest(bench.prompt(item), bench.target(item.answer), images=bench.images(item))
     before = HFBackend(spec, device="cpu", loaded=base).loglikelihood([request])[0]
