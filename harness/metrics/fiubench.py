@@ -434,7 +434,8 @@ class FIUAvgMU(Metric):
                    "ACC": f"benchmark {self.benchmark.name!r} has no ACC questions"}
             return self.result(None, None, 0, details={"parts": parts, "reason": "; ".join(why.get(m, f"no value for {m}")
                                                                                            for m in missing)})
-        return self.result(float(np.mean(list(parts.values()))), None, 0, details={"parts": parts})
+        n = deps["fiu_rouge_l_recall@retain"].n
+        return self.result(float(np.mean(list(parts.values()))), None, n, details={"parts": parts})
 
 
 class FIUAvgFQ(Metric):
@@ -458,4 +459,4 @@ class FIUAvgFQ(Metric):
         p, em, mia, ape_value = (float(parts[d]) for d in self.PARTS)
         norm_ks = min(1.0, max(0.0, 1.0 + math.log10(p) / KS_LOG_SPAN)) if p > 0 else 0.0
         value = paper_avg_fq(norm_ks, em, mia, ape_value)
-        return self.result(value, None, 0, details={"parts": parts, "norm_ks": norm_ks})
+        return self.result(value, None, deps["fiu_keyword_em@forget"].n, details={"parts": parts, "norm_ks": norm_ks})
