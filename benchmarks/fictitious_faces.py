@@ -39,6 +39,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from harness.api.benchmark import BenchmarkData, ImageQAItem, check_limit
+from harness.api.media import MediaRef
 from harness.benchmarks.fiubench import FaceUnlearningBenchmark, parse_qa, qa_item
 from harness.metrics.fiubench import yes_no
 
@@ -551,9 +553,6 @@ class FictitiousFaces(FaceUnlearningBenchmark):
     default_metrics = (*FaceUnlearningBenchmark.default_metrics, "fiu_acc@visual")
 
     def load(self) -> BenchmarkData:
-        from harness.api.benchmark import BenchmarkData, ImageQAItem, check_limit
-        from harness.api.media import MediaRef
-
         limit = check_limit(self.options.get("limit"))
         folder = image_dir()
         refs = {p.unique_id: MediaRef.from_path(_saved(folder / f"{p.unique_id}.png", p.image()))

@@ -4,7 +4,6 @@ enter the cache key by content, batch like text, and are encoded as the tiny VLM
 from __future__ import annotations
 
 import pytest
-import torch
 
 from harness.api.requests import GenerateRequest, HiddenStatesRequest, LoglikelihoodRequest, request_key
 from harness.backends.cached import CachedBackend

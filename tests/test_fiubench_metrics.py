@@ -10,7 +10,6 @@ import math
 
 import pytest
 
-from harness.benchmarks import fictitious_faces as ff
 from harness.metrics import fiubench as fm
 
 L = math.log

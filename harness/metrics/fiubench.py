@@ -264,7 +264,7 @@ def _same_length(a: Sequence, b: Sequence) -> None:
 # KS test = `forget_quality`, the code's Model Utility = `model_utility` over the benchmark's
 # `utility_metrics`) the TOFU metric is reused.
 GPT_ROLE = "fiu_gpt"  # the judge role GPT-Eval asks (config `judges: {fiu_gpt: {...}}`)
-GPT_TEMPLATE = Path(__file__).parent / "templates" / "fiubench_gpt_eval.txt"
+GPT_TEMPLATE = Path(__file__).parent.parent / "judges" / "templates" / "fiubench_gpt_eval.txt"
 KS_LOG_SPAN = 26.1  # norm(KS) = 1 + log10(p) / 26.1, clipped to [0, 1]: the fit of the paper's Table 2
 
 
@@ -380,7 +380,7 @@ class FIUAccuracy(GreedyAnswerMetric):
 
 
 class FIUGPTEval(ItemMetric):
-    """GPT-Eval: a judge (role `fiu_gpt`, template `templates/fiubench_gpt_eval.txt`) scores the
+    """GPT-Eval: a judge (role `fiu_gpt`, template `harness/judges/templates/fiubench_gpt_eval.txt`) scores the
     factual agreement of the cut greedy answer with the reference, 0-1; answers of 5 characters
     or fewer score 0 unasked. Needs a judge model: without one the run says so (it is never faked)."""
 
