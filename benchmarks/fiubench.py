@@ -222,7 +222,8 @@ class FaceUnlearningBenchmark(Benchmark):
     placeholder); every request shows the item's picture (`Benchmark.images`). Roles, as
     FIUBench: methods forget `forget_split` (default forget5) and train on `retain` (every
     person in no forget list); metrics that name `retain` evaluate on `retain_eval_split`
-    (default retain15); greedy answers get 50 new tokens.
+    (default retain15); greedy answers get 50 new tokens. `gpt_eval: true` adds GPT-Eval (a
+    `fiu_gpt` judge model is then needed) to the default metrics and to Avg MU.
     """
 
     model_kind = "image-text-to-text"
@@ -248,6 +249,14 @@ class FaceUnlearningBenchmark(Benchmark):
         "code aggregates (harmonic-mean model utility, Min-K%++)": (
             "model_utility", "normalised_probability@retain", "fiu_keyword_em@retain", "fiu_mia_min_k_plus_plus@forget"),
     }
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        gpt = options.get("gpt_eval", False)
+        if not isinstance(gpt, bool):
+            raise ConfigError(f"{self.name}: option `gpt_eval` must be true or false, got {gpt!r}")
+        if gpt:  # GPT-Eval (and the Avg MU built on it) need the run's `fiu_gpt` judge
+            self.default_metrics = (*type(self).default_metrics, "fiu_gpt_eval@retain")
 
     def forget_split(self) -> str:
         return self.options.get("forget_split", "forget5")

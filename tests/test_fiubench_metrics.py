@@ -236,3 +236,26 @@ def test_avg_fq_avg_mu_and_gpt_eval():
     assert all(it.answer in j.template and "{reference}" not in j.template for it, j in zip(gpt.items, jrs))
     responses.update({j: Verdict(score=None, raw="score: 0.75\nkeywords ...") for j in jrs})
     assert gpt.compute(responses, {}, {}).value == pytest.approx(0.75)
+    responses[jrs[0]] = Verdict(score=None, raw="I cannot grade this.")  # unparseable: left out, not 0
+    result = gpt.compute(responses, {}, {})
+    assert result.value == pytest.approx(0.75) and result.n == len(jrs) - 1 and result.details["skipped"] == 1
+
+
+def test_gpt_eval_option_puts_gpt_into_avg_mu():
+    from harness.catalog import BENCHMARKS, build_metric
+    from harness.errors import ConfigError
+
+    plain = BENCHMARKS.get("fictitious-faces")(limit=2)
+    assert "fiu_gpt_eval@retain" not in plain.default_metrics
+    assert "fiu_gpt_eval@retain" not in build_metric("fiu_avg_mu", plain).dependencies()
+    bench = BENCHMARKS.get("fictitious-faces")(limit=2, gpt_eval=True)
+    assert "fiu_gpt_eval@retain" in bench.default_metrics
+    mu = build_metric("fiu_avg_mu", bench)
+    assert set(mu.dependencies()) == {"fiu_rouge_l_recall@retain", "fiu_gpt_eval@retain", "fiu_truth_ratio@retain",
+                                      "fiu_acc@visual"}
+    parts = {"fiu_rouge_l_recall@retain": 0.8, "fiu_gpt_eval@retain": 0.5, "fiu_truth_ratio@retain": 0.3,
+             "fiu_acc@visual": 0.6}
+    deps = {k: build_metric(k, bench).result(v, None, 2) for k, v in parts.items()}
+    assert mu.compute({}, deps, {}).value == pytest.approx((0.8 + 0.5 + 0.3 + 0.6) / 4)
+    with pytest.raises(ConfigError, match="gpt_eval"):
+        BENCHMARKS.get("fictitious-faces")(gpt_eval="yes")

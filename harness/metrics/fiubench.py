@@ -89,10 +89,11 @@ def ape(generations: Sequence[Sequence[str]], keywords: Sequence[Sequence[str]])
     return float(np.mean(scores))
 
 
-def gpt_eval_score(judge_reply: str, generation: str) -> float:
+def gpt_eval_score(judge_reply: str, generation: str, unparseable: float | None = 0.0) -> float | None:
     """GPT-Eval's per-item score from the judge's reply: 0 for a generation of 5 characters or
     fewer (the judge is not asked); else the first line, after any 'label:' and '**', as a
-    float; 0.0 when it does not parse (as the code's bare except)."""
+    float; `unparseable` when it does not parse (0.0 as the code's bare except; the registered
+    metric passes None, so such a reply is counted, never scored)."""
     if len(generation) < GPT_MIN_CHARS:
         return 0.0
     score = judge_reply.split("\n")[0].strip(" ")
@@ -103,7 +104,7 @@ def gpt_eval_score(judge_reply: str, generation: str) -> float:
     try:
         return float(score)
     except ValueError:
-        return 0.0
+        return unparseable
 
 
 def yes_no(generation: str) -> str | None:
@@ -382,7 +383,9 @@ class FIUAccuracy(GreedyAnswerMetric):
 class FIUGPTEval(ItemMetric):
     """GPT-Eval: a judge (role `fiu_gpt`, template `harness/judges/templates/fiubench_gpt_eval.txt`) scores the
     factual agreement of the cut greedy answer with the reference, 0-1; answers of 5 characters
-    or fewer score 0 unasked. Needs a judge model: without one the run says so (it is never faked)."""
+    or fewer score 0 unasked. Needs a judge model: without one the run says so (it is never faked).
+    Any model judge kind serves (e.g. `rubric` with `max_new_tokens: 64`): the score is read from
+    its raw reply's first line (`score: 0.8`)."""
 
     name = "fiu_gpt_eval"
     higher_is_better = True
@@ -405,13 +408,14 @@ class FIUGPTEval(ItemMetric):
         jr = self._judge(item, responses)
         if jr is None:
             return 0.0
-        return gpt_eval_score(responses[jr].raw, jr.response)
+        # An unparseable reply is left out (counted in details['skipped']), not scored 0 as the code does.
+        return gpt_eval_score(responses[jr].raw, jr.response, unparseable=None)
 
 
 class FIUAvgMU(Metric):
     """The paper's Avg. MU (Table 2): mean of retain ROUGE-L, GPT-Eval, truth ratio and ACC.
-    None unless every part is there: GPT-Eval needs a judge (metric arg `gpt: true` and a
-    `fiu_gpt` judge), ACC the benchmark's `acc_metric`. The code's harmonic-mean Model
+    None unless every part is there: GPT-Eval needs a judge (benchmark option `gpt_eval: true`
+    and a `fiu_gpt` judge), ACC the benchmark's `acc_metric`. The code's harmonic-mean Model
     Utility is `model_utility`."""
 
     name = "fiu_avg_mu"
@@ -423,14 +427,15 @@ class FIUAvgMU(Metric):
         return getattr(self.benchmark, "acc_metric", None)
 
     def dependencies(self) -> list[str]:
-        parts = [p for p in self.PARTS if self.args.get("gpt") or not p.startswith("fiu_gpt_eval")]
+        gpt = self.benchmark.options.get("gpt_eval", False)
+        parts = [p for p in self.PARTS if gpt or not p.startswith("fiu_gpt_eval")]
         return parts + ([self._acc()] if self._acc() else [])
 
     def compute(self, responses, deps, reference) -> MetricResult:
         parts = {d: deps[d].value for d in self.dependencies()}
         missing = [d for d in (*self.PARTS, self._acc() or "ACC") if parts.get(d) is None]
         if missing:
-            why = {"fiu_gpt_eval@retain": "GPT-Eval needs a judge model (arg gpt: true, judges: {fiu_gpt: ...})",
+            why = {"fiu_gpt_eval@retain": "GPT-Eval needs a judge model (option gpt_eval: true, judges: {fiu_gpt: ...})",
                    "ACC": f"benchmark {self.benchmark.name!r} has no ACC questions"}
             return self.result(None, None, 0, details={"parts": parts, "reason": "; ".join(why.get(m, f"no value for {m}")
                                                                                            for m in missing)})
