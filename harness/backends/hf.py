@@ -168,8 +168,13 @@ class HFBackend(Backend):
             return encode_vlm_prompt(self.processor, prompt, images, request.system, use_template)
         return encode_prompt(self.tokenizer, prompt, request.system, use_template), None
 
-    def _encode_pair(self, request: LoglikelihoodRequest | HiddenStatesRequest) -> tuple[list[int], int, Any]:
-        """(context + continuation ids, continuation length, pixel_values), context cut from the left to fit."""
+    def _encode_pair(self, request: LoglikelihoodRequest | HiddenStatesRequest) -> tuple[list[int], int]:
+        """(context + continuation ids, continuation length), context cut from the left to fit."""
+        seq, n_cont, _ = self._encode_pair_pixels(request)
+        return seq, n_cont
+
+    def _encode_pair_pixels(self, request: LoglikelihoodRequest | HiddenStatesRequest) -> tuple[list[int], int, Any]:
+        """`_encode_pair` plus the request's pixel_values (None without images)."""
         ctx, pixels = self.encode_with_images(request)
         cont = list(self.tokenizer(request.continuation, add_special_tokens=False)["input_ids"]) if request.continuation else []
         limit = self._max_len()
@@ -273,7 +278,7 @@ class HFBackend(Backend):
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LoglikelihoodResponse]:
         if not requests:  # nothing to ask: do not load the weights
             return []
-        encoded = [self._encode_pair(r) for r in requests]
+        encoded = [self._encode_pair_pixels(r) for r in requests]
         order = sorted(range(len(requests)), key=lambda i: -len(encoded[i][0]))
 
         def score(chunk: list[int]) -> list[LoglikelihoodResponse]:
@@ -317,7 +322,7 @@ class HFBackend(Backend):
                 raise HarnessError(f"unknown pooling {r.pooling!r} (mean, last, per_token, sum)")
             if r.span not in ("continuation", "predicting"):
                 raise HarnessError(f"unknown span {r.span!r} (continuation, predicting)")
-        encoded = [self._encode_pair(r) for r in requests]
+        encoded = [self._encode_pair_pixels(r) for r in requests]
         for r, (_, nc, _) in zip(requests, encoded):
             if r.span == "predicting" and nc == 0:
                 raise HarnessError("hidden states with span 'predicting' need a non-empty continuation")
@@ -356,7 +361,7 @@ class HFBackend(Backend):
             raise HarnessError(f"grad_norm: p must be 1, 2 or inf, not {bad[0]!r}")
         if any(r.images for r in requests):
             raise HarnessError("grad_norm does not take images yet (the gradient pass is text-only)")
-        seqs = [self._encode_pair(r)[:2] for r in requests]
+        seqs = [self._encode_pair(r) for r in requests]
         self.calls += len(requests)
         norms = gradient_norms(self.model, seqs, [r.p for r in requests], self.loaded.device)
         return [GradNormResponse(norm=n) for n in norms]
