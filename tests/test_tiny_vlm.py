@@ -1,6 +1,6 @@
-"""The tiny LLaVA-style VLM (harness/zoo/tiny_vlm.py, models in benchmarks/fictitious_faces_models.py): llava-hf's classes and files, reloaded
-through the Auto classes a real LLaVA loads with; and the trained `tiny-faces` model reading
-identity from the image."""
+"""The tiny LLaVA-style VLM (harness/zoo/tiny_vlm.py): llava-hf's classes and files, reloaded
+through the Auto classes a real LLaVA loads with; and the trained `tiny-faces` model
+(benchmarks/fictitious_faces_models.py) reading identity from the image."""
 
 from __future__ import annotations
 
