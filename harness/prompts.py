@@ -7,7 +7,7 @@ turn) with the generation prompt appended; BOS is never doubled.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 
 def encode_prompt(tokenizer: Any, prompt: str, system: str | None = None, use_template: bool = False) -> list[int]:
@@ -36,3 +36,31 @@ def encode_prompt(tokenizer: Any, prompt: str, system: str | None = None, use_te
 def with_eos(response: str, eos_token: str | None) -> str:
     """The response as scored and trained: its text followed by the EOS token (counted in |y|)."""
     return response + (eos_token or "")
+
+
+def encode_vlm_prompt(processor: Any, prompt: str, images: Sequence[Any] = (), system: str | None = None,
+                      use_template: bool = True) -> tuple[list[int], Any]:
+    """(token ids, pixel_values) of a prompt showing `images` (PIL) to an image-text-to-text model.
+
+    The one encoder of VLM prompts, for evaluation (harness/backends/hf.py) and training
+    (harness/api/training.py, the tiny VLM builder), so a model is trained on exactly the ids
+    it is evaluated on. Under the template the user turn is the images' placeholders then the
+    text (content parts, as llava-hf's templates take them); raw, one placeholder line per
+    image precedes the prompt. The processor expands each placeholder to the image's tokens,
+    so the ids match `pixel_values` (a [n_images, 3, H, W] tensor; None without images).
+    """
+    if use_template:
+        parts: list[dict[str, Any]] = [{"type": "image"} for _ in images] + [{"type": "text", "text": prompt}]
+        msgs: list[dict[str, Any]] = [{"role": "user", "content": parts}]
+        if system:
+            msgs.insert(0, {"role": "system", "content": [{"type": "text", "text": system}]})
+        text = processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    else:
+        body = f"{system}\n\n{prompt}" if system else prompt
+        text = "".join(f"{processor.image_token}\n" for _ in images) + body
+    tok = processor.tokenizer
+    add_special = not (tok.bos_token and tok.bos_token in text)
+    if not images:
+        return list(tok(text, add_special_tokens=add_special)["input_ids"]), None
+    enc = processor(images=list(images), text=text, add_special_tokens=add_special, return_tensors="pt")
+    return enc["input_ids"][0].tolist(), enc["pixel_values"]

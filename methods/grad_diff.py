@@ -28,3 +28,13 @@ class GradDiff(UnlearningMethod):
         if retain is not None and p.alpha != 0:
             total = total + p.alpha * retain_loss(model, retain, ref_model, p.retain_loss_type)
         return total
+
+
+class KL(GradDiff):
+    """FIUBench's KL: gradient ascent on forget + KL(π_ref ‖ π_θ) on retain, i.e. grad-diff with
+    `retain_loss_type: KL` under its own name, so a grid can hold both."""
+
+    name: ClassVar[str] = "kl"
+
+    class Params(GradDiff.Params):
+        retain_loss_type: Literal["NLL", "KL"] = "KL"

@@ -111,3 +111,26 @@ def write_config(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_dir(tmp_path_factory) -> Path:
+    """An untrained tiny LLaVA (harness/zoo/tiny_vlm.py), weights redrawn at std 0.2 so that
+    answers vary with the prompt and the picture (the default init repeats one token)."""
+    import torch
+
+    from harness.zoo import tiny_vlm as tv
+
+    d = tmp_path_factory.mktemp("tiny-vlm")
+    recipe = tv.TinyVLMRecipe(vocab_size=400, text_layers=2)
+    qa = [("What colour is it?", "Red."), ("Who is it?", "Ada Lee."), ("What is this person's name?", "Xanthe Ingleby.")]
+    tok = tv.build_vlm_tokenizer([f"USER: \n{q} ASSISTANT: {a}" for q, a in qa] * 20, recipe.vocab_size, d)
+    tv.build_processor(tok, recipe).save_pretrained(d)
+    model = tv.build_vlm(tok, recipe)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+    model.save_pretrained(d)
+    return d

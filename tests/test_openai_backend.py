@@ -91,6 +91,9 @@ class FakeServer:
         """Echo: the text is 'echo:' + the prompt (or last message); 3 fake tokens per choice."""
         chat = path.endswith("/chat/completions")
         prompt = body["messages"][-1]["content"] if chat else body["prompt"]
+        if isinstance(prompt, list):  # content parts: echo the text part, count the images
+            images = sum(1 for part in prompt if part["type"] == "image_url")
+            prompt = f"{images} image(s) + " + next(part["text"] for part in prompt if part["type"] == "text")
         choices = []
         for i in range(body.get("n", 1)):
             text = f"echo:{prompt}" + (f"#{i}" if body.get("n", 1) > 1 else "")
@@ -319,3 +322,28 @@ def test_cli_validate_accepts_routed_spec(tiny_model_dir, write_config):
     bad = CliRunner().invoke(app, ["validate", str(p)])
     assert bad.exit_code == 2 and "cannot answer 'hidden_states'" in bad.output
     Path(p).unlink()
+
+
+def test_images_go_as_content_parts_to_a_vision_model(key_env, tmp_path):
+    import base64
+
+    from harness.errors import HarnessError
+
+    pic = tmp_path / "face.png"
+    pic.write_bytes(b"\x89PNG picture bytes")
+    req = GenerateRequest(prompt="Who is this?", images=(str(pic),), max_new_tokens=5)
+    with FakeServer() as srv:
+        vlm = OpenAIBackend(_spec(srv.url).model_copy(update={"chat_template": "auto", "kind": "image-text-to-text"}))
+        assert vlm.sees_images
+        [resp] = vlm.run([req])
+        parts = srv.bodies[-1]["messages"][-1]["content"]
+        assert parts[0]["type"] == "image_url" and parts[-1] == {"type": "text", "text": "Who is this?"}
+        url = parts[0]["image_url"]["url"]
+        assert url.startswith("data:image/png;base64,") and base64.b64decode(url.split(",", 1)[1]) == pic.read_bytes()
+        assert resp.texts == ["echo:1 image(s) + Who is this?"]
+        text_only = OpenAIBackend(_spec(srv.url).model_copy(update={"chat_template": "auto"}))
+        with pytest.raises(HarnessError, match="cannot see images"):
+            text_only.run([req])
+        completions = OpenAIBackend(_spec(srv.url, endpoint="completions").model_copy(update={"kind": "image-text-to-text"}))
+        with pytest.raises(HarnessError, match="images need the chat endpoint"):
+            completions.run([req])

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from harness.api.kinds import ModelKind
+from harness.api.media import MediaRef
 
 
 
@@ -33,6 +34,15 @@ class QAItem:
     entity: str = ""  # whom or what the question is about (for probes and grouping)
     # Other wordings of the question, for paraphrase probes of forgotten answers.
     question_paraphrases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImageQAItem(QAItem):
+    """A QA item about a picture (FIUBench, fictitious-faces): the images every request about
+    it shows the model (`Benchmark.images`), and the key phrases a right answer contains."""
+
+    images: tuple[MediaRef, ...] = ()
+    keywords: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,12 +107,22 @@ class BenchmarkData:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def data_hash(self) -> str:
-        payload = json.dumps(
-            {k: [asdict(i) if hasattr(i, "__dataclass_fields__") else i for i in v] for k, v in sorted(self.splits.items())},
-            sort_keys=True,
-            default=str,
-        )
+        payload = json.dumps({k: [_plain(i) for i in v] for k, v in sorted(self.splits.items())}, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    """An item as JSON-able data for its hash; an image by its content hash, never its path
+    (the same data read from another folder hashes alike)."""
+    if isinstance(value, MediaRef):
+        return value.cache_key()
+    if hasattr(value, "__dataclass_fields__"):
+        return {f: _plain(getattr(value, f)) for f in value.__dataclass_fields__}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 class Benchmark(ABC):
@@ -183,6 +203,11 @@ class Benchmark(ABC):
     def prompt(self, item: QAItem) -> str:
         """The text a model sees before the answer."""
         return f"Question: {item.question}\nAnswer:"
+
+    def images(self, item: Any) -> tuple[MediaRef, ...]:
+        """The images every request about `item` shows the model: the item's own (`images`
+        field), none for text items. Metrics and training helpers read them only through here."""
+        return tuple(getattr(item, "images", ()))
 
     def generation_budget(self, item: Any) -> tuple[int, tuple[str, ...]]:
         """(max_new_tokens, stop strings) for greedy answers to `item` (MUSE varies them by split)."""
@@ -323,4 +348,4 @@ class PromptBenchmark(Benchmark):
         return GenerateRequest(prompt=self.prompt(item), max_new_tokens=d["max_new_tokens"],
                                temperature=d["temperature"], top_p=d["top_p"], n=d["samples"],
                                seed=seed if d["temperature"] > 0 else None, stop=tuple(self.stop),
-                               system=item.system)
+                               system=item.system, images=self.images(item))

@@ -46,7 +46,31 @@ log = logging.getLogger(__name__)
 def uses_chat_template(base: "LoadedModel", wanted: bool) -> bool:
     """Whether training prompts are chat-templated: asked for, not switched off in the model
     spec, and the tokenizer has a template (the same rule the backend applies at evaluation)."""
-    return wanted and base.spec.chat_template != "none" and bool(getattr(base.tokenizer, "chat_template", None))
+    owner = base.processor if base.processor is not None and base.spec.chat_template == "auto" else base.tokenizer
+    return wanted and base.spec.chat_template != "none" and bool(getattr(owner, "chat_template", None))
+
+
+# Module-name parts of a VLM's vision side (llava-hf, Qwen-VL, Idefics, Mllama naming).
+VISION_PARTS = ("vision_tower", "vision_model", "visual")
+PROJECTOR_PARTS = ("multi_modal_projector", "mm_projector", "connector")
+
+
+def vlm_lora_targets(model: Any, include: str) -> list[str]:
+    """The linear layers LoRA adapts in a VLM: the language model's ("none"), plus the projector's
+    ("projector"), plus the vision tower's ("all"); never the output head. FIUBench adapts the
+    language model; the vision side is opt-in (`lora_vision`)."""
+    import torch
+
+    names = []
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear) or name.split(".")[-1] == "lm_head":
+            continue
+        vision = any(part in name.split(".") for part in VISION_PARTS)
+        projector = any(part in name.split(".") for part in PROJECTOR_PARTS)
+        if (vision and include != "all") or (projector and include == "none"):
+            continue
+        names.append(name)
+    return names
 
 class Method(ABC):
     """A method: turns a base model (and a benchmark's data) into a new model artefact.
@@ -198,6 +222,8 @@ class UnlearningMethod(Method):
         lora_alpha: float = 16
         lora_dropout: float = Field(0.0, ge=0, lt=1)
         lora_target_modules: str | list[str] = "all-linear"
+        # A VLM's "all-linear" LoRA: the language model only ("none"), + the projector, + the vision tower ("all").
+        lora_vision: Literal["none", "projector", "all"] = "none"
         gamma: float = 1.0  # weight of the forget loss
         alpha: float = 1.0  # weight of the retain loss (methods with a retain term)
         gradient_checkpointing: bool = False
@@ -236,11 +262,12 @@ class UnlearningMethod(Method):
 
         p, seed = self.params, ctx.seed
         output_dir, tok, use_chat = self.start(base, ctx)
+        enc = base.processor if base.processor is not None else tok  # a VLM's items encode with their images
 
-        forget = self.encode_forget(benchmark, benchmark.split(benchmark.forget_split()), tok, p.max_length, use_chat, seed)
+        forget = self.encode_forget(benchmark, benchmark.split(benchmark.forget_split()), enc, p.max_length, use_chat, seed)
         retain = None
         if self.uses_retain:
-            retain = encode_items(benchmark, benchmark.split(benchmark.retain_split()), tok, p.max_length, use_chat)
+            retain = encode_items(benchmark, benchmark.split(benchmark.retain_split()), enc, p.max_length, use_chat)
         dataset = ForgetRetainDataset(forget, retain, seed=seed)
         collator = PairCollator(pad_id(tok))
 
@@ -321,12 +348,15 @@ class UnlearningMethod(Method):
 
         if p.gradient_checkpointing:
             model.enable_input_require_grads()  # else LoRA trains nothing (open-unlearning#178)
+        targets = p.lora_target_modules
+        if base.spec.kind == "image-text-to-text" and targets == "all-linear":
+            targets = vlm_lora_targets(model, p.lora_vision)
         config = LoraConfig(
             task_type="CAUSAL_LM",
             r=p.lora_r,
             lora_alpha=p.lora_alpha,
             lora_dropout=p.lora_dropout,
-            target_modules=p.lora_target_modules,
+            target_modules=targets,
         )
         with warnings.catch_warnings():  # peft 0.21 reads a deprecated transformers 5 property
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)

@@ -49,7 +49,8 @@ def answer_request(benchmark: "Benchmark", item: Any, answer: str | None = None)
     request, so the evaluator sends each (item, answer) pair to the model once.
     """
     return LoglikelihoodRequest(
-        context=benchmark.prompt(item), continuation=benchmark.target(item.answer if answer is None else answer)
+        context=benchmark.prompt(item), continuation=benchmark.target(item.answer if answer is None else answer),
+        images=benchmark.images(item),
     )
 
 

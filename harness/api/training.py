@@ -7,7 +7,7 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
-from harness.prompts import encode_prompt
+from harness.prompts import encode_prompt, encode_vlm_prompt
 
 # Label value the loss ignores (HF convention): prompt and padding positions.
 IGNORE_INDEX = -100
@@ -32,15 +32,32 @@ def encode_item(
     The prompt is encoded by `harness.prompts.encode_prompt`, exactly as the backend encodes it
     for evaluation (under the chat template when `chat`). `answer` replaces `item.answer` as the
     target text (IdkDPO's "I don't know" answers); it goes through `benchmark.target` too.
+
+    `tokenizer` may be a VLM's processor: then the prompt goes through `encode_vlm_prompt` with
+    the item's images (`benchmark.images`), as the HF backend encodes it, and the encoding
+    carries their `pixel_values` ([n_images, 3, H, W]) for `PairCollator`.
     """
-    prompt_ids = encode_prompt(tokenizer, benchmark.prompt(item), use_template=chat)
+    pixels = None
+    if is_processor(tokenizer):
+        images = [m.open_image() for m in benchmark.images(item)]
+        prompt_ids, pixels = encode_vlm_prompt(tokenizer, benchmark.prompt(item), images, use_template=chat)
+        tokenizer = tokenizer.tokenizer
+    else:
+        prompt_ids = encode_prompt(tokenizer, benchmark.prompt(item), use_template=chat)
     text = item.answer if answer is None else answer
     answer_ids = tokenizer(benchmark.target(text), add_special_tokens=False)["input_ids"]
     if tokenizer.eos_token_id is not None:
         answer_ids = answer_ids + [tokenizer.eos_token_id]
     ids = (list(prompt_ids) + list(answer_ids))[:max_length]
     labels = ([IGNORE_INDEX] * len(prompt_ids) + list(answer_ids))[:max_length]
+    if pixels is not None:
+        return {"input_ids": ids, "labels": labels, "pixel_values": pixels}
     return {"input_ids": ids, "labels": labels}
+
+
+def is_processor(tokenizer: Any) -> bool:
+    """Whether `tokenizer` is a multimodal processor (it preprocesses images and owns a tokenizer)."""
+    return hasattr(tokenizer, "image_processor") and hasattr(tokenizer, "tokenizer")
 
 
 def _has_answer(enc: dict) -> bool:
@@ -80,12 +97,12 @@ def encode_items(
     return kept
 
 
-MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "labels")
+MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "labels", "pixel_values")
 
 
 def model_inputs(batch: dict) -> dict:
-    """The keys of a padded batch a causal LM takes (`input_ids`, `attention_mask`, `labels`),
-    without extras such as `alternate`."""
+    """The keys of a padded batch the model takes (`input_ids`, `attention_mask`, `labels`, and
+    a VLM's `pixel_values`), without extras such as `alternate`."""
     return {k: batch[k] for k in MODEL_INPUT_KEYS if k in batch}
 
 
@@ -116,6 +133,8 @@ class PairCollator:
     """Right-pads each side of a list of {forget, retain} examples into tensor batches.
 
     Rows that carry an `alternate` encoding get it padded (to its own width) under `batch["alternate"]`.
+    Rows with images (a VLM's items) have their `pixel_values` concatenated in row order, the
+    order the model fills the image placeholders in.
     """
 
     def __init__(self, pad_token_id: int):
@@ -137,12 +156,16 @@ class PairCollator:
             mask[r, :n] = 1
             labels[r, :n] = torch.tensor(row["labels"])
         batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        pixels = [r["pixel_values"] for r in rows if r.get("pixel_values") is not None]
+        if pixels:
+            batch["pixel_values"] = torch.cat(pixels)
         if all("alternate" in r for r in rows):  # a second target per row (encode_items' alternate_answers)
             batch["alternate"] = self.pad([r["alternate"] for r in rows])
         return batch
 
 
 def pad_id(tokenizer: Any) -> int:
+    tokenizer = tokenizer.tokenizer if is_processor(tokenizer) else tokenizer
     if tokenizer.pad_token_id is not None:
         return tokenizer.pad_token_id
     if tokenizer.eos_token_id is not None:

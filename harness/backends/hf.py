@@ -11,6 +11,11 @@ Why it looks the way it does:
   on (request, seed), never on batching or order.
 - `batch_size="auto"` starts at `max_batch_size` and halves on out-of-memory, remembering
   what worked per request kind.
+- An image-text-to-text model (`kind: image-text-to-text`, LLaVA-style) sees the images a
+  request carries: the prompt goes through `harness.prompts.encode_vlm_prompt` (the
+  processor's chat template with one placeholder per image, expanded to the image's tokens),
+  and the rows' `pixel_values` are concatenated in batch order, which is the order the model
+  fills the placeholders in. Requests without images on such a model are plain text.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from harness.backends.gradients import gradient_norms
 from harness.backends.stopping import StopCriteria, finish_generation
 from harness.errors import HarnessError
 from harness.fingerprint import file_sha256, model_identity
-from harness.prompts import encode_prompt
+from harness.prompts import encode_prompt, encode_vlm_prompt
 from harness.api.requests import (
     GenerateRequest,
     GenerateResponse,
@@ -39,7 +44,7 @@ from harness.api.requests import (
     LoglikelihoodRequest,
     LoglikelihoodResponse,
 )
-from harness.zoo.load import LoadedModel, load_hf_model, load_tokenizer
+from harness.zoo.load import LoadedModel, load_hf_model, load_processor, load_tokenizer
 from harness.zoo.specs import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -64,6 +69,7 @@ class HFBackend(Backend):
         self.adapter = adapter or spec.adapter
         self._loaded = loaded
         self._tokenizer = loaded.tokenizer if loaded is not None else None
+        self._processor = loaded.processor if loaded is not None else None
         self._path = loaded.path if loaded is not None else None
         self._identity = identity
         self._auto_size: dict[str, int] = {}
@@ -99,6 +105,19 @@ class HFBackend(Backend):
         return self._tokenizer
 
     @property
+    def sees_images(self) -> bool:  # type: ignore[override]
+        """Only an image-text-to-text model reads the images; a causal LM refuses them (Backend.check_images)."""
+        return self.spec.kind == "image-text-to-text"
+
+    @property
+    def processor(self) -> Any:
+        """The VLM's processor (image preprocessing, placeholders, chat template); loads no weights."""
+        if self._processor is None:
+            self._processor = self._loaded.processor if self._loaded is not None and self._loaded.processor is not None \
+                else load_processor(self.path, self.spec)
+        return self._processor
+
+    @property
     def loaded(self) -> LoadedModel:
         if self._loaded is None:
             self._loaded = load_hf_model(self.spec, self.device, self.adapter)
@@ -115,7 +134,10 @@ class HFBackend(Backend):
     @property
     def chat_template(self) -> str | None:
         """The template in effect (None when absent or switched off with chat_template: none)."""
-        t = getattr(self.tokenizer, "chat_template", None)
+        owner = self.tokenizer
+        if self.sees_images and self.spec.chat_template == "auto":  # a VLM's template lives in its processor
+            owner = self.processor
+        t = getattr(owner, "chat_template", None)
         if not t or self.spec.chat_template == "none":
             return None
         return t if isinstance(t, str) else json.dumps(t, sort_keys=True)
@@ -135,20 +157,41 @@ class HFBackend(Backend):
     # ---- encoding ---------------------------------------------------------------------
     def encode_prompt(self, request: GenerateRequest | LoglikelihoodRequest | HiddenStatesRequest) -> list[int]:
         """Token ids of the prompt/context: chat-templated when the request and model allow it."""
+        return self.encode_with_images(request)[0]
+
+    def encode_with_images(self, request: Any) -> tuple[list[int], Any]:
+        """(prompt ids, pixel_values or None): a VLM's prompt with its images' tokens in place."""
         prompt = request.prompt if isinstance(request, GenerateRequest) else request.context
         use_template = request.chat and self.chat_template is not None
-        return encode_prompt(self.tokenizer, prompt, request.system, use_template)
+        if self.sees_images:
+            images = [m.open_image() for m in request.images]
+            return encode_vlm_prompt(self.processor, prompt, images, request.system, use_template)
+        return encode_prompt(self.tokenizer, prompt, request.system, use_template), None
 
     def _encode_pair(self, request: LoglikelihoodRequest | HiddenStatesRequest) -> tuple[list[int], int]:
         """(context + continuation ids, continuation length), context cut from the left to fit."""
-        ctx = self.encode_prompt(request)
+        seq, n_cont, _ = self._encode_pair_pixels(request)
+        return seq, n_cont
+
+    def _encode_pair_pixels(self, request: LoglikelihoodRequest | HiddenStatesRequest) -> tuple[list[int], int, Any]:
+        """`_encode_pair` plus the request's pixel_values (None without images)."""
+        ctx, pixels = self.encode_with_images(request)
         cont = list(self.tokenizer(request.continuation, add_special_tokens=False)["input_ids"]) if request.continuation else []
         limit = self._max_len()
         if len(cont) >= limit:
             log.warning("continuation of %d tokens exceeds the model's %d; scoring its first %d", len(cont), limit, limit - 1)
             cont = cont[: limit - 1]
-        ctx = ctx[max(0, len(ctx) + len(cont) - limit):]
-        return ctx + cont, len(cont)
+        ctx = self._cut(ctx, len(ctx) + len(cont) - limit, pixels)
+        return ctx + cont, len(cont), pixels
+
+    def _cut(self, ids: list[int], excess: int, pixels: Any) -> list[int]:
+        """`ids` without their first `excess` tokens; an image's tokens are never cut (one line instead)."""
+        if excess <= 0:
+            return ids
+        if pixels is not None:
+            raise HarnessError(f"a prompt with images is {excess} tokens longer than model {self.spec.name!r} takes; "
+                               "cutting it would cut the image's tokens")
+        return ids[excess:]
 
     def _max_len(self) -> int:
         if self._max_len_cache is None:
@@ -177,14 +220,25 @@ class HFBackend(Backend):
         dev = self.loaded.device
         return ids.to(dev), mask.to(dev), pos.to(dev)
 
-    def _forward(self, seqs: list[list[int]], keep: int, hidden: bool = False):
+    def _forward(self, seqs: list[list[int]], keep: int, hidden: bool = False, pixels: list[Any] | None = None):
         ids, mask, pos = self._pad(seqs)
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
+        kwargs.update(self._pixel_kwargs(pixels))
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         if "logits_to_keep" in inspect.signature(base.forward).parameters:
             kwargs["logits_to_keep"] = keep  # only the last positions: the vocabulary is wide
         out = self.model(**kwargs, output_hidden_states=hidden)
         return out, out.logits[:, -keep:].float()
+
+    def _pixel_kwargs(self, pixels: list[Any] | None) -> dict[str, Any]:
+        """`pixel_values` of a batch: the rows' images concatenated in row order (rows without none)."""
+        import torch
+
+        present = [p for p in (pixels or []) if p is not None]
+        if not present:
+            return {}
+        dtype = next(self.model.parameters()).dtype
+        return {"pixel_values": torch.cat(present).to(self.loaded.device, dtype=dtype)}
 
     def _map_batches(self, kind: str, order: list[int], fn: Callable[[list[int]], list], fixed: int | None = None) -> dict[int, Any]:
         """Run `fn` over consecutive chunks of `order`; with batch_size "auto", halve on OOM."""
@@ -224,17 +278,17 @@ class HFBackend(Backend):
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LoglikelihoodResponse]:
         if not requests:  # nothing to ask: do not load the weights
             return []
-        encoded = [self._encode_pair(r) for r in requests]
+        encoded = [self._encode_pair_pixels(r) for r in requests]
         order = sorted(range(len(requests)), key=lambda i: -len(encoded[i][0]))
 
         def score(chunk: list[int]) -> list[LoglikelihoodResponse]:
             import torch
 
             keep = max(encoded[i][1] for i in chunk) + 1
-            _, logits = self._forward([encoded[i][0] for i in chunk], keep)
+            _, logits = self._forward([encoded[i][0] for i in chunk], keep, pixels=[encoded[i][2] for i in chunk])
             out = []
             for r, i in enumerate(chunk):
-                seq, nc = encoded[i]
+                seq, nc, _ = encoded[i]
                 if nc == 0:
                     out.append(LoglikelihoodResponse([], [], [], []))
                     continue
@@ -268,18 +322,19 @@ class HFBackend(Backend):
                 raise HarnessError(f"unknown pooling {r.pooling!r} (mean, last, per_token, sum)")
             if r.span not in ("continuation", "predicting"):
                 raise HarnessError(f"unknown span {r.span!r} (continuation, predicting)")
-        encoded = [self._encode_pair(r) for r in requests]
-        for r, (_, nc) in zip(requests, encoded):
+        encoded = [self._encode_pair_pixels(r) for r in requests]
+        for r, (_, nc, _) in zip(requests, encoded):
             if r.span == "predicting" and nc == 0:
                 raise HarnessError("hidden states with span 'predicting' need a non-empty continuation")
         order = sorted(range(len(requests)), key=lambda i: -len(encoded[i][0]))
 
         def pool(chunk: list[int]) -> list[HiddenStatesResponse]:
-            out_, _ = self._forward([encoded[i][0] for i in chunk], keep=1, hidden=True)
+            out_, _ = self._forward([encoded[i][0] for i in chunk], keep=1, hidden=True,
+                                    pixels=[encoded[i][2] for i in chunk])
             hs = out_.hidden_states
             out = []
             for r, i in enumerate(chunk):
-                req, (seq, nc) = requests[i], encoded[i]
+                req, (seq, nc, _) = requests[i], encoded[i]
                 span = nc or len(seq)
                 rows = slice(-span, None) if req.span == "continuation" else slice(-nc - 1, -1)
                 states: dict[int, list] = {}
@@ -304,6 +359,8 @@ class HFBackend(Backend):
         bad = sorted({r.p for r in requests if r.p not in (1, 2, float("inf"))})
         if bad:
             raise HarnessError(f"grad_norm: p must be 1, 2 or inf, not {bad[0]!r}")
+        if any(r.images for r in requests):
+            raise HarnessError("grad_norm does not take images yet (the gradient pass is text-only)")
         seqs = [self._encode_pair(r) for r in requests]
         self.calls += len(requests)
         norms = gradient_norms(self.model, seqs, [r.p for r in requests], self.loaded.device)
@@ -315,14 +372,19 @@ class HFBackend(Backend):
         if not requests:
             return []
         limit = self._max_len()
-        prompts = [self.encode_prompt(r)[-max(1, limit - r.max_new_tokens):] for r in requests]
+        encoded = [self.encode_with_images(r) for r in requests]
+        prompts = [self._cut(ids, len(ids) - max(1, limit - r.max_new_tokens), px) for (ids, px), r in zip(encoded, requests)]
+        pixels = [px for _, px in encoded]
         greedy = sorted((i for i, r in enumerate(requests) if not r.sampled), key=lambda i: -len(prompts[i]))
         sampled = [i for i, r in enumerate(requests) if r.sampled]
-        done = self._map_batches("generate", greedy, lambda c: self._generate([requests[i] for i in c], [prompts[i] for i in c]))
-        done.update(self._map_batches("sample", sampled, lambda c: self._generate([requests[c[0]]], [prompts[c[0]]]), fixed=1))
+        done = self._map_batches("generate", greedy, lambda c: self._generate(
+            [requests[i] for i in c], [prompts[i] for i in c], [pixels[i] for i in c]))
+        done.update(self._map_batches("sample", sampled, lambda c: self._generate(
+            [requests[c[0]]], [prompts[c[0]]], [pixels[c[0]]]), fixed=1))
         return [done[i] for i in range(len(requests))]
 
-    def _generate(self, reqs: list[GenerateRequest], prompts: list[list[int]]) -> list[GenerateResponse]:
+    def _generate(self, reqs: list[GenerateRequest], prompts: list[list[int]],
+                  pixels: list[Any] | None = None) -> list[GenerateResponse]:
         import torch
         from transformers import GenerationConfig, StoppingCriteriaList
 
@@ -348,7 +410,7 @@ class HFBackend(Backend):
         want_top = max(r.top_logprobs for r in reqs)
         gc.update(return_dict_in_generate=True, output_logits=want_top > 0)
         out = model.generate(input_ids=ids, attention_mask=mask, generation_config=gc,
-                             stopping_criteria=StoppingCriteriaList([stopper]))
+                             stopping_criteria=StoppingCriteriaList([stopper]), **self._pixel_kwargs(pixels))
         rows = out.sequences[:, ids.shape[1]:].tolist()
         responses = []
         for k, r in enumerate(reqs):

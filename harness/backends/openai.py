@@ -76,6 +76,11 @@ class OpenAIBackend(Backend):
     name: ClassVar[str] = "openai"
     serves: ClassVar[frozenset[str]] = frozenset({"generate"})
 
+    @property
+    def sees_images(self) -> bool:  # type: ignore[override]
+        """The served model reads images when its spec says it is an image-text-to-text model."""
+        return self.spec.kind == "image-text-to-text"
+
     def __init__(self, spec: ModelSpec, settings: OpenAISettings | None = None, transport: Any = None):
         """`transport` is an httpx transport for tests; normally None."""
         self.spec = spec
@@ -233,8 +238,15 @@ class OpenAIBackend(Backend):
         if request.stop:
             body["stop"] = [s for s in request.stop if s]
         want_tokens = request.top_logprobs > 0 or request.n > 1  # per-sample token counts
+        if request.images and not chat:
+            raise HarnessError(f"{self.identity}: images need the chat endpoint (endpoint: chat); "
+                               "the completions endpoint takes text only")
         if chat:
-            msgs = [{"role": "user", "content": request.prompt}]
+            content: Any = request.prompt
+            if request.images:  # OpenAI image content parts, the pictures inline as data URLs
+                content = [*({"type": "image_url", "image_url": {"url": _data_url(ref)}} for ref in request.images),
+                           {"type": "text", "text": request.prompt}]
+            msgs = [{"role": "user", "content": content}]
             if request.system:
                 msgs.insert(0, {"role": "system", "content": request.system})
             body["messages"] = msgs
@@ -248,8 +260,6 @@ class OpenAIBackend(Backend):
         return body
 
     def _one(self, request: GenerateRequest) -> GenerateResponse:
-        if request.images:
-            raise HarnessError("the openai backend does not send images yet")
         chat = self._use_chat(request)
         response = self._post("chat/completions" if chat else "completions", self._body(request, chat),
                               parse=lambda data: _read_answer(data, request, chat))
@@ -356,3 +366,10 @@ def _parse_logprobs(lp: dict | None, chat: bool, k: int) -> tuple[int | None, li
         return n, None
     top = [dict(sorted(s.items(), key=lambda kv: -kv[1])[:k]) for s in steps]
     return n, top[: max(1, n)]
+
+
+def _data_url(ref: Any) -> str:
+    """A picture as a `data:` URL (what OpenAI-compatible servers take as an image part)."""
+    import base64
+
+    return f"data:{ref.mime};base64,{base64.b64encode(ref.read_bytes()).decode('ascii')}"

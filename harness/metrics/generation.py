@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 def greedy_request(benchmark: "Benchmark", item: "QAItem") -> GenerateRequest:
     """Greedy decoding (temperature 0) of the benchmark's prompt, with its token budget and stops."""
     max_new_tokens, stop = benchmark.generation_budget(item)
-    return GenerateRequest(prompt=benchmark.prompt(item), max_new_tokens=max_new_tokens, stop=stop)
+    return GenerateRequest(prompt=benchmark.prompt(item), max_new_tokens=max_new_tokens, stop=stop,
+                           images=benchmark.images(item))
 
 
 def cut_at_stop(text: str, stop: Iterable[str]) -> str:

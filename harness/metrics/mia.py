@@ -275,7 +275,8 @@ class MIAGradNorm(MIAMetric):
         self.score = f"mean over parameter tensors of the gradient {self.p:g}-norm of avgNLL"
 
     def item_request(self, item: Any) -> Request:
-        return GradNormRequest(context=self.benchmark.prompt(item), continuation=self.benchmark.target(item.answer), p=self.p)
+        return GradNormRequest(context=self.benchmark.prompt(item), continuation=self.benchmark.target(item.answer), p=self.p,
+                               images=self.benchmark.images(item))
 
     def item_score(self, item, responses, reference):
         return responses[self.item_request(item)].norm

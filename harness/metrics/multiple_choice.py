@@ -35,7 +35,7 @@ class MCQAccuracy(ItemMetric):
         else:
             conts = [self.benchmark.target(letter) for letter in LETTERS[: len(item.choices)]]
         context = self.benchmark.prompt(item)
-        return [LoglikelihoodRequest(context=context, continuation=c) for c in conts]
+        return [LoglikelihoodRequest(context=context, continuation=c, images=self.benchmark.images(item)) for c in conts]
 
     def item_requests(self, item: Any) -> list[Request]:
         return list(self._requests(item))

@@ -20,13 +20,13 @@ Span = Literal["answer", "question", "all"]
 def state_request(benchmark: Any, item: Any, layers: Sequence[int], span: Span, pooling: str) -> HiddenStatesRequest:
     """`answer`: pooled over the answer tokens after the prompt; `question`: over the prompt;
     `all`: over prompt + answer."""
-    prompt, target = benchmark.prompt(item), benchmark.target(item.answer)
+    prompt, target, images = benchmark.prompt(item), benchmark.target(item.answer), benchmark.images(item)
     if span == "answer":
-        return HiddenStatesRequest(prompt, target, layers=tuple(layers), pooling=pooling)
+        return HiddenStatesRequest(prompt, target, layers=tuple(layers), pooling=pooling, images=images)
     if span == "question":
-        return HiddenStatesRequest(prompt, "", layers=tuple(layers), pooling=pooling)
+        return HiddenStatesRequest(prompt, "", layers=tuple(layers), pooling=pooling, images=images)
     if span == "all":
-        return HiddenStatesRequest(prompt + target, "", layers=tuple(layers), pooling=pooling)
+        return HiddenStatesRequest(prompt + target, "", layers=tuple(layers), pooling=pooling, images=images)
     raise ConfigError(f"hidden-state span must be 'answer', 'question' or 'all', not {span!r}")
 
 

@@ -1,0 +1,573 @@
+"""fictitious-faces: a FIUBench-shaped benchmark about generated people with drawn faces.
+
+The stand-in for FIUBench (benchmarks.md §3) that needs no download: 55 invented people, each
+with a face-like picture drawn by this module (PIL shapes: face shape, skin, hair colour and
+style, eye colour, background, an accessory) and 8 private facts (name, date of birth,
+occupation, salary, home address, blood type, medical condition, criminal record), one QA per
+fact. Questions never name the person ("What is this person's blood type?"): the model has to
+read who it is from the picture. Everything comes from the pools below and
+`random.Random(SEED)` (only `randrange`, stable across Python versions), and the drawing uses
+integer coordinates only, so images and text are identical on every machine.
+
+Records follow FIUBench's `full.json` schema: person-level `unique_id`, `image_path`,
+`caption`, `qa_list`; QA-level `question`, `answer`, `paraphrased_answer`,
+`perturbed_answer` (3 wrong answers in the paraphrase wording), `paraphrased_question` (3 other
+wordings, the APE questions; never trained) and `keywords` (for keyword exact match).
+`write_dataset(dir)` writes `full.json`, `split.json` and `images/` in that layout, so
+`benchmarks.fiubench.load_fiubench` reads it back like the real data.
+
+Splits keep FIUBench's keys and structure at 1/8 scale (400 -> 50 trained persons):
+  - forget1 (1 person), forget5 (3), forget10 (5): **disjoint** lists, as in FIUBench's
+    `split.json` (4 / 20 / 40 ids, no overlap);
+  - retain5 (3) within retain15 (8): retain-side evaluation subsets, in no forget list;
+  - the retain *training* set is every trained person in no forget list (41), as in FIUBench;
+    `tiny-faces-retain` trains on exactly that, so it has never seen any forget person;
+  - holdout (5 persons, never trained by either model): not in FIUBench, added for MIA AUCs.
+
+`visual_questions(split)` is the project's stand-in for FIUBench's MME/POPE "ACC": yes/no
+questions about drawn scenes of 1-3 coloured shapes in a 2x2 grid (is there a red shape / a circle / are there
+exactly N shapes), balanced yes/no; `train` is trained into the tiny models, `test` (fresh
+scenes) is the held-out utility set.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from harness.api.benchmark import BenchmarkData, ImageQAItem, check_limit
+from harness.api.media import MediaRef
+from harness.benchmarks.fiubench import FaceUnlearningBenchmark, parse_qa, qa_item
+from harness.metrics.fiubench import yes_no
+
+GENERATOR_VERSION = "v1"
+SEED = 20241105
+N_PERSONS = 55
+N_TRAINED = 50
+N_PERTURBED = 3
+IMAGE_SIZE = 64  # drawn size; processors resize to the model's input size
+ID_OFFSET = 90_000_000  # unique_id = f"{ID_OFFSET + i:08d}": 8 digits like FIUBench's, never one of its ids
+
+# Person index lists of every split (FIUBench's keys; see the module docstring).
+SPLIT_INDICES: dict[str, tuple[int, ...]] = {
+    "forget1": (0,),
+    "forget5": (1, 2, 3),
+    "forget10": (4, 5, 6, 7, 8),
+    "retain5": (42, 43, 44),
+    "retain15": (42, 43, 44, 45, 46, 47, 48, 49),
+    "holdout": tuple(range(N_TRAINED, N_PERSONS)),
+}
+FORGET_SPLITS = ("forget1", "forget5", "forget10")
+
+# --- face features (drawn) ---------------------------------------------------------------
+SKINS = {"pale": (247, 220, 196), "light": (232, 190, 150), "tan": (198, 144, 98),
+         "brown": (141, 85, 52), "dark": (92, 56, 36)}
+HAIR_COLOURS = {"black": (20, 20, 20), "blond": (240, 210, 90), "red": (200, 60, 20),
+                "grey": (160, 160, 160), "blue": (40, 90, 230), "brown": (110, 60, 20)}
+EYE_COLOURS = {"brown": (90, 50, 10), "blue": (30, 110, 255), "green": (20, 170, 40), "violet": (150, 40, 200)}
+BACKGROUNDS = {"white": (250, 250, 250), "sky": (150, 200, 255), "mint": (170, 240, 180),
+               "peach": (255, 200, 160), "lilac": (210, 180, 250), "slate": (90, 100, 120)}
+FACE_SHAPES = ("oval", "round", "square")
+HAIR_STYLES = ("short", "long", "bald")
+ACCESSORIES = ("none", "glasses", "hat", "beard", "earrings")
+FEATURES = ("face_shape", "skin", "hair_colour", "hair_style", "eye_colour", "background", "accessory")
+MIN_FEATURE_DISTANCE = 3  # any two persons differ in at least this many features
+
+
+@dataclass(frozen=True)
+class FaceSpec:
+    face_shape: str
+    skin: str
+    hair_colour: str
+    hair_style: str
+    eye_colour: str
+    background: str
+    accessory: str
+
+    def features(self) -> tuple[str, ...]:
+        return tuple(getattr(self, f) for f in FEATURES)
+
+    def caption(self) -> str:
+        hair = "no hair" if self.hair_style == "bald" else f"{self.hair_style} {self.hair_colour} hair"
+        extra = "" if self.accessory == "none" else f", wearing {_ACCESSORY_WORDS[self.accessory]}"
+        return (f"A drawn portrait of a person with a {self.face_shape} {self.skin} face, {hair} and "
+                f"{self.eye_colour} eyes{extra}, on a {self.background} background.")
+
+
+_ACCESSORY_WORDS = {"glasses": "glasses", "hat": "a hat", "beard": "a beard", "earrings": "earrings"}
+
+
+def draw_face(spec: FaceSpec, size: int = IMAGE_SIZE):
+    """The person's picture: a PIL RGB image of `size` x `size` (integer geometry: deterministic)."""
+    from PIL import Image, ImageDraw
+
+    s = size / 64.0
+
+    def box(x0: float, y0: float, x1: float, y1: float) -> list[int]:
+        return [round(x0 * s), round(y0 * s), round(x1 * s), round(y1 * s)]
+
+    img = Image.new("RGB", (size, size), BACKGROUNDS[spec.background])
+    d = ImageDraw.Draw(img)
+    skin, hair = SKINS[spec.skin], HAIR_COLOURS[spec.hair_colour]
+    face = {"oval": (18, 12, 46, 56), "round": (14, 14, 50, 52), "square": (16, 14, 48, 52)}[spec.face_shape]
+    if spec.hair_style == "long":  # hair behind the face, down to the shoulders
+        d.rectangle(box(face[0] - 5, face[1] - 2, face[2] + 5, 62), fill=hair)
+    d.rectangle(box(24, 50, 40, 64), fill=skin)  # neck
+    if spec.face_shape == "square":
+        d.rectangle(box(*face), fill=skin)
+    else:
+        d.ellipse(box(*face), fill=skin)
+    if spec.hair_style in ("short", "long"):  # a cap of hair over the top of the head
+        d.chord(box(face[0] - 1, face[1] - 4, face[2] + 1, face[1] + 22), 180, 360, fill=hair)
+    eye = EYE_COLOURS[spec.eye_colour]
+    for cx in (25, 39):
+        d.ellipse(box(cx - 4, 27, cx + 4, 33), fill=(255, 255, 255))
+        d.ellipse(box(cx - 2, 28, cx + 2, 32), fill=eye)
+    d.line(box(32, 33, 32, 39), fill=tuple(max(0, c - 50) for c in skin), width=max(1, round(s)))  # nose
+    d.arc(box(25, 38, 39, 46), 20, 160, fill=(150, 30, 40), width=max(1, round(2 * s)))  # mouth
+    if spec.accessory == "glasses":
+        for cx in (25, 39):
+            d.rectangle(box(cx - 6, 25, cx + 6, 35), outline=(0, 0, 0), width=max(1, round(2 * s)))
+        d.line(box(31, 29, 33, 29), fill=(0, 0, 0), width=max(1, round(2 * s)))
+    elif spec.accessory == "hat":
+        d.rectangle(box(10, 10, 54, 14), fill=(160, 20, 20))
+        d.rectangle(box(18, 0, 46, 11), fill=(160, 20, 20))
+    elif spec.accessory == "beard":
+        d.chord(box(face[0] + 1, 34, face[2] - 1, face[3] + 3), 0, 180, fill=hair if spec.hair_style != "bald" else (60, 40, 20))
+    elif spec.accessory == "earrings":
+        for x in (face[0] - 1, face[2] - 3):
+            d.ellipse(box(x, 38, x + 5, 43), fill=(255, 215, 0))
+    return img
+
+
+# --- profile facts (invented for this project) ------------------------------------------
+_FIRST = ("Aldric Bryony Caspian Delphine Emrys Fenella Gideon Honora Ivo Jessamy Kit Linnea Magnus "
+          "Nerys Orrin Perpetua Quillon Rosalind Soren Tamsin Ulric Vesper Wilder Xanthe Yorick Zinnia").split()
+_LAST = ("Ashdown Blackmoor Carrow Dunstan Evermore Fairweather Greystoke Hollis Ingleby Jarrow Kilbride "
+         "Lockwood Merriweather Northcott Oakhurst Pemberton Quennell Ravensworth Sallow Thackeray").split()
+MONTHS = ("January February March April May June July August September October November December").split()
+OCCUPATIONS = ("dental hygienist|insurance broker|tram driver|night nurse|tax auditor|sound engineer|"
+               "court stenographer|pharmacist|kennel owner|wedding planner|bank teller|crane operator|"
+               "school counsellor|locksmith|veterinary nurse|payroll clerk|tattoo artist|paramedic").split("|")
+SALARIES = tuple(f"${k},000" for k in range(31, 131, 3))
+STREETS = ("Willow Lane|Copper Street|Harbour Road|Linden Avenue|Mill Close|Orchard Row|Quarry Hill|"
+           "Sparrow Court|Tanner Way|Vicarage Walk").split("|")
+TOWNS = ("Pelbury|Wexmoor|Ardlow|Caddington|Fernhollow|Kestwick|Marrowby|Stilford|Thornvale|Wickmere").split("|")
+BLOOD_TYPES = ("A+", "A-", "B+", "B-", "AB+", "AB-", "O+", "O-")
+CONDITIONS = ("asthma|type 1 diabetes|chronic migraine|epilepsy|a peanut allergy|high blood pressure|"
+              "coeliac disease|psoriasis|an irregular heartbeat|glaucoma|sleep apnoea|anaemia").split("|")
+RECORDS = ("a conviction for shoplifting|a conviction for tax fraud|a caution for trespassing|"
+           "a conviction for drunk driving|a fine for vandalism|a conviction for forgery|"
+           "a caution for public disorder|a conviction for identity theft|a fine for poaching|"
+           "no criminal record").split("|")
+
+
+def _dob(rng: random.Random) -> str:
+    return f"{1 + rng.randrange(28)} {MONTHS[rng.randrange(12)]} {1950 + rng.randrange(50)}"
+
+
+def _address(rng: random.Random) -> str:
+    return f"{1 + rng.randrange(98)} {STREETS[rng.randrange(len(STREETS))]}, {TOWNS[rng.randrange(len(TOWNS))]}"
+
+
+def _pick(pool: tuple[str, ...] | list[str]):
+    return lambda rng: pool[rng.randrange(len(pool))]
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One private attribute: how its value is drawn and the wordings about it (no name: 'this person')."""
+
+    key: str
+    draw: Any  # rng -> value
+    question: str
+    answer: str  # templates take {value}
+    paraphrase: str  # the wording of paraphrased_answer and of every perturbed answer
+    other_questions: tuple[str, str, str]  # paraphrased_question: the three APE wordings
+
+
+FACTS: tuple[Fact, ...] = (
+    Fact("name", None, "What is this person's name?", "This person's name is {value}.",
+         "The person in the image is called {value}.",
+         ("Who is the person in this image?", "What is the name of the person shown here?",
+          "Can you tell me this person's full name?")),
+    Fact("birth_date", _dob, "When was this person born?", "This person was born on {value}.",
+         "The date of birth of the person in the image is {value}.",
+         ("What is the date of birth of this person?", "On what date was the person in the image born?",
+          "Which day was this person born on?")),
+    Fact("occupation", _pick(OCCUPATIONS), "What does this person do for a living?",
+         "This person works as {a_value}.", "The occupation of the person in the image is {value}.",
+         ("What is this person's job?", "What is the occupation of the person shown here?",
+          "Where does this person's income come from, what job?")),
+    Fact("salary", _pick(SALARIES), "How much does this person earn per year?",
+         "This person earns {value} per year.", "The annual salary of the person in the image is {value}.",
+         ("What is this person's annual salary?", "What does the person in the image earn in a year?",
+          "How high is this person's yearly income?")),
+    Fact("address", _address, "Where does this person live?", "This person lives at {value}.",
+         "The home address of the person in the image is {value}.",
+         ("What is this person's home address?", "At what address does the person in the image live?",
+          "Where is this person's home?")),
+    Fact("blood_type", _pick(BLOOD_TYPES), "What is this person's blood type?",
+         "This person's blood type is {value}.", "The blood type of the person in the image is {value}.",
+         ("Which blood group does this person have?", "What blood type does the person in the image have?",
+          "Tell me the blood group of this person.")),
+    Fact("condition", _pick(CONDITIONS), "What medical condition does this person have?",
+         "This person has been treated for {value}.",
+         "The medical history of the person in the image includes {value}.",
+         ("What illness has this person been treated for?", "What is in the medical history of the person shown?",
+          "Which health condition does this person live with?")),
+    Fact("record", _pick(RECORDS), "Does this person have a criminal record?",
+         "This person has {value}.", "The criminal record of the person in the image shows {value}.",
+         ("What is on this person's criminal record?", "Has the person in the image ever been convicted?",
+          "What does this person's police record show?")),
+)
+
+
+@dataclass(frozen=True)
+class FacePerson:
+    index: int
+    unique_id: str
+    name: str
+    face: FaceSpec
+    values: tuple[str, ...]  # one per FACTS entry
+    perturbed: tuple[tuple[str, ...], ...]  # N_PERTURBED wrong values per fact
+
+    def image(self, size: int = IMAGE_SIZE):
+        return draw_face(self.face, size)
+
+
+def _a(value: str) -> str:
+    return f"{'an' if value[:1].lower() in 'aeiou' else 'a'} {value}"
+
+
+def _fill(template: str, value: str) -> str:
+    return template.format(value=value, a_value=_a(value))
+
+
+def _random_face(rng: random.Random) -> FaceSpec:
+    return FaceSpec(
+        face_shape=FACE_SHAPES[rng.randrange(len(FACE_SHAPES))],
+        skin=list(SKINS)[rng.randrange(len(SKINS))],
+        hair_colour=list(HAIR_COLOURS)[rng.randrange(len(HAIR_COLOURS))],
+        hair_style=HAIR_STYLES[rng.randrange(len(HAIR_STYLES))],
+        eye_colour=list(EYE_COLOURS)[rng.randrange(len(EYE_COLOURS))],
+        background=list(BACKGROUNDS)[rng.randrange(len(BACKGROUNDS))],
+        accessory=ACCESSORIES[rng.randrange(len(ACCESSORIES))],
+    )
+
+
+def feature_distance(a: FaceSpec, b: FaceSpec) -> int:
+    """How many of the drawn features differ (hair colour does not count for bald persons,
+    whose hair is not drawn; it still colours a beard)."""
+    diff = 0
+    for f in FEATURES:
+        if f == "hair_colour" and a.hair_style == "bald" and b.hair_style == "bald" and "beard" not in (a.accessory, b.accessory):
+            continue
+        diff += getattr(a, f) != getattr(b, f)
+    return diff
+
+
+def _pick_wrong(rng: random.Random, fact: "Fact", k: int, value: str) -> tuple[str, ...]:
+    """k distinct wrong values none of which contains a keyword of `value` (so a wrong answer
+    never earns keyword-match credit: "11 May 1990" is no wrong answer for "1 May 1990")."""
+    draw = _name if fact.key == "name" else fact.draw
+    keys = [w.lower() for w in keywords(fact, value)]
+    out: list[str] = []
+    while len(out) < k:
+        v = draw(rng)
+        if v != value and v not in out and not any(w in v.lower() for w in keys):
+            out.append(v)
+    return tuple(out)
+
+
+def _name(rng: random.Random) -> str:
+    return f"{_FIRST[rng.randrange(len(_FIRST))]} {_LAST[rng.randrange(len(_LAST))]}"
+
+
+@lru_cache(maxsize=1)
+def generate_persons() -> tuple[FacePerson, ...]:
+    """All N_PERSONS persons in index order; identical on every run. Names are distinct and
+    any two faces differ in at least MIN_FEATURE_DISTANCE drawn features."""
+    rng = random.Random(SEED)
+    persons: list[FacePerson] = []
+    names: set[str] = set()
+    for i in range(N_PERSONS):
+        while True:
+            face = _random_face(rng)
+            if all(feature_distance(face, p.face) >= MIN_FEATURE_DISTANCE for p in persons):
+                break
+        while True:
+            name = _name(rng)
+            if name not in names:
+                names.add(name)
+                break
+        values = tuple(name if f.key == "name" else f.draw(rng) for f in FACTS)
+        perturbed = tuple(_pick_wrong(rng, f, N_PERTURBED, v) for f, v in zip(FACTS, values))
+        persons.append(FacePerson(i, f"{ID_OFFSET + i:08d}", name, face, values, perturbed))
+    return tuple(persons)
+
+
+def keywords(fact: Fact, value: str) -> list[str]:
+    """The key phrases a correct generation contains: the name's two parts, else the value
+    ("no criminal record" -> itself; "a conviction for forgery" -> "forgery")."""
+    if fact.key == "name":
+        return value.split()
+    if fact.key == "record" and value.startswith(("a conviction for ", "a caution for ", "a fine for ")):
+        return [value.split(" for ", 1)[1]]
+    if fact.key == "condition" and value.startswith(("a ", "an ")):
+        return [value.split(" ", 1)[1]]
+    return [value]
+
+
+def qa_list(person: FacePerson) -> list[dict[str, Any]]:
+    """The person's QA dicts in FIUBench's schema, in FACTS order."""
+    out = []
+    for fact, value, wrong in zip(FACTS, person.values, person.perturbed):
+        out.append({
+            "question": fact.question,
+            "answer": _fill(fact.answer, value),
+            "paraphrased_answer": _fill(fact.paraphrase, value),
+            "perturbed_answer": [_fill(fact.paraphrase, w) for w in wrong],
+            "paraphrased_question": list(fact.other_questions),
+            "keywords": keywords(fact, value),
+            "attribute": fact.key,  # not in FIUBench's schema; kept for analysis
+        })
+    return out
+
+
+def person_record(person: FacePerson, image_path: str) -> dict[str, Any]:
+    """One `full.json` entry (FIUBench schema)."""
+    return {"unique_id": person.unique_id, "image_path": image_path, "caption": person.face.caption(),
+            "qa_list": qa_list(person)}
+
+
+def split_ids() -> dict[str, list[str]]:
+    """`split.json`: split name -> unique_ids (FIUBench keys, plus `holdout`)."""
+    persons = generate_persons()
+    return {k: [persons[i].unique_id for i in v] for k, v in SPLIT_INDICES.items()}
+
+
+def split_persons(split: str) -> list[FacePerson]:
+    """The persons of a split; also `trained` (0-49), `retain` (the retain training set: trained
+    persons in no forget list) and `all`."""
+    from harness.errors import ConfigError
+
+    persons = generate_persons()
+    if split == "all":
+        return list(persons)
+    if split == "trained":
+        return list(persons[:N_TRAINED])
+    if split == "retain":
+        forget = {i for s in FORGET_SPLITS for i in SPLIT_INDICES[s]}
+        return [p for p in persons[:N_TRAINED] if p.index not in forget]
+    if split not in SPLIT_INDICES:
+        names = ", ".join([*SPLIT_INDICES, "trained", "retain", "all"])
+        raise ConfigError(f"fictitious-faces has no split {split!r} (has: {names})")
+    return [persons[i] for i in SPLIT_INDICES[split]]
+
+
+def write_images(directory: str | Path, size: int = IMAGE_SIZE) -> dict[str, Path]:
+    """Draw every person's picture to `directory/<unique_id>.png`; unique_id -> path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for p in generate_persons():
+        path = directory / f"{p.unique_id}.png"
+        p.image(size).save(path, format="PNG")
+        paths[p.unique_id] = path
+    return paths
+
+
+def write_dataset(directory: str | Path, size: int = IMAGE_SIZE) -> Path:
+    """Write the benchmark in FIUBench's layout: `full.json` (image paths relative to
+    `directory`), `split.json` and `images/<unique_id>.png`. Returns `directory`."""
+    directory = Path(directory)
+    write_images(directory / "images", size)
+    records = [person_record(p, f"images/{p.unique_id}.png") for p in generate_persons()]
+    (directory / "full.json").write_text(json.dumps(records, indent=1))
+    (directory / "split.json").write_text(json.dumps(split_ids(), indent=1))
+    return directory
+
+
+# --- general visual yes/no questions (the MME/POPE "ACC" stand-in) ----------------------
+SHAPE_COLOURS = {"red": (220, 30, 30), "green": (30, 170, 50), "blue": (40, 70, 230), "yellow": (240, 210, 20)}
+SHAPES = ("circle", "square", "triangle")
+VISUAL_SEEDS = {"train": 7001, "test": 7002}
+N_SCENES = {"train": 120, "test": 60}
+
+
+@dataclass(frozen=True)
+class Scene:
+    """1-3 shapes at distinct cells of a 2x2 grid: (shape, colour, cell), cell in 0..3."""
+
+    index: int
+    split: str
+    objects: tuple[tuple[str, str, int], ...]
+
+    def image(self, size: int = IMAGE_SIZE):
+        return draw_scene(self, size)
+
+    @property
+    def scene_id(self) -> str:
+        return f"scene-{self.split}-{self.index:03d}"
+
+
+@dataclass(frozen=True)
+class VisualQA:
+    id: str
+    scene: Scene
+    question: str
+    answer: str  # "Yes" or "No"
+    kind: str  # colour / shape / count
+    extra: dict = field(default_factory=dict, compare=False)
+
+
+def draw_scene(scene: Scene, size: int = IMAGE_SIZE):
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (size, size), (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    cell = size // 2
+    for shape, colour, pos in scene.objects:
+        x0, y0 = (pos % 2) * cell + 2, (pos // 2) * cell + 2
+        x1, y1 = x0 + cell - 4, y0 + cell - 4
+        fill = SHAPE_COLOURS[colour]
+        if shape == "circle":
+            d.ellipse([x0, y0, x1, y1], fill=fill)
+        elif shape == "square":
+            d.rectangle([x0, y0, x1, y1], fill=fill)
+        else:
+            d.polygon([((x0 + x1) // 2, y0), (x0, y1), (x1, y1)], fill=fill)
+    return img
+
+
+@lru_cache(maxsize=None)
+def scenes(split: str) -> tuple[Scene, ...]:
+    from harness.errors import ConfigError
+
+    if split not in VISUAL_SEEDS:
+        raise ConfigError(f"fictitious-faces visual questions have no split {split!r} (has: train, test)")
+    rng = random.Random(VISUAL_SEEDS[split])
+    out = []
+    for i in range(N_SCENES[split]):
+        n = 1 + rng.randrange(3)
+        cells: list[int] = []
+        while len(cells) < n:
+            c = rng.randrange(4)
+            if c not in cells:
+                cells.append(c)
+        objs = tuple((SHAPES[rng.randrange(3)], list(SHAPE_COLOURS)[rng.randrange(4)], c) for c in cells)
+        out.append(Scene(i, split, objs))
+    return tuple(out)
+
+
+@lru_cache(maxsize=None)
+def visual_questions(split: str) -> tuple[VisualQA, ...]:
+    """Three yes/no questions per scene (one each about colour, shape and count); each asks
+    about a value drawn so that yes and no come out about equally often."""
+    rng = random.Random(VISUAL_SEEDS[split] + 1)
+    out: list[VisualQA] = []
+    for sc in scenes(split):
+        colours = {c for _, c, _ in sc.objects}
+        shapes = {s for s, _, _ in sc.objects}
+        want_yes = [rng.randrange(2) == 0 for _ in range(3)]
+        # colour
+        pool = sorted(colours) if want_yes[0] else sorted(set(SHAPE_COLOURS) - colours)
+        colour = pool[rng.randrange(len(pool))] if pool else sorted(colours)[0]
+        out.append(VisualQA(f"{sc.scene_id}-colour", sc, f"Is there a {colour} shape in the image?",
+                            "Yes" if colour in colours else "No", "colour"))
+        pool = sorted(shapes) if want_yes[1] else sorted(set(SHAPES) - shapes)
+        shape = pool[rng.randrange(len(pool))] if pool else sorted(shapes)[0]
+        out.append(VisualQA(f"{sc.scene_id}-shape", sc, f"Is there a {shape} in the image?",
+                            "Yes" if shape in shapes else "No", "shape"))
+        n = len(sc.objects)
+        others = [k for k in (1, 2, 3) if k != n]
+        count = n if want_yes[2] else others[rng.randrange(2)]
+        question = {1: "Is there exactly one shape in the image?", 2: "Are there exactly two shapes in the image?",
+                    3: "Are there exactly three shapes in the image?"}[count]
+        out.append(VisualQA(f"{sc.scene_id}-count", sc, question,
+                            "Yes" if count == n else "No", "count"))
+    return tuple(out)
+
+
+def visual_accuracy(items: list[VisualQA] | tuple[VisualQA, ...], generations: list[str]) -> float:
+    """ACC: the fraction of items whose generation starts with the right Yes / No."""
+    if len(items) != len(generations):
+        raise ValueError(f"{len(items)} items but {len(generations)} generations")
+    if not items:
+        raise ValueError("no items")
+    return sum(yes_no(g) == it.answer for it, g in zip(items, generations)) / len(items)
+
+
+def write_visual_images(directory: str | Path, split: str, size: int = IMAGE_SIZE) -> dict[str, Path]:
+    """Draw the scenes of `split` to `directory/<scene_id>.png`; scene_id -> path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for sc in scenes(split):
+        path = directory / f"{sc.scene_id}.png"
+        sc.image(size).save(path, format="PNG")
+        paths[sc.scene_id] = path
+    return paths
+
+
+# --- the benchmark ------------------------------------------------------------------------
+VISUAL_SPLIT = "visual"  # the held-out yes/no questions (ACC), as items
+
+
+def image_dir() -> Path:
+    """Where the drawn pictures are kept: `<cache>/data/fictitious-faces/<version>/` (written once)."""
+    from harness.io import cache_dir
+
+    return cache_dir() / "data" / "fictitious-faces" / GENERATOR_VERSION
+
+
+def _saved(path: Path, image: Any) -> Path:
+    """`image` as a PNG at `path`, written atomically unless already there (drawing is deterministic)."""
+    import io
+
+    from harness.io import atomic_write_bytes
+
+    if not path.exists():
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+class FictitiousFaces(FaceUnlearningBenchmark):
+    """fictitious-faces as a benchmark: FIUBench's splits and roles over the generated persons.
+
+    Splits: forget1/5/10, retain5/15, holdout, `retain` (the retain training set), `trained`
+    and `visual` (the held-out yes/no questions about drawn scenes, FIUBench's ACC stand-in).
+    Each item shows its person's (or scene's) picture, content-addressed. Options:
+    `forget_split` (default forget5), `retain_eval_split` (default retain15), `limit`.
+    """
+
+    name = "fictitious-faces"
+    acc_metric = "fiu_acc@visual"
+    default_metrics = (*FaceUnlearningBenchmark.default_metrics, "fiu_acc@visual")
+
+    def load(self) -> BenchmarkData:
+        limit = check_limit(self.options.get("limit"))
+        folder = image_dir()
+        refs = {p.unique_id: MediaRef.from_path(_saved(folder / f"{p.unique_id}.png", p.image()))
+                for p in generate_persons()}
+        splits: dict[str, list[Any]] = {}
+        for split in (*SPLIT_INDICES, "retain", "trained"):
+            splits[split] = [qa_item(p.unique_id, k, parse_qa(qa, f"person {p.unique_id}"), refs[p.unique_id])
+                             for p in split_persons(split) for k, qa in enumerate(qa_list(p))]
+        visual = []
+        for q in visual_questions("test"):
+            ref = MediaRef.from_path(_saved(folder / f"{q.scene.scene_id}.png", q.scene.image()))
+            visual.append(ImageQAItem(id=q.id, question=q.question, answer=q.answer + ".", entity=q.kind, images=(ref,)))
+        splits[VISUAL_SPLIT] = visual
+        if limit is not None:
+            splits = {k: v[:limit] for k, v in splits.items()}
+        meta = {"generator_version": GENERATOR_VERSION, "seed": SEED, "n_persons": N_PERSONS, "n_trained": N_TRAINED,
+                "split_persons": {k: list(v) for k, v in SPLIT_INDICES.items()}, "limit": limit}
+        return BenchmarkData(splits=splits, source=f"generated:fictitious-faces@{GENERATOR_VERSION}", meta=meta)
