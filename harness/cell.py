@@ -68,7 +68,7 @@ def run_cell(session: Session, cell: Cell, reference: dict[str, MetricResult] | 
         spec=spec, eval_path=eval_spec.path or "", artifact=artifact,
         reference=cfg.reference.model_dump(exclude_none=True) if cfg.reference else None,
         judges=session.judges.identities(), cache=session.backends.counts(first_backend),
-        timing={"apply_s": t_apply, "evaluate_s": t_eval, "attack_s": t_attack},
+        timing={"apply_s": t_apply, "evaluate_s": t_eval, "attack_s": t_attack}, requested=cfg.metrics,
     )
     write_cell(out, summary, evaluation.samples)
     report = session.report

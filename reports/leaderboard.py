@@ -149,7 +149,8 @@ def format_cell(value: float | None, ci_low: float | None, ci_high: float | None
 
 def build_leaderboard(df: pd.DataFrame, benchmark: str | None = None, sort_by: str | None = None,
                       metrics: list[str] | None = None) -> Leaderboard:
-    """Rows = model × method, best first by `sort_by` (default: the first metric column)."""
+    """Rows = model × method, best first by `sort_by` (default: the first metric column), which
+    becomes the first metric column so the order is explained by what is read first."""
     missing_cols = [c for c in COLUMNS if c not in df.columns]
     if missing_cols:
         raise HarnessError(f"results table lacks columns: {', '.join(missing_cols)}")
@@ -168,6 +169,7 @@ def build_leaderboard(df: pd.DataFrame, benchmark: str | None = None, sort_by: s
         columns = list(dict.fromkeys(_resolve(m, columns).key for m in metrics))
         columns = [_column(df[df.key == k]) for k in columns]
     sort_col = _resolve(sort_by, columns) if sort_by else columns[0]
+    columns = [sort_col, *(c for c in columns if c.key != sort_col.key)]  # the sort column first
     reserved = {"model", "method", *PROVENANCE_FIELDS}
     clash = [c.key for c in columns if c.key in reserved]
     if clash:
