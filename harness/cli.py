@@ -62,6 +62,16 @@ def _print_error(message: str) -> None:
                       highlight=False, soft_wrap=True)
 
 
+def _warn(lines: list[str]) -> None:
+    """`warning: <line>` on stderr for each line: something that will not stop the run but
+    that the user should know before it starts (user text in it is never read as markup)."""
+    from harness.reports.escape import one_line
+
+    for line in lines:
+        err_console.print(Text.assemble(("warning:", "yellow"), " ", one_line(line)), markup=False,
+                          highlight=False, soft_wrap=True)
+
+
 def _user_errors(fn: Callable) -> Callable:
     """Turn HarnessError into `error: <one line>` and exit code 2; Ctrl-C into a resume hint."""
 
@@ -115,6 +125,9 @@ def run(
         None, "--method-param", "-p", help="a method hyperparameter, METHOD.NAME=VALUE, e.g. npo.beta=0.2 (repeatable)"
     ),
     metrics: Optional[str] = typer.Option(None, "--metrics", help="comma-separated metric ids, e.g. probability@forget"),
+    reference: Optional[str] = typer.Option(
+        None, "--reference", help="the retain-only reference model that forget_quality and mia_reference compare against"
+    ),
     output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="where results go"),
     limit: Optional[int] = typer.Option(None, "--limit", help="at most this many items per split"),
     seed: Optional[int] = typer.Option(None, "--seed"),
@@ -128,7 +141,7 @@ def run(
     executor: str = typer.Option("local", "--executor", help="local (this process) or ray (each cell a Ray task)"),
 ) -> None:
     """Run an experiment (benchmarks x models x methods x metrics). No arguments: the offline demo."""
-    from harness.config import load_config, parse_config
+    from harness.config import load_config, parse_config, reference_warnings
     from harness.runner import Runner
 
     from harness.executor import EXECUTORS
@@ -146,7 +159,7 @@ def run(
         "batch_size": _batch_size(batch_size),
         "cache": False if no_cache else None,
     }
-    flags_given = any([model, benchmark, method, metrics])
+    flags_given = any([model, benchmark, method, metrics, reference])
     if config is not None:
         cfg = load_config(config)
         data = cfg.model_dump()
@@ -168,8 +181,11 @@ def run(
         data["metrics"] = _split_list([metrics])
     if method_param:
         data["methods"] = _with_method_params(data.get("methods") or [], method_param)
+    if reference:
+        data["reference"] = {"model": reference}
     data.update({k: v for k, v in overrides.items() if v is not None})
     cfg = parse_config(data, source=str(config) if config else "flags")
+    _warn(reference_warnings(cfg))
 
     runner = Runner(cfg, console=err_console, force=force)
     report = runner.run(shard=shard_spec, executor=executor)
@@ -336,10 +352,11 @@ def ls(kind: Optional[str] = typer.Argument(None, help="benchmarks | methods | m
 @_user_errors
 def validate_cmd(config: Path = typer.Argument(..., help="experiment YAML")) -> None:
     """Check a config (names, hyperparameters, paths, backend capabilities) without running it."""
-    from harness.config import load_config, validate
+    from harness.config import load_config, reference_warnings, validate
 
     cfg = load_config(config)
     validate(cfg)
+    _warn(reference_warnings(cfg))
     out_console.print(f"{config}: ok ({len(cfg.models)} models × {len(cfg.methods)} methods × "
                       f"{len(cfg.benchmarks)} benchmarks)", markup=False)
 

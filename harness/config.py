@@ -180,6 +180,25 @@ def validate(config: ExperimentConfig) -> None:
         raise ConfigError("reference: give `model` or `results`")
 
 
+def reference_warnings(config: ExperimentConfig) -> list[str]:
+    """One line per metric that will have no value because it needs a reference run and the
+    config names none (warned at `validate` and when `run` starts, not discovered at the end)."""
+    from harness.api.metric import parse_metric_id
+    from harness.catalog import BENCHMARKS, METRICS
+
+    if config.reference is not None:
+        return []
+    out: list[str] = []
+    for b in config.benchmarks:
+        for metric_id in config.metrics or BENCHMARKS.get(b.name).default_metrics:
+            if getattr(METRICS.get(parse_metric_id(metric_id)[0]), "needs_reference_run", False):
+                line = (f"metric {metric_id!r} needs a reference run (the retain-only model) and none is set, so it "
+                        "will have no value; give --reference MODEL or `reference:` in the config")
+                if line not in out:
+                    out.append(line)
+    return out
+
+
 def check_capabilities(spec: Any, benchmark_cls: Any, device: str | None, metric_ids: list[str] | None = None) -> None:
     """Whether a model can answer what a benchmark asks: the request kinds of the benchmark
     and of each metric that asks for more (hidden states, gradients), as routed for this model,

@@ -59,8 +59,9 @@ def load_results(results_dir: str | Path) -> pd.DataFrame:
                 "higher_is_better": m.higher_is_better, "config_hash": p.config_hash,
                 "git_commit": p.git_commit, "seed": p.seed, "model_identity": p.model_identity,
                 "dataset_hash": p.dataset_hash, "path": str(path),
+                "reason": m.details.get("reason") if m.value is None else None,
             })
-    df = pd.DataFrame(rows, columns=COLUMNS)
+    df = pd.DataFrame(rows, columns=[*COLUMNS, "reason"])
     dup = df[df.duplicated(["model", "method", "benchmark", "metric"], keep=False)]
     if not dup.empty:  # two runs of one cell (e.g. a parent of two output dirs): which to show?
         raise HarnessError(f"the same result appears in several files: {', '.join(sorted(set(dup.path)))}")
@@ -212,7 +213,7 @@ def build_leaderboard(df: pd.DataFrame, benchmark: str | None = None, sort_by: s
     return Leaderboard(
         table=table, numeric=numeric, columns=columns, sort_by=sort_col.key,
         footnotes=[notes[(m, me)] for m, me in zip(numeric.model, numeric.method)],
-        legend=_legend(columns, sort_col),
+        legend=_legend(columns, sort_col) + _reasons(df, columns),
         title=f"Leaderboard: {benchmark}" if benchmark else "Leaderboard",
     )
 
@@ -246,6 +247,19 @@ def _legend(columns: list[MetricColumn], sort_col: MetricColumn) -> list[str]:
         "Better: " + "; ".join(f"{c.key} {word[c.higher_is_better]}" for c in columns) + ".",
         f"Sorted by {sort_col.key}, best first.",
     ]
+
+
+def _reasons(df: pd.DataFrame, columns: list[MetricColumn]) -> list[str]:
+    """Why a column has no value (e.g. no reference run), from the result files, once per reason:
+    an empty column with no word of why reads as a bug."""
+    if "reason" not in df.columns:
+        return []
+    out: list[str] = []
+    for c in columns:
+        rows = df[(df.key == c.key) & df.value.isna()]
+        for reason in dict.fromkeys(r for r in rows.reason if isinstance(r, str) and r.strip()):
+            out.append(f"{c.key} {MISSING}: {reason}.")
+    return out
 
 
 def _missing(v: object) -> bool:

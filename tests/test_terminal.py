@@ -33,3 +33,24 @@ def test_terminal_shows_the_metrics_asked_for_sorted_like_the_files(toy_config, 
     md = (tmp_path / "out" / "leaderboard.md").read_text()
     assert "Sorted by forget\\_quality" in md
     assert md.index("forget\\_quality ↑") < md.index("probability@forget ↓")  # sort column first in the file too
+
+
+def test_a_missing_reference_is_warned_before_and_explained_after(toy_config, write_config, tmp_path: Path) -> None:
+    cfg = write_config(toy_config(metrics=["probability@forget", "forget_quality"], reference=None))
+    checked = run_one(["validate", str(cfg)])
+    assert checked.code == 0, checked.stderr[-2000:]
+    assert "warning: metric 'forget_quality' needs a reference run" in checked.stderr
+
+    out = run_one(["run", str(cfg)], env={"COLUMNS": "400"})
+    assert out.code == 0, out.stderr[-2000:]
+    assert out.stderr.index("warning: metric 'forget_quality'") < out.stderr.index("evaluating")  # before any work
+    words = " ".join(out.stdout.split())  # the caption wraps at the table's width
+    assert "forget_quality —: no retain-only reference run; give `--reference MODEL`" in words  # under the table
+    assert "forget\\_quality —: no retain-only reference run" in (tmp_path / "out" / "leaderboard.md").read_text()
+
+    fixed = run_one(["run", str(cfg), "--reference", "toy-retain", "-o", str(tmp_path / "ref")], env={"COLUMNS": "400"})
+    assert fixed.code == 0, fixed.stderr[-2000:]
+    assert "warning:" not in fixed.stderr
+    rows = [line for line in fixed.stdout.splitlines() if line.startswith("│ toy ")]
+    assert len(rows) == 1 and "—" not in rows[0], fixed.stdout  # forget_quality has a value
+    assert "this row is the reference run" in " ".join(fixed.stdout.split())  # the reference's own row says why it is empty

@@ -65,6 +65,9 @@ class Metric(ABC):
     request_kinds: ClassVar[tuple[str, ...]] = ()
     higher_is_better: ClassVar[bool | None] = True
     needs_split: ClassVar[bool] = True
+    # True when the value is None without a reference run (`reference:`), so a run without one
+    # is warned before it starts rather than showing an empty column at the end.
+    needs_reference_run: ClassVar[bool] = False
     # True for scores of how much the model knows (probability, ROUGE, recall): on the
     # forget split the goal is to lower them, so there lower is better.
     measures_knowledge: ClassVar[bool] = False

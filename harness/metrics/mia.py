@@ -32,7 +32,7 @@ from harness.api.requests import GradNormRequest, Request
 from harness.stats import bootstrap_ci
 
 ROLES = ("forget", "holdout")
-NO_REFERENCE = "no reference run; set `reference:` in the config"
+NO_REFERENCE = "no reference run; give `--reference MODEL` or set `reference:` in the config"
 
 
 def mia_auc(forget: Any, holdout: Any) -> float:
@@ -234,6 +234,7 @@ class MIAReference(MIAMetric):
     metric list computes it."""
 
     name = "mia_reference"
+    needs_reference_run = True
     score = "avgNLL - reference model's avgNLL (reference run's mia_loss)"
 
     def dependencies(self) -> list[str]:
