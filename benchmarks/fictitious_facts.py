@@ -250,6 +250,8 @@ class FictitiousFacts(TofuShapedBenchmark):
     """
 
     name = "fictitious-facts"
+    option_help = {
+    }
     max_new_tokens = 32
     stop = ("\n", "Question:")
     views = {

@@ -185,9 +185,9 @@ def run(
         data["reference"] = {"model": reference}
     data.update({k: v for k, v in overrides.items() if v is not None})
     cfg = parse_config(data, source=str(config) if config else "flags")
-    _warn(reference_warnings(cfg))
 
-    runner = Runner(cfg, console=err_console, force=force)
+    runner = Runner(cfg, console=err_console, force=force)  # validates: no warning about a config with errors
+    _warn(reference_warnings(cfg))
     report = runner.run(shard=shard_spec, executor=executor)
     paths = _leaderboard(Path(cfg.output_dir), print_table=True)
     err_console.print(

@@ -54,3 +54,29 @@ def test_a_missing_reference_is_warned_before_and_explained_after(toy_config, wr
     rows = [line for line in fixed.stdout.splitlines() if line.startswith("│ toy ")]
     assert len(rows) == 1 and "—" not in rows[0], fixed.stdout  # forget_quality has a value
     assert "this row is the reference run" in " ".join(fixed.stdout.split())  # the reference's own row says why it is empty
+
+
+def test_typos_are_caught_before_any_model_loads(toy_config, write_config, tmp_path: Path) -> None:
+    """A metric's split, a role through a split option, a benchmark option and a judge role:
+    each is refused by `validate` and by `run` (before building or loading a model), with a hint."""
+    from tests.cli_subprocess import assert_user_error, run_batch
+
+    bench = {"name": "fictitious-facts", "params": {"forget_split": "forget10"}}
+    cases = {
+        "split": (dict(metrics=["probability@forgettt"]), "did you mean 'forget'"),
+        "role": (dict(benchmarks=[{**bench, "params": {"forget_split": "forget5"}}], metrics=["probability@forget"]),
+                 "did you mean 'forget05'"),
+        "option": (dict(benchmarks=[{**bench, "params": {"forget_splt": "forget05"}}]), "did you mean 'forget_split'"),
+        "judge role": (dict(judges={"hram": {"kind": "refusal-patterns"}}), "did you mean 'harm'"),
+    }
+    commands, dirs = [], []
+    for i, (over, _) in enumerate(cases.values()):
+        out_dir = tmp_path / f"out{i}"
+        path = write_config(toy_config(output_dir=str(out_dir), **over), name=f"case{i}.yaml")
+        commands += [["validate", str(path)], ["run", str(path)]]
+        dirs += [None, out_dir]
+    outcomes = run_batch(commands)
+    for (name, (_, hint)), checked, ran, out_dir in zip(cases.items(), outcomes[::2], outcomes[1::2], dirs[1::2]):
+        assert hint in assert_user_error(checked), name
+        assert hint in assert_user_error(ran, out_dir=out_dir), name
+        assert "evaluating" not in ran.stderr and "building" not in ran.stderr.lower(), name
