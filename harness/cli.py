@@ -324,13 +324,21 @@ def _matching(patterns: tuple[str, ...] | list[str], present: list[str]) -> list
 
 @app.command()
 @_user_errors
-def ls(kind: Optional[str] = typer.Argument(None, help="benchmarks | methods | metrics | attacks | judges | models")) -> None:
-    """List what exists, with one-line descriptions."""
+def ls(kind: Optional[str] = typer.Argument(None, help="benchmarks | methods | metrics | attacks | judges | models"),
+       name: Optional[str] = typer.Argument(None, help="one of them: its parameters, splits, options, direction")) -> None:
+    """List what exists, with one-line descriptions; `ls KIND NAME` shows one (as `harness show`)."""
     from harness.catalog import ATTACKS, BENCHMARKS, JUDGES, METHODS, METRICS
+    from harness.registry import did_you_mean
     from harness.zoo.specs import ModelZoo
 
     if kind is not None and kind not in LS_KINDS:
-        raise HarnessError(f"unknown kind {kind!r}; choose one of: {', '.join(LS_KINDS)}")
+        raise HarnessError(f"unknown kind {kind!r}{did_you_mean(kind, LS_KINDS)} (choose one of: {', '.join(LS_KINDS)})")
+    if name is not None:
+        from harness.describe import describe
+
+        for block in describe(kind, name):
+            out_console.print(block)
+        return
     sources = {
         "benchmarks": BENCHMARKS.describe,
         "methods": METHODS.describe,
@@ -346,6 +354,17 @@ def ls(kind: Optional[str] = typer.Argument(None, help="benchmarks | methods | m
         for name, desc in sources[k]():
             table.add_row(name, desc)
         out_console.print(table)
+
+
+@app.command()
+@_user_errors
+def show(name: str = typer.Argument(..., help="a benchmark, method, metric, attack, judge or model name")) -> None:
+    """What one plug-in is and takes: a method's parameters, a benchmark's splits, roles, options
+    and default metrics, a metric's splits and direction."""
+    from harness.describe import describe
+
+    for block in describe(None, name):
+        out_console.print(block)
 
 
 @app.command(name="validate")

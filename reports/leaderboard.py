@@ -244,7 +244,8 @@ def _legend(columns: list[MetricColumn], sort_col: MetricColumn) -> list[str]:
     return [
         "Cells: value [CI low, CI high]; (n=…) in the header when every row has the same n, "
         f"else in the cell; {MISSING} = no value.",
-        "Better: " + "; ".join(f"{c.key} {word[c.higher_is_better]}" for c in columns) + ".",
+        "Better: " + "; ".join(f"{c.key} {word[c.higher_is_better] if c.higher_is_better is not None else _direction(c.metric)}"
+                               for c in columns) + ".",
         f"Sorted by {sort_col.key}, best first.",
     ]
 
@@ -260,6 +261,20 @@ def _reasons(df: pd.DataFrame, columns: list[MetricColumn]) -> list[str]:
         for reason in dict.fromkeys(r for r in rows.reason if isinstance(r, str) and r.strip()):
             out.append(f"{c.key} {MISSING}: {reason}.")
     return out
+
+
+def _direction(metric_id: str) -> str:
+    """A direction-less metric's own words (`best at 0.5`) when this install knows the metric;
+    result files from elsewhere still render, as "direction not declared"."""
+    from harness.catalog import METRICS
+
+    name = metric_id.split("@", 1)[0].split("[", 1)[0]
+    if ":" in name or name not in METRICS:
+        return "direction not declared"
+    try:
+        return getattr(METRICS.get(name), "direction", lambda: "")() or "direction not declared"
+    except Exception:  # a plug-in that fails to import must not stop a leaderboard built from files
+        return "direction not declared"
 
 
 def _missing(v: object) -> bool:

@@ -80,3 +80,29 @@ def test_typos_are_caught_before_any_model_loads(toy_config, write_config, tmp_p
         assert hint in assert_user_error(checked), name
         assert hint in assert_user_error(ran, out_dir=out_dir), name
         assert "evaluating" not in ran.stderr and "building" not in ran.stderr.lower(), name
+
+
+def test_every_option_is_discoverable_from_the_terminal() -> None:
+    from tests.cli_subprocess import assert_user_error, run_batch
+
+    method, bench, metric, privleak, typo = run_batch(
+        [["ls", "methods", "npo"], ["show", "fictitious-facts"], ["show", "mia_loss"], ["ls", "metrics", "privleak"],
+         ["show", "nppo"]], env={"COLUMNS": "250"})
+    assert method.code == 0, method.stderr
+    beta = next(line for line in method.stdout.splitlines() if "│ beta " in line)
+    assert "float" in beta and "0.1" in beta and "inverse temperature" in beta
+    assert "Negative preference optimisation" in method.stdout  # the docstring describes it
+    words = " ".join(bench.stdout.split())
+    for needle in ("forget05 (50)", "forget -> forget10", "retain -> retain_perturbed", "forget_split:",
+                   "default metrics probability@forget"):
+        assert needle in words, needle
+    assert "best at 0.5" in metric.stdout and "no split" in metric.stdout
+    assert "best at 0" in privleak.stdout
+    assert "did you mean 'npo'" in assert_user_error(typo)
+
+
+def test_every_metric_declares_its_direction() -> None:
+    from harness.catalog import METRICS
+
+    silent = [name for name in METRICS.names() if not METRICS.get(name).direction()]
+    assert not silent, f"metrics with no direction: {silent}"

@@ -67,6 +67,7 @@ class MIAMetric(Metric):
     """
 
     higher_is_better = None
+    best_at = 0.5  # forget and holdout cannot be told apart
     needs_split = False
     score: str = ""  # what the per-item score is, for details
 
