@@ -122,7 +122,11 @@ def run(
     benchmark: Optional[list[str]] = typer.Option(None, "--benchmark", "-b", help="benchmark name (repeatable)"),
     method: Optional[list[str]] = typer.Option(None, "--method", help="method name, or 'none' (repeatable)"),
     method_param: Optional[list[str]] = typer.Option(
-        None, "--method-param", "-p", help="a method hyperparameter, METHOD.NAME=VALUE, e.g. npo.beta=0.2 (repeatable)"
+        None, "--param", "--method-param", "-p",
+        help="a method hyperparameter or benchmark option, NAME.KEY=VALUE, e.g. npo.beta=0.2 or tofu.forget_split=forget05 (repeatable)",
+    ),
+    model_args: Optional[str] = typer.Option(
+        None, "--model-args", help="model settings for every --model, KEY=VALUE,..., e.g. dtype=bfloat16,revision=main,chat_template=none"
     ),
     metrics: Optional[str] = typer.Option(None, "--metrics", help="comma-separated metric ids, e.g. probability@forget"),
     reference: Optional[str] = typer.Option(
@@ -180,7 +184,10 @@ def run(
     if metrics:
         data["metrics"] = _split_list([metrics])
     if method_param:
-        data["methods"] = _with_method_params(data.get("methods") or [], method_param)
+        data["methods"], data["benchmarks"] = _with_params(data.get("methods") or [], data.get("benchmarks") or [],
+                                                           method_param)
+    if model_args:
+        data["zoo"] = _with_model_args(data.get("models") or [], data.get("zoo") or {}, model_args)
     if reference:
         data["reference"] = {"model": reference}
     data.update({k: v for k, v in overrides.items() if v is not None})
@@ -227,26 +234,68 @@ def _run_demo(overrides: dict[str, Any], shard_spec: Any, executor: str, force: 
                       f"cache {hits} hits / {misses} misses; leaderboard: {paths['markdown']}", markup=False)
 
 
-def _with_method_params(methods: list, assignments: list[str]) -> list[dict]:
-    """Apply `METHOD.NAME=VALUE` flags (VALUE read as YAML: numbers, booleans, lists) to the methods."""
+def _with_params(methods: list, benchmarks: list, assignments: list[str]) -> tuple[list[dict], list[dict]]:
+    """Apply `NAME.KEY=VALUE` flags (VALUE read as YAML: numbers, booleans, lists) to the run's
+    method or benchmark called NAME: a hyperparameter or a benchmark option (checked by validate)."""
     import yaml
 
-    entries = [{"name": m, "params": {}} if isinstance(m, str) else {"params": {}, **m} for m in methods]
+    from harness.registry import did_you_mean
+
+    def entries(items: list) -> list[dict]:
+        return [{"name": m, "params": {}} if isinstance(m, str) else {"params": {}, **m} for m in items]
+
+    methods, benchmarks = entries(methods), entries(benchmarks)
     for text in assignments:
         key, eq, raw = text.partition("=")
-        method, dot, name = key.strip().partition(".")
-        if not (eq and dot and method and name):
-            raise HarnessError(f"--method-param takes METHOD.NAME=VALUE, not {text!r}")
-        matches = [e for e in entries if e["name"] == method]
+        target, dot, name = key.strip().rpartition(".")  # rpartition: a method may be module.path:Class
+        if not (eq and dot and target and name):
+            raise HarnessError(f"-p takes NAME.KEY=VALUE (e.g. npo.beta=0.2, tofu.forget_split=forget05), not {text!r}")
+        matches = [e for e in methods if e["name"] == target] + [e for e in benchmarks if e["name"] == target]
         if not matches:
-            raise HarnessError(f"--method-param {text!r}: method {method!r} is not in this run's methods")
+            known = [e["name"] for e in methods + benchmarks]
+            raise HarnessError(f"-p {text!r}: {target!r} is not in this run's methods or benchmarks"
+                               f"{did_you_mean(target, known)} (they are: {', '.join(known) or 'none'})")
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
         for entry in matches:
             entry["params"] = {**entry["params"], name: value}
-    return entries
+    return methods, benchmarks
+
+
+def _with_model_args(models: list[str], zoo: dict[str, Any], text: str) -> dict[str, Any]:
+    """`--model-args KEY=VALUE,...` (lm-eval's form) as zoo settings of every model of the run: its
+    spec (built-in, config zoo, or a path / hub id) with these fields replaced."""
+    import re
+
+    import yaml
+
+    from harness.registry import did_you_mean
+    from harness.zoo.specs import ModelSpec, ModelZoo
+
+    args: dict[str, Any] = {}
+    for part in re.split(r",(?=\s*[A-Za-z_]\w*\s*=)", text):  # a comma inside a value stays
+        key, eq, raw = part.partition("=")
+        key = key.strip()
+        if not (eq and key):
+            raise HarnessError(f"--model-args takes KEY=VALUE,... (e.g. dtype=bfloat16,revision=main), not {text!r}")
+        if key == "name" or key not in ModelSpec.model_fields:
+            fields = [f for f in ModelSpec.model_fields if f != "name"]
+            raise HarnessError(f"--model-args: unknown setting {key!r}{did_you_mean(key, fields)} "
+                               f"(settings: {', '.join(fields)})")
+        try:
+            args[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            args[key] = raw
+        if isinstance(args[key], (int, float)) and key in ("revision", "path", "chat_template", "adapter"):
+            args[key] = raw.strip()  # a commit such as 1234567 stays text
+    zoo = dict(zoo)
+    lookup = ModelZoo(zoo)
+    for model in models:
+        spec = lookup.get(model).model_dump(exclude={"name"}, exclude_unset=False)
+        zoo[model] = {**spec, **args}
+    return zoo
 
 
 def _batch_size(value: Optional[str]) -> int | str | None:

@@ -106,3 +106,58 @@ def test_every_metric_declares_its_direction() -> None:
 
     silent = [name for name in METRICS.names() if not METRICS.get(name).direction()]
     assert not silent, f"metrics with no direction: {silent}"
+
+
+MY_METHOD = '''
+from pathlib import Path
+
+from harness.methods.grad_ascent import GradAscent
+
+
+class MyAscent(GradAscent):
+    """Gradient ascent, from a module that is not a package."""
+
+
+def not_a_method(**kwargs):
+    Path(__file__).with_name("called").write_text("called")
+'''
+
+
+def test_options_beyond_methods_from_the_command_line(toy_config, write_config, tmp_path: Path) -> None:
+    """`-p BENCHMARK.OPTION=...`, `--model-args`, and a method named `module:Class` (a subclass of
+    Method only: anything else is refused before it is called)."""
+    import json
+
+    from tests.cli_subprocess import ROOT, assert_user_error, run_batch
+
+    (tmp_path / "my_method.py").write_text(MY_METHOD)
+    env = {"PYTHONPATH": f"{ROOT}:{tmp_path}"}
+    cfg = write_config(toy_config(reference=None, metrics=["probability@forget"]))
+    out = tmp_path / "out"
+    ok, not_class, missing, bad_arg, bad_target = run_batch([
+        ["run", str(cfg), "--method", "my_method:MyAscent", "-p", "my_method:MyAscent.max_steps=1",
+         "-p", "fictitious-facts.forget_split=forget05", "--model-args", "dtype=float32,chat_template=none"],
+        ["run", str(cfg), "--method", "my_method:not_a_method", "-o", str(tmp_path / "o1")],
+        ["run", str(cfg), "--method", "no_such_module:X", "-o", str(tmp_path / "o2")],
+        ["run", str(cfg), "--model-args", "dtyp=float32", "-o", str(tmp_path / "o3")],
+        ["run", str(cfg), "-p", "fictitous-facts.limit=1", "-o", str(tmp_path / "o4")],
+    ], env=env)
+    assert ok.code == 0, ok.stderr[-3000:]
+    [summary] = (out / "toy").glob("*/fictitious-facts/summary.json")
+    data = json.loads(summary.read_text())
+    assert data["method"] == "my_method:MyAscent"
+    assert data["provenance"]["benchmark_options"]["forget_split"] == "forget05"
+    assert data["provenance"]["method_hparams"]["max_steps"] == 1
+    assert "a config may name only a method class" in assert_user_error(not_class, out_dir=tmp_path / "o1")
+    assert not (tmp_path / "called").exists()  # checked before anything is called
+    assert "cannot import 'no_such_module'" in assert_user_error(missing, out_dir=tmp_path / "o2")
+    assert "did you mean 'dtype'" in assert_user_error(bad_arg, out_dir=tmp_path / "o3")
+    assert "did you mean 'fictitious-facts'" in assert_user_error(bad_target, out_dir=tmp_path / "o4")
+
+
+def test_model_args_replace_fields_of_the_spec() -> None:
+    from harness.cli import _with_model_args
+
+    zoo = _with_model_args(["tiny-facts", "org/model"], {}, "dtype=bfloat16,revision=1234567,chat_template=none")
+    assert zoo["tiny-facts"]["builder"] == "tiny-facts" and zoo["tiny-facts"]["dtype"] == "bfloat16"
+    assert zoo["org/model"] == {**zoo["org/model"], "path": "org/model", "revision": "1234567", "chat_template": "none"}
