@@ -146,6 +146,7 @@ def run(
 ) -> None:
     """Run an experiment (benchmarks x models x methods x metrics). No arguments: the offline demo."""
     from harness.config import load_config, parse_config, reference_warnings
+    from harness.runlog import open_run_log
     from harness.runner import Runner
 
     from harness.executor import EXECUTORS
@@ -195,11 +196,17 @@ def run(
 
     runner = Runner(cfg, console=err_console, force=force)  # validates: no warning about a config with errors
     _warn(reference_warnings(cfg))
-    report = runner.run(shard=shard_spec, executor=executor)
+    log = open_run_log(cfg.output_dir)  # trainer dicts and library warnings: there, not here
+    try:
+        report = runner.run(shard=shard_spec, executor=executor)
+    except HarnessError:
+        if log.is_file() and log.stat().st_size == 0:  # a failed run leaves no empty file behind
+            log.unlink()
+        raise
     paths = _leaderboard(Path(cfg.output_dir), print_table=True)
     err_console.print(
         f"done in {report.seconds:.1f}s: {len(report.cells)} result cells computed, {report.skipped} finished earlier; "
-        f"cache {report.cache_hits} hits / {report.cache_misses} misses; leaderboard: {paths['markdown']}",
+        f"cache {report.cache_hits} hits / {report.cache_misses} misses; leaderboard: {paths['markdown']}; log: {log}",
         markup=False,
     )
 
@@ -212,6 +219,7 @@ def _run_demo(overrides: dict[str, Any], shard_spec: Any, executor: str, force: 
     from harness.demo import demo_configs
     from harness.runner import Runner
 
+    from harness.runlog import open_run_log
     from harness.zoo.prebuild import prebuild
     from harness.zoo.specs import ModelZoo
 
@@ -226,6 +234,7 @@ def _run_demo(overrides: dict[str, Any], shard_spec: Any, executor: str, force: 
         data = cfg.model_dump()
         data.update({k: v for k, v in overrides.items() if v is not None})
         runner = Runner(parse_config(data, source="demo"), console=err_console, force=force)
+        open_run_log(out_dir)
         report = runner.run(shard=shard_spec, executor=executor)
         cells, skipped = cells + len(report.cells), skipped + report.skipped
         hits, misses = hits + report.cache_hits, misses + report.cache_misses
@@ -381,7 +390,8 @@ def ls(kind: Optional[str] = typer.Argument(None, help="benchmarks | methods | m
     from harness.zoo.specs import ModelZoo
 
     if kind is not None and kind not in LS_KINDS:
-        raise HarnessError(f"unknown kind {kind!r}{did_you_mean(kind, LS_KINDS)} (choose one of: {', '.join(LS_KINDS)})")
+        raise HarnessError(f"unknown kind {kind!r}{did_you_mean(kind, LS_KINDS)}; choose one of: "
+                          f"{', '.join(LS_KINDS)} (see --help)")
     if name is not None:
         from harness.describe import describe
 

@@ -161,3 +161,48 @@ def test_model_args_replace_fields_of_the_spec() -> None:
     zoo = _with_model_args(["tiny-facts", "org/model"], {}, "dtype=bfloat16,revision=1234567,chat_template=none")
     assert zoo["tiny-facts"]["builder"] == "tiny-facts" and zoo["tiny-facts"]["dtype"] == "bfloat16"
     assert zoo["org/model"] == {**zoo["org/model"], "path": "org/model", "revision": "1234567", "chat_template": "none"}
+
+
+def _run_on_a_terminal(args: list[str], timeout: float = 300) -> tuple[int, str]:
+    """The CLI with stderr on a pseudo-terminal (so HF Trainer shows its bar, as for a user); its
+    stdout and stderr together."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+
+    from tests.cli_subprocess import ROOT, _env
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", "from harness.cli import app; app()", *args], cwd=ROOT,
+                            stdout=slave, stderr=slave, env=_env({"COLUMNS": "200"}))
+    os.close(slave)
+    chunks, deadline = [], time.time() + timeout
+    while time.time() < deadline:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    return proc.wait(timeout=30), b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_progress_on_the_terminal_and_trainer_noise_in_the_log(toy_config, write_config, tmp_path: Path) -> None:
+    cfg = write_config(toy_config(reference=None, metrics=["probability@forget"],
+                                  methods=["none", {"name": "grad-ascent", "params": {"max_steps": 3, "logging_steps": 1}}]))
+    code, seen = _run_on_a_terminal(["run", str(cfg)])
+    assert code == 0, seen[-3000:]
+    assert "cell 1/2" in seen and "cell 2/2" in seen and "(ETA " in seen  # the second one has an estimate
+    assert "'loss'" not in seen and "Warning" not in seen, seen[-3000:]  # neither dicts nor library warnings
+    log = (tmp_path / "out" / "run.log").read_text()
+    assert "'loss'" in log and "harness.training" in log
+

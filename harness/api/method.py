@@ -400,11 +400,10 @@ def _make_trainer(
         def mean_loss(self) -> float | None:
             return self._loss_sum / self._loss_n if self._loss_n else None
 
-    from transformers.trainer_callback import PrinterCallback
+    from harness.api.training import quiet_trainer
 
     trainer = UnlearnTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
-    trainer.remove_callback(PrinterCallback)  # raw loss dicts on stdout; train_stats keep the losses
-    return trainer
+    return quiet_trainer(trainer)  # raw loss dicts to the run's log; train_stats keep the losses
 
 
 def _is_peft(model: Any) -> bool:
