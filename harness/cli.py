@@ -317,67 +317,20 @@ def _batch_size(value: Optional[str]) -> int | str | None:
 
 def _leaderboard(results_dir: Path, sort_by: Optional[str] = None, benchmark: Optional[str] = None,
                  print_table: bool = True) -> dict[str, Path]:
-    """Write the leaderboard files and print, per benchmark, the metrics the run asked for (its
-    headline when none were asked), sorted by the same column as the files, that column first."""
-    from harness.reports.leaderboard import build_leaderboard, load_results, render_rich, write_leaderboard
+    """Write the leaderboard files and print the same tables: per benchmark the metrics the run
+    asked for (its headline when none were asked), sort column first, then its views."""
+    from harness.reports.leaderboard import load_results, render_rich, report_tables, write_leaderboard
 
     from harness.results import report_layouts
 
     df = load_results(results_dir)
     layouts = report_layouts(results_dir)  # what each benchmark wants shown, from its result files
-    names = sorted(df["benchmark"].unique()) if benchmark is None else [benchmark]
-    multi = benchmark is None and len(names) > 1
-    shown = {name: _shown_metrics(df, name, layouts.get(name), sort_by) for name in names}
-    first = names[0] if names else None
-    default_sort = (f"{first}/{shown[first][0]}" if multi else shown[first][0]) if first and shown[first] else None
-    lb = build_leaderboard(df, benchmark=benchmark, sort_by=sort_by or default_sort)
-    paths = write_leaderboard(lb, results_dir)
+    full, tables = report_tables(df, layouts, sort_by=sort_by, benchmark=benchmark)
+    paths = write_leaderboard(full, results_dir, tables)
     if print_table:
-        for name in names:
-            present = list(dict.fromkeys(df.loc[df.benchmark == name, "metric"]))
-            chosen = shown[name]
-            table = build_leaderboard(df, benchmark=name, sort_by=chosen[0], metrics=chosen)
-            layout = layouts.get(name)
-            asked = bool(layout and layout.requested)
-            if len(chosen) < len(present):
-                table.legend.append(
-                    f"Showing {len(chosen)} of {len(present)} metrics ({'those asked for' if asked else 'the headline'}); "
-                    f"all are in {paths['markdown'].name} and {paths['csv'].name}.")
+        for table in tables:
             out_console.print(render_rich(table))
-            for title, patterns in ({} if asked or layout is None else layout.views).items():
-                chosen = _matching(patterns, present)
-                if chosen:
-                    view = build_leaderboard(df, benchmark=name, metrics=chosen)
-                    view.title = f"{name}: {title}"
-                    out_console.print(render_rich(view))
     return paths
-
-
-def _shown_metrics(df: Any, name: str, layout: Any, sort_by: Optional[str]) -> list[str]:
-    """The metric ids of one benchmark the terminal shows: those asked for (an id also matches its
-    `id[...]` breakdowns), else the layout's headline, else all; `sort_by` (bare or `name/id`) first."""
-    present = list(dict.fromkeys(df.loc[df.benchmark == name, "metric"]))
-    if layout is not None and layout.requested:
-        chosen = _matching([p for m in layout.requested for p in (m, m + "[*")], present)
-    else:
-        chosen = _matching(layout.headline, present) if layout is not None else []
-    chosen = chosen or present
-    if sort_by:
-        local = sort_by[len(name) + 1:] if sort_by.startswith(f"{name}/") else sort_by
-        if local in present:
-            chosen = [local, *(m for m in chosen if m != local)]
-    return chosen
-
-
-def _matching(patterns: tuple[str, ...] | list[str], present: list[str]) -> list[str]:
-    """Metric ids in `present` that the patterns name, in pattern order (fnmatch; [ ] taken literally)."""
-    import fnmatch
-
-    out: list[str] = []
-    for pattern in patterns:
-        literal = pattern.replace("[", "[[]")  # metric ids contain brackets: only * and ? are wildcards
-        out += [m for m in present if fnmatch.fnmatchcase(m, literal) and m not in out]
-    return out
 
 
 @app.command()

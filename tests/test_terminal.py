@@ -206,3 +206,34 @@ def test_progress_on_the_terminal_and_trainer_noise_in_the_log(toy_config, write
     log = (tmp_path / "out" / "run.log").read_text()
     assert "'loss'" in log and "harness.training" in log
 
+
+def test_markdown_is_the_benchmark_views_each_narrow_and_the_csv_keeps_everything(tmp_path: Path) -> None:
+    """40 metrics: the Markdown holds the headline and each view (no table wider than
+    MAX_COLUMNS metrics), the terminal prints the same tables, the CSV every metric."""
+    import pandas as pd
+
+    from harness.reports.leaderboard import MAX_COLUMNS
+    from harness.results import MetricValue, Provenance, ReportLayout, RunSummary, cell_dir, write_cell
+
+    names = [f"m{i:02d}@forget" for i in range(20)] + [f"relearn_recovery:m{i:02d}@forget" for i in range(12)] + \
+        [f"representation:cka{i}@forget" for i in range(8)]
+    layout = ReportLayout(headline=names[:5], views={"attacks": ["relearn_recovery:*"],
+                                                     "deleted or hidden?": ["representation:*"]})
+    root = tmp_path / "results"
+    for method, shift in (("none", 0.0), ("npo", 0.1)):
+        summary = RunSummary(model="toy", method=method, benchmark="bench",
+                             metrics={m: MetricValue(value=0.5 + shift, n=10, higher_is_better=False) for m in names},
+                             provenance=Provenance(config_hash="c" * 64, harness_version="0", seed=0), layout=layout)
+        write_cell(cell_dir(root, "toy", method, "bench"), summary, [])
+    out = run_one(["leaderboard", str(root)], env={"COLUMNS": "400"})
+    assert out.code == 0, out.stderr
+    md = (root / "leaderboard.md").read_text()
+    titles = [line for line in md.splitlines() if line.startswith("## ")]
+    assert titles == ["## Leaderboard: bench", "## bench: attacks (1/2)", "## bench: attacks (2/2)",
+                      "## bench: deleted or hidden?", "## Provenance"]
+    widths = [line.count(" | ") - 1 for line in md.splitlines() if line.startswith("| model")]
+    assert max(widths) <= MAX_COLUMNS, widths
+    for title in titles[:-1]:
+        assert title[3:].replace("\\", "") in out.stdout  # the terminal shows the same tables
+    csv = pd.read_csv(root / "leaderboard.csv")
+    assert all(m in csv.columns for m in names)  # every metric is kept in the CSV
