@@ -237,3 +237,23 @@ def test_markdown_is_the_benchmark_views_each_narrow_and_the_csv_keeps_everythin
         assert title[3:].replace("\\", "") in out.stdout  # the terminal shows the same tables
     csv = pd.read_csv(root / "leaderboard.csv")
     assert all(m in csv.columns for m in names)  # every metric is kept in the CSV
+
+
+def test_the_readme_example_shows_every_metric_it_asks_for_with_a_value(tmp_path: Path) -> None:
+    """The README's `harness run --model ...` line, run as written (output dir moved to tmp)."""
+    import re
+    import shlex
+
+    from tests.cli_subprocess import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    command = re.search(r"^harness run --model .*?(?<!\\)$", readme, re.S | re.M).group(0)
+    args = shlex.split(command.replace("\\\n", " "))[1:]
+    asked = args[args.index("--metrics") + 1].split(",")
+    args[args.index("-o") + 1] = str(tmp_path / "x")
+    out = run_one(args, env={"COLUMNS": "300"}, timeout=900)
+    assert out.code == 0, out.stderr[-3000:]
+    assert "warning:" not in out.stderr
+    assert [c for c in _header(out.stdout)] == asked
+    rows = [line for line in out.stdout.splitlines() if line.startswith("│ tiny-facts ")]
+    assert len(rows) == 2 and all("—" not in row for row in rows), out.stdout  # none and npo: every value
