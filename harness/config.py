@@ -219,12 +219,10 @@ def check_options(cls: Any, entry: NamedEntry) -> None:
                               f"(options: {', '.join(sorted(known))})")
 
 
-ROLES = ("forget", "retain", "holdout")
-
-
 def check_metric_splits(benchmark: Any, metric_ids: list[str], seed: int = 0) -> None:
     """Every metric (and each it depends on) builds on this benchmark and evaluates a split its
     data has: `probability@forgettt` fails here, with "did you mean", before any model loads."""
+    from harness.api.benchmark import ROLES
     from harness.api.metric import parse_metric_id
     from harness.evaluate import resolve_metrics
 
@@ -261,6 +259,7 @@ def reference_warnings(config: ExperimentConfig) -> list[str]:
                     out.append(line)
     return out
 
+
 def check_capabilities(spec: Any, benchmark_cls: Any, device: str | None, metric_ids: list[str] | None = None) -> None:
     """Whether a model can answer what a benchmark asks: the request kinds of the benchmark
     and of each metric that asks for more (hidden states, gradients), as routed for this model,
@@ -291,6 +290,7 @@ def check_capabilities(spec: Any, benchmark_cls: Any, device: str | None, metric
             "model and cannot see them (use an image-text-to-text model)"
         )
 
+
 def check_data_paths(entry: NamedEntry) -> None:
     """A benchmark's local data paths exist (options named `path` or ending in `_path`, `_file`,
     `_root`, `_dir`) before any work starts, so a missing one never stops a run half-way."""
@@ -300,6 +300,7 @@ def check_data_paths(entry: NamedEntry) -> None:
         looks_local = value.startswith((".", "/", "~")) or Path(value).expanduser().exists() or value.count("/") != 1
         if looks_local and not Path(value).expanduser().exists():
             raise ConfigError(f"benchmark {entry.name!r}: {key} {value!r} does not exist")
+
 
 def check_output_dir(output_dir: str) -> None:
     """The output dir is a directory we can write (or can be created), checked before any work."""
@@ -316,8 +317,10 @@ def check_output_dir(output_dir: str) -> None:
     if probe.exists() and (not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK)):
         raise ConfigError(f"output dir {output_dir!r} cannot be written ({probe} is not a writable directory)")
 
+
 def describe_error(e: HarnessError) -> str:
     return str(e).splitlines()[0] if str(e) else type(e).__name__
+
 
 def cell_hash(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()

@@ -16,9 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from harness.api.benchmark import ROLES
 from harness.errors import HarnessError, UnknownNameError
-
-ROLES = ("forget", "retain", "holdout")
 
 
 def _registries() -> dict[str, Any]:

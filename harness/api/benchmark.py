@@ -105,6 +105,11 @@ class BenchmarkData:
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
+# The roles a metric id may name instead of a split (`probability@forget`); each benchmark
+# resolves them to its own splits (`resolve_split`).
+ROLES: tuple[str, ...] = ("forget", "retain", "holdout")
+
+
 class Benchmark(ABC):
     """Base class. Subclasses set the class attributes and implement `load`.
 
@@ -173,10 +178,9 @@ class Benchmark(ABC):
         from harness.registry import did_you_mean
 
         if name not in self.data.splits:
-            roles = ("forget", "retain", "holdout")
             raise ConfigError(
-                f"benchmark {self.name!r} has no split {name!r}{did_you_mean(name, [*roles, *self.data.splits])} "
-                f"(splits: {', '.join(sorted(self.data.splits))}; roles: {', '.join(roles)})"
+                f"benchmark {self.name!r} has no split {name!r}{did_you_mean(name, [*ROLES, *self.data.splits])} "
+                f"(splits: {', '.join(sorted(self.data.splits))}; roles: {', '.join(ROLES)})"
             )
         return self.data.splits[name]
 
