@@ -49,6 +49,13 @@ class AdvBench(PromptBenchmark):
     """AdvBench harmful behaviours (goal, "Sure, here is" target) and strings; greedy 512 tokens."""
 
     name = "advbench"
+    option_help = {
+        "path": "a local copy of the data (no download)",
+        "revision": "the pinned upstream commit to download from",
+        "commit": "the pinned upstream commit to download from",
+        "timeout": "seconds to wait for the download",
+        "check_targets": "check every prompt has its affirmative target",
+    }
     status = "available"  # docs/datasets.md §0: public; a local `path` overrides the download
     max_new_tokens = 512
     temperature = 0.0

@@ -46,6 +46,8 @@ class AdversarialProbes(PromptBenchmark):
     """Harmless-placeholder jailbreak probes (5 attack families) plus a benign over-refusal set."""
 
     name = "adversarial-probes"
+    option_help = {
+    }
     default_metrics = ("asr@adversarial", "refusal_rate@benign", "avqi@adversarial")
     headline_metrics = ("asr@adversarial", "refusal_rate@benign", "avqi@adversarial", "avqi_normalised@adversarial",
                         "likelihood_displacement:rate")

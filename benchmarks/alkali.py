@@ -140,6 +140,13 @@ class Alkali(PromptBenchmark):
     """ALKALI from a user-held copy in the documented schema; no data ships with the harness."""
 
     name = "alkali"
+    option_help = {
+        "path": "a local copy of the data (no download)",
+        "hub_id": "the Hugging Face dataset id to download",
+        "revision": "the pinned dataset revision to download",
+        "hub_split": "the hub split to read",
+        "hub_config": "the hub config to read",
+    }
     status = "unavailable"  # docs/datasets.md §0: not publicly released
     default_metrics = ("asr@all",)
     headline_metrics = ("asr@all",)

@@ -250,9 +250,14 @@ class FictitiousFacts(TofuShapedBenchmark):
     """
 
     name = "fictitious-facts"
+    option_help = {
+    }
     max_new_tokens = 32
     stop = ("\n", "Question:")
     views = {
+        "attacks: what comes back": (
+            "relearn_recovery:*", "paraphrase_probe_gain:*", "prefix_probe_gain:*", "in_context_gain:*",
+        ),
         "deleted or hidden?": (
             "restoration_rate:exact_match_recall@forget", "relearn_recovery:exact_match_recall@forget",
             "in_context_recovery:exact_match_recall@forget", "representation:cka_original@forget",

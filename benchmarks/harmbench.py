@@ -52,6 +52,13 @@ class HarmBench(PromptBenchmark):
     """HarmBench text behaviours (standard / contextual / copyright), greedy 512 tokens, judged ASR."""
 
     name = "harmbench"
+    option_help = {
+        "path": "a local copy of the data (no download)",
+        "revision": "the pinned upstream commit to download from",
+        "commit": "the pinned upstream commit to download from",
+        "timeout": "seconds to wait for the download",
+        "subset": "which behaviour file: all (default), val or test",
+    }
     status = "available"  # docs/datasets.md §0: public; a local `path` overrides the download
     max_new_tokens = 512
     temperature = 0.0

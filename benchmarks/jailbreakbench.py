@@ -43,6 +43,11 @@ class JailbreakBench(PromptBenchmark):
     """JBB-Behaviors: ASR on 100 harmful behaviours, over-refusal on 100 benign ones (150 tokens, greedy)."""
 
     name = "jailbreakbench"
+    option_help = {
+        "path": "a local copy of the data (no download)",
+        "hub_id": "the Hugging Face dataset id to download",
+        "revision": "the pinned dataset revision to download",
+    }
     status = "available"  # docs/datasets.md §0: public; a local `path` overrides the download
     max_new_tokens = 150
     temperature = 0.0

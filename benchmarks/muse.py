@@ -76,6 +76,15 @@ class Muse(Benchmark):
     """MUSE: verbatim memorisation, knowledge memorisation (forget and retain) and privacy leakage."""
 
     name = "muse"
+    option_help = {
+        "path": "a local copy of the data (no download)",
+        "hub_id": "the Hugging Face dataset id to download",
+        "revision": "the pinned dataset revision to download",
+        "corpus": "news or books",
+        "folds": "also read the scal/sust forget folds (News only)",
+        "forget_eval_split": "the split metrics naming the role `forget` evaluate on",
+        "retain_eval_split": "the split metrics naming the role `retain` evaluate on",
+    }
     max_new_tokens = VERBMEM_MAX_NEW_TOKENS
     stop = ()
     default_metrics = (

@@ -56,6 +56,11 @@ class SorryBench(PromptBenchmark):
     """SORRY-Bench 202406 from a local copy (gated): refusal rate on the base instructions, sampled at T=0.7."""
 
     name = "sorry-bench"
+    option_help = {
+        "path": "a local copy of the data (no download)",
+        "test_fraction": "share of base rows held out as the CHES test split",
+        "split_seed": "seed of the CHES train/test split",
+    }
     status = "gated"  # docs/datasets.md §0: gated, custom license; local path only
     max_new_tokens = 512
     temperature = 0.7

@@ -50,6 +50,13 @@ class StrongReject(PromptBenchmark):
     """StrongREJECT forbidden prompts (313, plus the 60-prompt small subset); greedy 512 tokens."""
 
     name = "strongreject"
+    option_help = {
+        "path": "a local copy of the data (no download)",
+        "revision": "the pinned upstream commit to download from",
+        "commit": "the pinned upstream commit to download from",
+        "timeout": "seconds to wait for the download",
+        "small": "also read the 60-prompt small set (split `small`) when present (default true)",
+    }
     status = "available"  # docs/datasets.md §0: public; a local `path` overrides the download
     max_new_tokens = 512
     temperature = 0.0

@@ -57,6 +57,11 @@ class Tofu(TofuShapedBenchmark):
     """
 
     name = "tofu"
+    option_help = {
+        "path": "a local copy of the data (no download)",
+        "hub_id": "the Hugging Face dataset id to download",
+        "revision": "the pinned dataset revision to download",
+    }
     max_new_tokens = 200
     stop = ()
 

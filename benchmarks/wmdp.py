@@ -51,6 +51,12 @@ class Wmdp(Benchmark):
     """WMDP 4-way multiple choice; evaluation only (lower accuracy after unlearning is better)."""
 
     name = "wmdp"
+    option_help = {
+        "path": "a local copy of the data (no download)",
+        "hub_id": "the Hugging Face dataset id to download",
+        "revision": "the pinned dataset revision to download",
+        "subsets": "which subjects (bio, chem, cyber)",
+    }
     request_kinds = ("loglikelihood",)
     default_metrics = tuple(f"mcq_accuracy@{s}" for s in SUBSETS)
     headline_metrics = default_metrics

@@ -18,7 +18,8 @@ from harness.results import CacheStats, MetricValue, Provenance, ReportLayout, R
 def assemble_summary(*, model: str, method: str, benchmark_name: str, benchmark: Any, results: dict[str, MetricResult],
                      config_hash: str, seed: int, device: str, backend: Any, spec: Any, eval_path: str,
                      artifact: Any | None, reference: dict[str, Any] | None, judges: dict[str, Any] | None,
-                     cache: tuple[int, int], timing: dict[str, float]) -> RunSummary:
+                     cache: tuple[int, int], timing: dict[str, float],
+                     requested: list[str] | None = None) -> RunSummary:
     from harness import __version__
 
     return RunSummary(
@@ -53,5 +54,6 @@ def assemble_summary(*, model: str, method: str, benchmark_name: str, benchmark:
         cache=CacheStats(hits=cache[0], misses=cache[1]),
         timing={k: round(v, 2) for k, v in timing.items()},
         layout=ReportLayout(headline=list(benchmark.headline_metrics),
-                            views={title: list(ids) for title, ids in benchmark.views.items()}),
+                            views={title: list(ids) for title, ids in benchmark.views.items()},
+                            requested=list(requested or ())),
     )

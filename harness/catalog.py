@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from harness.api.metric import Metric
 
 BENCHMARKS: Registry = Registry("benchmark", "harness.benchmarks")
-METHODS: Registry = Registry("method", "harness.methods")
+METHODS: Registry = Registry("method", "harness.methods", classes_of="harness.api.method:Method")
 METRICS: Registry = Registry("metric", "harness.metrics")
 BACKENDS: Registry = Registry("backend", "harness.backends")
 ATTACKS: Registry = Registry("attack", "harness.attacks")

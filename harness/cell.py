@@ -51,6 +51,8 @@ def run_cell(session: Session, cell: Cell, reference: dict[str, MetricResult] | 
     evaluation = evaluate(benchmark, resolve_metrics(benchmark, metric_ids, cfg.seed), backend, reference,
                           judges=session.judges)
     results = dict(evaluation.results)
+    if cell.reference:
+        _mark_reference_role(results)
     if artifact is not None:  # what the method measured itself (likelihood displacement)
         results.update(artifact.metric_results())
     if backend.stats.misses and (artifact or eval_spec.adapter):
@@ -68,7 +70,7 @@ def run_cell(session: Session, cell: Cell, reference: dict[str, MetricResult] | 
         spec=spec, eval_path=eval_spec.path or "", artifact=artifact,
         reference=cfg.reference.model_dump(exclude_none=True) if cfg.reference else None,
         judges=session.judges.identities(), cache=session.backends.counts(first_backend),
-        timing={"apply_s": t_apply, "evaluate_s": t_eval, "attack_s": t_attack},
+        timing={"apply_s": t_apply, "evaluate_s": t_eval, "attack_s": t_attack}, requested=cfg.metrics,
     )
     write_cell(out, summary, evaluation.samples)
     report = session.report
@@ -80,6 +82,18 @@ def run_cell(session: Session, cell: Cell, reference: dict[str, MetricResult] | 
         f"{t_apply:.1f}s apply, {t_eval:.1f}s eval, {t_attack:.1f}s attacks)"
     )
     return results
+
+
+def _mark_reference_role(results: dict[str, MetricResult]) -> None:
+    """The reference cell's own reference-run metrics have nothing to compare against by design:
+    say so, rather than "no reference run", which would send the user looking for a missing one."""
+    from harness.api.metric import parse_metric_id
+    from harness.catalog import METRICS
+
+    for mid, r in results.items():
+        name = parse_metric_id(mid)[0]
+        if r.value is None and name in METRICS and getattr(METRICS.get(name), "needs_reference_run", False):
+            r.details["reason"] = "this row is the reference run; it is not compared against itself"
 
 
 def apply_method(session: Session, spec: ModelSpec, method: NamedEntry, benchmark: Any, bentry: NamedEntry) -> ModelArtifact:

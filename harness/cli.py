@@ -62,6 +62,16 @@ def _print_error(message: str) -> None:
                       highlight=False, soft_wrap=True)
 
 
+def _warn(lines: list[str]) -> None:
+    """`warning: <line>` on stderr for each line: something that will not stop the run but
+    that the user should know before it starts (user text in it is never read as markup)."""
+    from harness.reports.escape import one_line
+
+    for line in lines:
+        err_console.print(Text.assemble(("warning:", "yellow"), " ", one_line(line)), markup=False,
+                          highlight=False, soft_wrap=True)
+
+
 def _user_errors(fn: Callable) -> Callable:
     """Turn HarnessError into `error: <one line>` and exit code 2; Ctrl-C into a resume hint."""
 
@@ -112,9 +122,16 @@ def run(
     benchmark: Optional[list[str]] = typer.Option(None, "--benchmark", "-b", help="benchmark name (repeatable)"),
     method: Optional[list[str]] = typer.Option(None, "--method", help="method name, or 'none' (repeatable)"),
     method_param: Optional[list[str]] = typer.Option(
-        None, "--method-param", "-p", help="a method hyperparameter, METHOD.NAME=VALUE, e.g. npo.beta=0.2 (repeatable)"
+        None, "--param", "--method-param", "-p",
+        help="a method hyperparameter or benchmark option, NAME.KEY=VALUE, e.g. npo.beta=0.2 or tofu.forget_split=forget05 (repeatable)",
+    ),
+    model_args: Optional[str] = typer.Option(
+        None, "--model-args", help="model settings for every --model, KEY=VALUE,..., e.g. dtype=bfloat16,revision=main,chat_template=none"
     ),
     metrics: Optional[str] = typer.Option(None, "--metrics", help="comma-separated metric ids, e.g. probability@forget"),
+    reference: Optional[str] = typer.Option(
+        None, "--reference", help="the retain-only reference model that forget_quality and mia_reference compare against"
+    ),
     output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="where results go"),
     limit: Optional[int] = typer.Option(None, "--limit", help="at most this many items per split"),
     seed: Optional[int] = typer.Option(None, "--seed"),
@@ -128,7 +145,8 @@ def run(
     executor: str = typer.Option("local", "--executor", help="local (this process) or ray (each cell a Ray task)"),
 ) -> None:
     """Run an experiment (benchmarks x models x methods x metrics). No arguments: the offline demo."""
-    from harness.config import load_config, parse_config
+    from harness.config import load_config, parse_config, reference_warnings
+    from harness.runlog import open_run_log
     from harness.runner import Runner
 
     from harness.executor import EXECUTORS
@@ -146,7 +164,7 @@ def run(
         "batch_size": _batch_size(batch_size),
         "cache": False if no_cache else None,
     }
-    flags_given = any([model, benchmark, method, metrics])
+    flags_given = any([model, benchmark, method, metrics, reference])
     if config is not None:
         cfg = load_config(config)
         data = cfg.model_dump()
@@ -167,16 +185,28 @@ def run(
     if metrics:
         data["metrics"] = _split_list([metrics])
     if method_param:
-        data["methods"] = _with_method_params(data.get("methods") or [], method_param)
+        data["methods"], data["benchmarks"] = _with_params(data.get("methods") or [], data.get("benchmarks") or [],
+                                                           method_param)
+    if model_args:
+        data["zoo"] = _with_model_args(data.get("models") or [], data.get("zoo") or {}, model_args)
+    if reference:
+        data["reference"] = {"model": reference}
     data.update({k: v for k, v in overrides.items() if v is not None})
     cfg = parse_config(data, source=str(config) if config else "flags")
 
-    runner = Runner(cfg, console=err_console, force=force)
-    report = runner.run(shard=shard_spec, executor=executor)
+    runner = Runner(cfg, console=err_console, force=force)  # validates: no warning about a config with errors
+    _warn(reference_warnings(cfg))
+    log = open_run_log(cfg.output_dir)  # trainer dicts and library warnings: there, not here
+    try:
+        report = runner.run(shard=shard_spec, executor=executor)
+    except HarnessError:
+        if log.is_file() and log.stat().st_size == 0:  # a failed run leaves no empty file behind
+            log.unlink()
+        raise
     paths = _leaderboard(Path(cfg.output_dir), print_table=True)
     err_console.print(
         f"done in {report.seconds:.1f}s: {len(report.cells)} result cells computed, {report.skipped} finished earlier; "
-        f"cache {report.cache_hits} hits / {report.cache_misses} misses; leaderboard: {paths['markdown']}",
+        f"cache {report.cache_hits} hits / {report.cache_misses} misses; leaderboard: {paths['markdown']}; log: {log}",
         markup=False,
     )
 
@@ -189,6 +219,7 @@ def _run_demo(overrides: dict[str, Any], shard_spec: Any, executor: str, force: 
     from harness.demo import demo_configs
     from harness.runner import Runner
 
+    from harness.runlog import open_run_log
     from harness.zoo.prebuild import prebuild
     from harness.zoo.specs import ModelZoo
 
@@ -203,6 +234,7 @@ def _run_demo(overrides: dict[str, Any], shard_spec: Any, executor: str, force: 
         data = cfg.model_dump()
         data.update({k: v for k, v in overrides.items() if v is not None})
         runner = Runner(parse_config(data, source="demo"), console=err_console, force=force)
+        open_run_log(out_dir)
         report = runner.run(shard=shard_spec, executor=executor)
         cells, skipped = cells + len(report.cells), skipped + report.skipped
         hits, misses = hits + report.cache_hits, misses + report.cache_misses
@@ -211,26 +243,68 @@ def _run_demo(overrides: dict[str, Any], shard_spec: Any, executor: str, force: 
                       f"cache {hits} hits / {misses} misses; leaderboard: {paths['markdown']}", markup=False)
 
 
-def _with_method_params(methods: list, assignments: list[str]) -> list[dict]:
-    """Apply `METHOD.NAME=VALUE` flags (VALUE read as YAML: numbers, booleans, lists) to the methods."""
+def _with_params(methods: list, benchmarks: list, assignments: list[str]) -> tuple[list[dict], list[dict]]:
+    """Apply `NAME.KEY=VALUE` flags (VALUE read as YAML: numbers, booleans, lists) to the run's
+    method or benchmark called NAME: a hyperparameter or a benchmark option (checked by validate)."""
     import yaml
 
-    entries = [{"name": m, "params": {}} if isinstance(m, str) else {"params": {}, **m} for m in methods]
+    from harness.registry import did_you_mean
+
+    def entries(items: list) -> list[dict]:
+        return [{"name": m, "params": {}} if isinstance(m, str) else {"params": {}, **m} for m in items]
+
+    methods, benchmarks = entries(methods), entries(benchmarks)
     for text in assignments:
         key, eq, raw = text.partition("=")
-        method, dot, name = key.strip().partition(".")
-        if not (eq and dot and method and name):
-            raise HarnessError(f"--method-param takes METHOD.NAME=VALUE, not {text!r}")
-        matches = [e for e in entries if e["name"] == method]
+        target, dot, name = key.strip().rpartition(".")  # rpartition: a method may be module.path:Class
+        if not (eq and dot and target and name):
+            raise HarnessError(f"-p takes NAME.KEY=VALUE (e.g. npo.beta=0.2, tofu.forget_split=forget05), not {text!r}")
+        matches = [e for e in methods if e["name"] == target] + [e for e in benchmarks if e["name"] == target]
         if not matches:
-            raise HarnessError(f"--method-param {text!r}: method {method!r} is not in this run's methods")
+            known = [e["name"] for e in methods + benchmarks]
+            raise HarnessError(f"-p {text!r}: {target!r} is not in this run's methods or benchmarks"
+                               f"{did_you_mean(target, known)} (they are: {', '.join(known) or 'none'})")
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
         for entry in matches:
             entry["params"] = {**entry["params"], name: value}
-    return entries
+    return methods, benchmarks
+
+
+def _with_model_args(models: list[str], zoo: dict[str, Any], text: str) -> dict[str, Any]:
+    """`--model-args KEY=VALUE,...` (lm-eval's form) as zoo settings of every model of the run: its
+    spec (built-in, config zoo, or a path / hub id) with these fields replaced."""
+    import re
+
+    import yaml
+
+    from harness.registry import did_you_mean
+    from harness.zoo.specs import ModelSpec, ModelZoo
+
+    args: dict[str, Any] = {}
+    for part in re.split(r",(?=\s*[A-Za-z_]\w*\s*=)", text):  # a comma inside a value stays
+        key, eq, raw = part.partition("=")
+        key = key.strip()
+        if not (eq and key):
+            raise HarnessError(f"--model-args takes KEY=VALUE,... (e.g. dtype=bfloat16,revision=main), not {text!r}")
+        if key == "name" or key not in ModelSpec.model_fields:
+            fields = [f for f in ModelSpec.model_fields if f != "name"]
+            raise HarnessError(f"--model-args: unknown setting {key!r}{did_you_mean(key, fields)} "
+                               f"(settings: {', '.join(fields)})")
+        try:
+            args[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            args[key] = raw
+        if isinstance(args[key], (int, float)) and key in ("revision", "path", "chat_template", "adapter"):
+            args[key] = raw.strip()  # a commit such as 1234567 stays text
+    zoo = dict(zoo)
+    lookup = ModelZoo(zoo)
+    for model in models:
+        spec = lookup.get(model).model_dump(exclude={"name"}, exclude_unset=False)
+        zoo[model] = {**spec, **args}
+    return zoo
 
 
 def _batch_size(value: Optional[str]) -> int | str | None:
@@ -243,53 +317,40 @@ def _batch_size(value: Optional[str]) -> int | str | None:
 
 def _leaderboard(results_dir: Path, sort_by: Optional[str] = None, benchmark: Optional[str] = None,
                  print_table: bool = True) -> dict[str, Path]:
-    from harness.reports.leaderboard import build_leaderboard, load_results, render_rich, write_leaderboard
+    """Write the leaderboard files and print the same tables: per benchmark the metrics the run
+    asked for (its headline when none were asked), sort column first, then its views."""
+    from harness.reports.leaderboard import load_results, render_rich, report_tables, write_leaderboard
 
     from harness.results import report_layouts
 
     df = load_results(results_dir)
-    lb = build_leaderboard(df, benchmark=benchmark, sort_by=sort_by)
-    paths = write_leaderboard(lb, results_dir)
+    layouts = report_layouts(results_dir)  # what each benchmark wants shown, from its result files
+    full, tables = report_tables(df, layouts, sort_by=sort_by, benchmark=benchmark)
+    paths = write_leaderboard(full, results_dir, tables)
     if print_table:
-        layouts = report_layouts(results_dir)  # what each benchmark wants shown, from its result files
-        for name in sorted(df["benchmark"].unique()) if benchmark is None else [benchmark]:
-            present = list(dict.fromkeys(df.loc[df.benchmark == name, "metric"]))
-            layout = layouts.get(name)
-            headline, views = (layout.headline, layout.views) if layout else ([], {})
-            headline = _matching(headline, present)
-            if headline and sort_by and sort_by not in headline:
-                headline.append(sort_by)
-            out_console.print(render_rich(build_leaderboard(df, benchmark=name, sort_by=sort_by,
-                                                            metrics=headline or None)))
-            for title, patterns in views.items():
-                chosen = _matching(patterns, present)
-                if chosen:
-                    lb = build_leaderboard(df, benchmark=name, metrics=chosen)
-                    lb.title = f"{name}: {title}"
-                    out_console.print(render_rich(lb))
+        for table in tables:
+            out_console.print(render_rich(table))
     return paths
-
-
-def _matching(patterns: tuple[str, ...] | list[str], present: list[str]) -> list[str]:
-    """Metric ids in `present` that the patterns name, in pattern order (fnmatch; [ ] taken literally)."""
-    import fnmatch
-
-    out: list[str] = []
-    for pattern in patterns:
-        literal = pattern.replace("[", "[[]")  # metric ids contain brackets: only * and ? are wildcards
-        out += [m for m in present if fnmatch.fnmatchcase(m, literal) and m not in out]
-    return out
 
 
 @app.command()
 @_user_errors
-def ls(kind: Optional[str] = typer.Argument(None, help="benchmarks | methods | metrics | attacks | judges | models")) -> None:
-    """List what exists, with one-line descriptions."""
+def ls(kind: Optional[str] = typer.Argument(None, help="benchmarks | methods | metrics | attacks | judges | models"),
+       name: Optional[str] = typer.Argument(None, help="one of them: its parameters, splits, options, direction")) -> None:
+    """List what exists, with one-line descriptions; `ls KIND NAME` shows one (as `harness show`)."""
     from harness.catalog import ATTACKS, BENCHMARKS, JUDGES, METHODS, METRICS
+    from harness.registry import did_you_mean
     from harness.zoo.specs import ModelZoo
 
     if kind is not None and kind not in LS_KINDS:
-        raise HarnessError(f"unknown kind {kind!r}; choose one of: {', '.join(LS_KINDS)}")
+        raise HarnessError(f"unknown kind {kind!r}{did_you_mean(kind, LS_KINDS)}; choose one of: "
+                          f"{', '.join(LS_KINDS)} (see --help)")
+    if name is not None:
+        from harness.describe import describe
+
+        for block in describe(kind, name):
+            out_console.print(block)
+        return
     sources = {
         "benchmarks": BENCHMARKS.describe,
         "methods": METHODS.describe,
@@ -307,14 +368,26 @@ def ls(kind: Optional[str] = typer.Argument(None, help="benchmarks | methods | m
         out_console.print(table)
 
 
+@app.command()
+@_user_errors
+def show(name: str = typer.Argument(..., help="a benchmark, method, metric, attack, judge or model name")) -> None:
+    """What one plug-in is and takes: a method's parameters, a benchmark's splits, roles, options
+    and default metrics, a metric's splits and direction."""
+    from harness.describe import describe
+
+    for block in describe(None, name):
+        out_console.print(block)
+
+
 @app.command(name="validate")
 @_user_errors
 def validate_cmd(config: Path = typer.Argument(..., help="experiment YAML")) -> None:
     """Check a config (names, hyperparameters, paths, backend capabilities) without running it."""
-    from harness.config import load_config, validate
+    from harness.config import load_config, reference_warnings, validate
 
     cfg = load_config(config)
     validate(cfg)
+    _warn(reference_warnings(cfg))
     out_console.print(f"{config}: ok ({len(cfg.models)} models × {len(cfg.methods)} methods × "
                       f"{len(cfg.benchmarks)} benchmarks)", markup=False)
 

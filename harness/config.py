@@ -129,8 +129,10 @@ def parse_config(data: dict[str, Any], source: str = "config") -> ExperimentConf
         raise ConfigError(f"{source}: {loc}: {err['msg']}") from e
 
 
-def validate(config: ExperimentConfig) -> None:
-    """Check every name, parameter, path and backend capability without loading a model."""
+def validate(config: ExperimentConfig) -> dict[int, tuple[Any, list[str]]]:
+    """Check every name, parameter, option, path, metric split and backend capability without
+    loading a model. Returns the benchmarks it built to check the metrics' splits (index in
+    `config.benchmarks` -> (benchmark, metric ids)), so a run reuses them rather than reloading."""
     from harness.backends.routing import served_kinds
     from harness.catalog import ATTACKS, BENCHMARKS, METHODS, METRICS
     from harness.api.metric import parse_metric_id
@@ -156,14 +158,20 @@ def validate(config: ExperimentConfig) -> None:
         ATTACKS.get(a.name)(**a.params)  # validates parameters
     for role, judge in config.judges.items():
         from harness.catalog import JUDGES
-        from harness.judges.panel import build_judge
+        from harness.judges.panel import JUDGE_ROLES, build_judge
+        from harness.registry import did_you_mean
 
+        hint = did_you_mean(role, JUDGE_ROLES) if role not in JUDGE_ROLES else ""
+        if hint:  # close to a known role: a typo (a plug-in metric's own role is left alone)
+            raise ConfigError(f"judges: unknown role {role!r}{hint} (roles the built-in metrics ask: "
+                              f"{', '.join(JUDGE_ROLES)})")
         JUDGES.check(judge.kind)
         if judge.model is not None:
             zoo.get(judge.model).check_exists()
         build_judge(judge)  # validates parameters and reads the template (no model is loaded)
     for b in config.benchmarks:
         cls = BENCHMARKS.get(b.name)
+        check_options(cls, b)
         check_data_paths(b)
         metric_ids = list(config.metrics or cls.default_metrics)
         for metric_id in metric_ids:
@@ -178,6 +186,78 @@ def validate(config: ExperimentConfig) -> None:
             raise ConfigError(f"reference.results: no {SUMMARY_FILE} in {config.reference.results}")
     if config.reference and not (config.reference.model or config.reference.results):
         raise ConfigError("reference: give `model` or `results`")
+    built = {}
+    for index, entry in enumerate(config.benchmarks):  # data, not models: splits are known once it is read
+        from harness.catalog import build_benchmark
+
+        benchmark = build_benchmark(entry.name, **benchmark_options(config, entry))
+        metric_ids = list(config.metrics or benchmark.default_metrics)
+        check_metric_splits(benchmark, metric_ids, config.seed)
+        built[index] = (benchmark, metric_ids)
+    return built
+
+
+def benchmark_options(config: ExperimentConfig, entry: NamedEntry) -> dict[str, Any]:
+    """A benchmark's options as the run builds it: its params, and the run's `limit` unless set."""
+    options = dict(entry.params)
+    if config.limit is not None:
+        options.setdefault("limit", config.limit)
+    return options
+
+
+def check_options(cls: Any, entry: NamedEntry) -> None:
+    """Every option names one the benchmark reads (when it declares them), so a typo such as
+    `forget_splt` is refused instead of silently evaluating the default split."""
+    from harness.registry import did_you_mean
+
+    if not cls.declares_options():
+        return
+    known = cls.known_options()
+    for key in entry.params:
+        if key not in known:
+            raise ConfigError(f"benchmark {entry.name!r} has no option {key!r}{did_you_mean(key, list(known))} "
+                              f"(options: {', '.join(sorted(known))})")
+
+
+def check_metric_splits(benchmark: Any, metric_ids: list[str], seed: int = 0) -> None:
+    """Every metric (and each it depends on) builds on this benchmark and evaluates a split its
+    data has: `probability@forgettt` fails here, with "did you mean", before any model loads."""
+    from harness.api.benchmark import ROLES
+    from harness.api.metric import parse_metric_id
+    from harness.evaluate import resolve_metrics
+
+    for metric_id in metric_ids:
+        split = parse_metric_id(metric_id)[1]
+        if split is not None and split not in ROLES:
+            try:
+                benchmark.split(split)
+            except HarnessError as e:
+                raise ConfigError(f"metric {metric_id!r}: {e}") from None
+    for metric in resolve_metrics(benchmark, metric_ids, seed):
+        if metric.split is not None:
+            try:
+                benchmark.split(metric.split)
+            except HarnessError as e:  # a role resolved through a split option (`forget_split: forget5`)
+                raise ConfigError(f"metric {metric.id!r} (role {metric.split_role!r}): {e}") from None
+
+
+def reference_warnings(config: ExperimentConfig) -> list[str]:
+    """One line per metric that will have no value because it needs a reference run and the
+    config names none (warned at `validate` and when `run` starts, not discovered at the end)."""
+    from harness.api.metric import parse_metric_id
+    from harness.catalog import BENCHMARKS, METRICS
+
+    if config.reference is not None:
+        return []
+    out: list[str] = []
+    for b in config.benchmarks:
+        for metric_id in config.metrics or BENCHMARKS.get(b.name).default_metrics:
+            if getattr(METRICS.get(parse_metric_id(metric_id)[0]), "needs_reference_run", False):
+                line = (f"metric {metric_id!r} needs a reference run (the retain-only model) and none is set, so it "
+                        "will have no value; give --reference MODEL or `reference:` in the config")
+                if line not in out:
+                    out.append(line)
+    return out
 
 
 def check_capabilities(spec: Any, benchmark_cls: Any, device: str | None, metric_ids: list[str] | None = None) -> None:

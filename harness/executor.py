@@ -29,8 +29,29 @@ EXECUTORS = ("local", "ray")
 
 
 def run_local(session: Session, cells: list[Cell]) -> None:
-    for cell in cells:
+    """The cells in order, each announced as `cell k/N` with the run's ETA (from the cells
+    computed so far; cells finished earlier are skipped in a moment and not counted)."""
+    import time
+
+    spent, computed = 0.0, 0
+    for k, cell in enumerate(cells, 1):
+        session.console.print(f"[bold]cell {k}/{len(cells)}[/bold] {cell.label(session.config)}"
+                              f"{eta(spent, computed, len(cells) - k + 1)}", highlight=False)
+        start, skipped = time.time(), session.report.skipped
         run_with_dependencies(session, cell)
+        if session.report.skipped == skipped:
+            spent, computed = spent + time.time() - start, computed + 1
+
+
+def eta(spent: float, computed: int, remaining: int) -> str:
+    """`(ETA 3m 20s)` for `remaining` cells at the mean time of the `computed` ones; empty before any."""
+    if not computed or remaining <= 0:
+        return ""
+    seconds = round(spent / computed * remaining)
+    minutes, s = divmod(seconds, 60)
+    hours, m = divmod(minutes, 60)
+    text = f"{hours}h {m:02d}m" if hours else f"{m}m {s:02d}s" if m else f"{s}s"
+    return f" [dim](ETA {text})[/dim]"
 
 
 def run_with_dependencies(session: Session, cell: Cell) -> "dict[str, MetricResult]":

@@ -27,9 +27,13 @@ class _Entry:
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, entry_point_group: str | None = None):
+    def __init__(self, kind: str, entry_point_group: str | None = None, classes_of: str | None = None):
+        """`classes_of`: "module:Class" of a base class; then a name written `module:Class` (not
+        registered) is imported and accepted only when it is a subclass of it (a config is data:
+        it may name a class of the contract, never call an arbitrary function)."""
         self.kind = kind
         self.group = entry_point_group
+        self.classes_of = classes_of
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self._plugins_loaded = False
@@ -72,6 +76,8 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         self._load_plugins()
         entry = self._entries.get(name)
+        if entry is None and self.classes_of and ":" in name:
+            return self._import_class(name)
         if entry is None:
             raise UnknownNameError(self.unknown_message(name))
         if isinstance(entry.target, str):
@@ -84,14 +90,45 @@ class Registry(Generic[T]):
         return entry.target
 
     def check(self, name: str) -> None:
-        """Raise UnknownNameError for an unknown name without importing anything."""
-        if name not in self:
+        """Raise UnknownNameError for an unknown name (a `module:Class` name is imported and checked)."""
+        if self.classes_of and ":" in name and name not in self:
+            self._import_class(name)
+        elif name not in self:
             raise UnknownNameError(self.unknown_message(name))
 
+    def _import_class(self, name: str) -> Any:
+        """`module:Class`, imported, and refused unless a subclass of `classes_of`; checked before
+        anything is instantiated."""
+        import re
+
+        from harness.errors import ConfigError
+
+        module_name, _, attr = name.partition(":")
+        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", module_name) or not re.fullmatch(r"[A-Za-z_]\w*", attr):
+            raise ConfigError(f"{self.kind} {name!r}: write a class as module:Class (e.g. my_pkg.methods:MyMethod)")
+        base_module, _, base_attr = (self.classes_of or "").partition(":")
+        base = getattr(importlib.import_module(base_module), base_attr)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            raise ConfigError(f"{self.kind} {name!r}: cannot import {module_name!r} ({e}); install it or put it "
+                              "on PYTHONPATH") from None
+        obj = getattr(module, attr, None)
+        if not (isinstance(obj, type) and issubclass(obj, base)):
+            what = "not found" if obj is None else f"a {type(obj).__name__}, not a subclass of {base.__module__}.{base.__name__}"
+            raise ConfigError(f"{self.kind} {name!r}: {attr!r} in {module_name!r} is {what}; a config may name only "
+                              f"a {self.kind} class")
+        return obj
+
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        return f"unknown {self.kind} {name!r}{hint} (known: {', '.join(self.names()) or 'none'})"
+        return f"unknown {self.kind} {name!r}{did_you_mean(name, self.names())} (known: {', '.join(self.names()) or 'none'})"
+
+
+def did_you_mean(name: str, choices: list[str] | tuple[str, ...]) -> str:
+    """`; did you mean 'a', 'b'?` for the choices close to a mistyped name, else empty: the one
+    hint every unknown name gets (registries, split names and roles, options, judge roles)."""
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 def _first_line(obj: Any) -> str:

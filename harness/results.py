@@ -62,6 +62,8 @@ class ReportLayout(BaseModel):
 
     headline: list[str] = Field(default_factory=list)
     views: dict[str, list[str]] = Field(default_factory=dict)
+    # The metric ids the run asked for (`--metrics`); shown instead of the headline when given.
+    requested: list[str] = Field(default_factory=list)
 
 
 class RunSummary(BaseModel):
@@ -119,13 +121,19 @@ def find_summaries(results_dir: str | Path) -> list[Path]:
 
 
 def report_layouts(results_dir: str | Path) -> dict[str, ReportLayout]:
-    """Benchmark name -> the report layout its result files carry (the first one found)."""
+    """Benchmark name -> the report layout its result files carry (the first one found), with
+    `requested` the union of what every run of that benchmark asked for (runs merge in one dir)."""
     out: dict[str, ReportLayout] = {}
     for path in find_summaries(results_dir):
         try:
             summary = read_summary(path)
         except HarnessError:
             continue
-        if summary.benchmark not in out and (summary.layout.headline or summary.layout.views):
-            out[summary.benchmark] = summary.layout
+        layout = summary.layout
+        if summary.benchmark not in out:
+            if layout.headline or layout.views or layout.requested:
+                out[summary.benchmark] = layout.model_copy(deep=True)
+        else:
+            known = out[summary.benchmark].requested
+            known += [m for m in layout.requested if m not in known]
     return out

@@ -23,9 +23,10 @@ from harness.session import RunReport, Session
 class Runner:
     def __init__(self, config: ExperimentConfig, console: Console | None = None, force: bool = False):
         """`force`: recompute cells already finished on disk (answers still come from the cache)."""
-        validate(config)
+        built = validate(config)  # every check, data read, before any model loads
         self.config = config
         self.session = Session(config, console=console, force=force)
+        self.session.benchmarks.update(built)
         self.console = self.session.console
 
     @property

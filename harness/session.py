@@ -65,13 +65,11 @@ class Session:
     def benchmark(self, index: int) -> tuple[Any, list[str]]:
         """The benchmark of config.benchmarks[index] (built once per run) and its metric ids."""
         from harness.catalog import build_benchmark
+        from harness.config import benchmark_options
 
         if index not in self.benchmarks:
             entry = self.config.benchmarks[index]
-            options = dict(entry.params)
-            if self.config.limit is not None:
-                options.setdefault("limit", self.config.limit)
-            benchmark = build_benchmark(entry.name, **options)
+            benchmark = build_benchmark(entry.name, **benchmark_options(self.config, entry))
             self.benchmarks[index] = (benchmark, list(self.config.metrics or benchmark.default_metrics))
         return self.benchmarks[index]
 

@@ -412,8 +412,9 @@ def encode_pair(tokenizer: Any, pair: PreferencePair, chat: bool) -> dict[str, l
 
 
 def _make_trainer(model: Any, ref_model: Any, args: Any, dataset: Any, tokenizer: Any, peft_config: Any) -> Any:
-    from transformers.trainer_callback import PrinterCallback
     from trl import DPOTrainer
+
+    from harness.api.training import quiet_trainer
 
     class PretokenizedDPOTrainer(DPOTrainer):
         """TRL's DPOTrainer fed token ids made by `encode_pair` (the harness's one prompt encoding).
@@ -431,7 +432,7 @@ def _make_trainer(model: Any, ref_model: Any, args: Any, dataset: Any, tokenizer
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         trainer = PretokenizedDPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=dataset,
                                          processing_class=tokenizer, peft_config=peft_config)
-    trainer.remove_callback(PrinterCallback)  # raw log dicts on stdout; dpo_log.jsonl keeps them
+    quiet_trainer(trainer)  # raw log dicts to the run's log file; dpo_log.jsonl keeps them too
     if len(trainer.train_dataset) == 0:
         raise ConfigError("DPO: every preference pair's prompt fills `max_length`; raise `max_length`")
     return trainer

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import torch
+from pydantic import Field
 
 from harness.api.method import UnlearningMethod
 from harness.api.training import answer_nll_mean
@@ -17,7 +18,8 @@ class GradDiff(UnlearningMethod):
     name: ClassVar[str] = "grad-diff"
 
     class Params(UnlearningMethod.Params):
-        retain_loss_type: Literal["NLL", "KL"] = "NLL"
+        retain_loss_type: Literal["NLL", "KL"] = Field(
+            "NLL", description="retain term: NLL of retain answers, or KL to the starting model")
 
     def forget_loss(self, model: Any, forget: dict, ref_model: Any) -> torch.Tensor:
         return -answer_nll_mean(model, forget)

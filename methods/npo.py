@@ -25,7 +25,7 @@ class NPO(GradDiff):
     needs_reference: ClassVar[bool] = True
 
     class Params(GradDiff.Params):
-        beta: float = Field(0.1, gt=0)
+        beta: float = Field(0.1, gt=0, description="inverse temperature of the preference loss (smaller: closer to GA)")
 
     def forget_loss(self, model: Any, forget: dict, ref_model: Any) -> torch.Tensor:
         logp = sequence_logprob_sum(model(**forget).logits, forget["labels"])

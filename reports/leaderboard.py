@@ -59,8 +59,9 @@ def load_results(results_dir: str | Path) -> pd.DataFrame:
                 "higher_is_better": m.higher_is_better, "config_hash": p.config_hash,
                 "git_commit": p.git_commit, "seed": p.seed, "model_identity": p.model_identity,
                 "dataset_hash": p.dataset_hash, "path": str(path),
+                "reason": m.details.get("reason") if m.value is None else None,
             })
-    df = pd.DataFrame(rows, columns=COLUMNS)
+    df = pd.DataFrame(rows, columns=[*COLUMNS, "reason"])
     dup = df[df.duplicated(["model", "method", "benchmark", "metric"], keep=False)]
     if not dup.empty:  # two runs of one cell (e.g. a parent of two output dirs): which to show?
         raise HarnessError(f"the same result appears in several files: {', '.join(sorted(set(dup.path)))}")
@@ -149,7 +150,8 @@ def format_cell(value: float | None, ci_low: float | None, ci_high: float | None
 
 def build_leaderboard(df: pd.DataFrame, benchmark: str | None = None, sort_by: str | None = None,
                       metrics: list[str] | None = None) -> Leaderboard:
-    """Rows = model × method, best first by `sort_by` (default: the first metric column)."""
+    """Rows = model × method, best first by `sort_by` (default: the first metric column), which
+    becomes the first metric column so the order is explained by what is read first."""
     missing_cols = [c for c in COLUMNS if c not in df.columns]
     if missing_cols:
         raise HarnessError(f"results table lacks columns: {', '.join(missing_cols)}")
@@ -168,6 +170,7 @@ def build_leaderboard(df: pd.DataFrame, benchmark: str | None = None, sort_by: s
         columns = list(dict.fromkeys(_resolve(m, columns).key for m in metrics))
         columns = [_column(df[df.key == k]) for k in columns]
     sort_col = _resolve(sort_by, columns) if sort_by else columns[0]
+    columns = [sort_col, *(c for c in columns if c.key != sort_col.key)]  # the sort column first
     reserved = {"model", "method", *PROVENANCE_FIELDS}
     clash = [c.key for c in columns if c.key in reserved]
     if clash:
@@ -210,7 +213,7 @@ def build_leaderboard(df: pd.DataFrame, benchmark: str | None = None, sort_by: s
     return Leaderboard(
         table=table, numeric=numeric, columns=columns, sort_by=sort_col.key,
         footnotes=[notes[(m, me)] for m, me in zip(numeric.model, numeric.method)],
-        legend=_legend(columns, sort_col),
+        legend=_legend(columns, sort_col) + _reasons(df, columns),
         title=f"Leaderboard: {benchmark}" if benchmark else "Leaderboard",
     )
 
@@ -241,9 +244,37 @@ def _legend(columns: list[MetricColumn], sort_col: MetricColumn) -> list[str]:
     return [
         "Cells: value [CI low, CI high]; (n=…) in the header when every row has the same n, "
         f"else in the cell; {MISSING} = no value.",
-        "Better: " + "; ".join(f"{c.key} {word[c.higher_is_better]}" for c in columns) + ".",
+        "Better: " + "; ".join(f"{c.key} {word[c.higher_is_better] if c.higher_is_better is not None else _direction(c.metric)}"
+                               for c in columns) + ".",
         f"Sorted by {sort_col.key}, best first.",
     ]
+
+
+def _reasons(df: pd.DataFrame, columns: list[MetricColumn]) -> list[str]:
+    """Why a column has no value (e.g. no reference run), from the result files, once per reason:
+    an empty column with no word of why reads as a bug."""
+    if "reason" not in df.columns:
+        return []
+    out: list[str] = []
+    for c in columns:
+        rows = df[(df.key == c.key) & df.value.isna()]
+        for reason in dict.fromkeys(r for r in rows.reason if isinstance(r, str) and r.strip()):
+            out.append(f"{c.key} {MISSING}: {reason}.")
+    return out
+
+
+def _direction(metric_id: str) -> str:
+    """A direction-less metric's own words (`best at 0.5`) when this install knows the metric;
+    result files from elsewhere still render, as "direction not declared"."""
+    from harness.catalog import METRICS
+
+    name = metric_id.split("@", 1)[0].split("[", 1)[0]
+    if ":" in name or name not in METRICS:
+        return "direction not declared"
+    try:
+        return getattr(METRICS.get(name), "direction", lambda: "")() or "direction not declared"
+    except Exception:  # a plug-in that fails to import must not stop a leaderboard built from files
+        return "direction not declared"
 
 
 def _missing(v: object) -> bool:
@@ -258,6 +289,101 @@ def _short(value: object, n: int | None) -> str:
     """Hex runs cut to n characters (`sha256:0123abcd…` -> `sha256:0123abcd`); long text capped."""
     s = str(value) if n is None else re.sub(rf"\b([0-9a-fA-F]{{{n}}})[0-9a-fA-F]+\b", r"\1", str(value))
     return s if len(s) <= 64 else s[:63] + "…"
+
+
+MAX_COLUMNS = 10  # metric columns per table: wider ones are split (sort column repeated) to stay readable
+
+
+def report_tables(df: pd.DataFrame, layouts: dict, sort_by: str | None = None,
+                  benchmark: str | None = None) -> tuple[Leaderboard, list[Leaderboard]]:
+    """The full leaderboard (every metric: the CSV) and the tables a reader sees, in the terminal
+    and in leaderboard.md alike: per benchmark, the metrics the run asked for (else the layout's
+    headline) sorted by `sort_by` (else the first of them), that column first, then the
+    benchmark's views; each at most MAX_COLUMNS metrics wide."""
+    if benchmark is not None and benchmark not in set(df.benchmark):
+        build_leaderboard(df, benchmark=benchmark)  # the one error message for an unknown benchmark
+    names = sorted(df["benchmark"].unique()) if benchmark is None else [benchmark]
+    multi = benchmark is None and len(names) > 1
+    shown = {name: _shown_metrics(df, name, layouts.get(name), sort_by) for name in names}
+    first = shown[names[0]][0] if names and shown[names[0]] else None
+    default_sort = (f"{names[0]}/{first}" if multi else first) if first else None
+    full = build_leaderboard(df, benchmark=benchmark, sort_by=sort_by or default_sort)
+    tables: list[Leaderboard] = []
+    for name in names:
+        present = list(dict.fromkeys(df.loc[df.benchmark == name, "metric"]))
+        layout = layouts.get(name)
+        asked = bool(layout is not None and layout.requested)
+        chosen = shown[name]
+        note = (f"Showing {len(chosen)} of {len(present)} metrics ({'those asked for' if asked else 'the headline'}); "
+                "every metric is in leaderboard.csv.") if len(chosen) < len(present) else None
+        tables += _narrow(df, name, chosen, f"Leaderboard: {name}", note)
+        for title, patterns in ({} if asked or layout is None else layout.views).items():
+            chosen = _matching(patterns, present)
+            if chosen:
+                tables += _narrow(df, name, chosen, f"{name}: {title}")
+    return full, tables
+
+
+def _narrow(df: pd.DataFrame, benchmark: str, metrics: list[str], title: str, note: str | None = None) -> list[Leaderboard]:
+    """One table, or several of at most MAX_COLUMNS metrics each, every one led by (and sorted
+    by) the first metric."""
+    head, rest = metrics[0], metrics[1:]
+    chunks = [rest[i:i + MAX_COLUMNS - 1] for i in range(0, len(rest), MAX_COLUMNS - 1)] or [[]]
+    out = []
+    for k, chunk in enumerate(chunks, 1):
+        lb = build_leaderboard(df, benchmark=benchmark, sort_by=head, metrics=[head, *chunk])
+        lb.title = title + (f" ({k}/{len(chunks)})" if len(chunks) > 1 else "")
+        if note:
+            lb.legend.append(note)
+        out.append(lb)
+    return out
+
+
+def _shown_metrics(df: pd.DataFrame, name: str, layout: object, sort_by: str | None) -> list[str]:
+    """The metric ids of one benchmark that lead its report: those asked for (an id also matches
+    its `id[...]` breakdowns), else the layout's headline, else all; `sort_by` (bare or `name/id`) first."""
+    present = list(dict.fromkeys(df.loc[df.benchmark == name, "metric"]))
+    requested = getattr(layout, "requested", None) or []
+    if requested:
+        chosen = _matching([p for m in requested for p in (m, m + "[*")], present)
+    else:
+        chosen = _matching(getattr(layout, "headline", None) or [], present)
+    chosen = chosen or present
+    if sort_by:
+        local = sort_by[len(name) + 1:] if sort_by.startswith(f"{name}/") else sort_by
+        if local in present:
+            chosen = [local, *(m for m in chosen if m != local)]
+    return chosen
+
+
+def _matching(patterns: tuple[str, ...] | list[str], present: list[str]) -> list[str]:
+    """Metric ids in `present` that the patterns name, in pattern order (fnmatch; [ ] taken literally)."""
+    import fnmatch
+
+    out: list[str] = []
+    for pattern in patterns:
+        literal = pattern.replace("[", "[[]")  # metric ids contain brackets: only * and ? are wildcards
+        out += [m for m in present if fnmatch.fnmatchcase(m, literal) and m not in out]
+    return out
+
+
+def render_report_markdown(full: Leaderboard, tables: list[Leaderboard]) -> str:
+    """The tables a reader sees (as in the terminal), each with its legend, then one provenance
+    line per row of the full leaderboard; every metric is in the CSV."""
+    def row(cells: list[str]) -> str:
+        return "| " + " | ".join(markdown_escape(c) for c in cells) + " |"
+
+    lines = ["# Leaderboard", "",
+             f"{len(tables)} tables of the {len(full.columns)} metrics; every metric, with CIs, n and provenance, "
+             "is in leaderboard.csv.", ""]
+    for lb in tables:
+        align = ["---", "---", *("---:" for _ in lb.columns)]
+        lines += [f"## {markdown_escape(lb.title)}", "", row(lb.headers), "| " + " | ".join(align) + " |"]
+        lines += [row(list(r)) for r in lb.table.itertuples(index=False)]
+        lines += ["", *(f"{markdown_escape(line)}  " for line in lb.legend), ""]
+    lines += ["## Provenance", "", "One line per row of the full leaderboard (leaderboard.csv), in its order:", ""]
+    lines += [f"{i}. {markdown_escape(note)}" for i, note in enumerate(full.footnotes, 1)]
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def render_markdown(lb: Leaderboard) -> str:
@@ -289,14 +415,15 @@ def _csv_text(value: object) -> object:
     return csv_safe(one_line(value)) if isinstance(value, str) else value
 
 
-def write_leaderboard(lb: Leaderboard, out_dir: str | Path) -> dict[str, Path]:
-    """Write leaderboard.md and leaderboard.csv atomically; returns {"markdown": …, "csv": …}."""
+def write_leaderboard(lb: Leaderboard, out_dir: str | Path, tables: list[Leaderboard] | None = None) -> dict[str, Path]:
+    """Write leaderboard.md (the `tables` when given, else `lb` as one table) and leaderboard.csv
+    (all of `lb`) atomically; returns {"markdown": …, "csv": …}."""
     out = Path(out_dir)
     paths = {"markdown": out / "leaderboard.md", "csv": out / "leaderboard.csv"}
     with exclusive(out / ".leaderboard.lock"):  # runs finishing together write one after the other
         for stale in out.glob(".leaderboard.*.tmp"):  # left by a writer that was killed
             stale.unlink(missing_ok=True)
-        atomic_write_text(paths["markdown"], render_markdown(lb))
+        atomic_write_text(paths["markdown"], render_report_markdown(lb, tables) if tables else render_markdown(lb))
         atomic_write_text(paths["csv"], render_csv(lb))
     return paths
 

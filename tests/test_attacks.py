@@ -135,3 +135,6 @@ def test_representation_attack_in_the_grid_compares_the_right_models(tmp_path, t
     assert cells[("toy-retain", "none")][key_o].value == pytest.approx(cells[("toy", "none")][key_r].value, abs=1e-9)
     assert cells[("toy-retain", "none")][key_o].value < 1.0  # two different models
     assert 0 <= cells[("toy", "grad-ascent")][key_o].value <= 1
+    # Every result states a direction: on the forget set, like the original means hidden (worse).
+    assert cells[("toy", "grad-ascent")][key_o].higher_is_better is False
+    assert cells[("toy", "grad-ascent")][key_r].higher_is_better is True

@@ -127,11 +127,13 @@ def test_real_entry_point_exits_2_without_traceback(tmp_path):
 
 
 def test_method_params_from_the_command_line(tmp_path, write_config):
-    from harness.cli import _with_method_params
+    from harness.cli import _with_params
 
-    out = _with_method_params(["none", {"name": "npo", "params": {"lr": 0.1}}], ["npo.beta=0.25", "npo.peft=full"])
+    out, benchmarks = _with_params(["none", {"name": "npo", "params": {"lr": 0.1}}], ["tofu"],
+                                   ["npo.beta=0.25", "npo.peft=full", "tofu.forget_split=forget05"])
     assert out == [{"name": "none", "params": {}}, {"name": "npo", "params": {"lr": 0.1, "beta": 0.25, "peft": "full"}}]
+    assert benchmarks == [{"name": "tofu", "params": {"forget_split": "forget05"}}]
     p = write_config(_config(tmp_path, methods=["npo"]))
     _assert_user_error(runner.invoke(app, ["run", str(p), "-p", "npo.betta=1"]), "betta")
     _assert_user_error(runner.invoke(app, ["run", str(p), "-p", "simnpo.beta=1"]), "not in this run's methods")
-    _assert_user_error(runner.invoke(app, ["run", str(p), "-p", "beta=1"]), "METHOD.NAME=VALUE")
+    _assert_user_error(runner.invoke(app, ["run", str(p), "-p", "beta=1"]), "NAME.KEY=VALUE")

@@ -125,6 +125,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# The roles a metric id may name instead of a split (`probability@forget`); each benchmark
+# resolves them to its own splits (`resolve_split`).
+ROLES: tuple[str, ...] = ("forget", "retain", "holdout")
+
+
 class Benchmark(ABC):
     """Base class. Subclasses set the class attributes and implement `load`.
 
@@ -144,6 +149,16 @@ class Benchmark(ABC):
     views: ClassVar[dict[str, tuple[str, ...]]] = {}
     # Metric ids whose harmonic mean is the model utility on this benchmark.
     utility_metrics: ClassVar[tuple[str, ...]] = ()
+    # The options the benchmark reads (name -> one line on what it does), merged along the class
+    # hierarchy (`known_options`). `harness validate` refuses any other option with "did you mean",
+    # and `harness show` lists them. A plug-in that declares none is not checked.
+    option_help: ClassVar[dict[str, str]] = {
+        "limit": "at most this many items per split (the run's --limit sets it)",
+        "forget_split": "the split an unlearning method forgets (role `forget`)",
+        "retain_split": "the split a method keeps (role `retain` for training)",
+        "holdout_split": "never-trained items of the forget distribution (role `holdout`)",
+        "avqi_layers": "layers the avqi metric reads (default [-1], the last)",
+    }
     # Defaults for the greedy generations metrics ask for (max_new_tokens, stop strings).
     max_new_tokens: ClassVar[int] = 200
     stop: ClassVar[tuple[str, ...]] = ()
@@ -151,6 +166,21 @@ class Benchmark(ABC):
     def __init__(self, **options: Any):
         self.options = options
         self._data: BenchmarkData | None = None
+
+    @classmethod
+    def known_options(cls) -> dict[str, str]:
+        """Every option this benchmark reads, with its meaning (its own and its bases'; a base's
+        option a subclass maps to None is one it does not read)."""
+        out: dict[str, str | None] = {}
+        for klass in reversed(cls.__mro__):
+            out.update(vars(klass).get("option_help", {}))
+        return {k: v for k, v in out.items() if v is not None}
+
+    @classmethod
+    def declares_options(cls) -> bool:
+        """Whether a class below the contract's own bases declares its options (then they are checked)."""
+        return any("option_help" in vars(k) for k in cls.__mro__
+                   if k.__module__ != __name__ and k is not object)
 
     # --- data -------------------------------------------------------------------------
     @abstractmethod
@@ -164,11 +194,13 @@ class Benchmark(ABC):
         return self._data
 
     def split(self, name: str) -> list[Any]:
-        from harness.errors import HarnessError
+        from harness.errors import ConfigError
+        from harness.registry import did_you_mean
 
         if name not in self.data.splits:
-            raise HarnessError(
-                f"benchmark {self.name!r} has no split {name!r} (has: {', '.join(sorted(self.data.splits))})"
+            raise ConfigError(
+                f"benchmark {self.name!r} has no split {name!r}{did_you_mean(name, [*ROLES, *self.data.splits])} "
+                f"(splits: {', '.join(sorted(self.data.splits))}; roles: {', '.join(ROLES)})"
             )
         return self.data.splits[name]
 
@@ -230,6 +262,8 @@ class TofuShapedBenchmark(Benchmark):
     metrics that name the role `retain` evaluate on `retain_perturbed` (override with the
     `retain_eval_split` option), as TOFU does.
     """
+
+    option_help = {"retain_eval_split": "the split metrics naming the role `retain` evaluate on (retain_perturbed)"}
 
     # TOFU's model utility (docs/metrics.md §5.6): the harmonic mean of 9 parts, 3 scores on each of
     # retain (role -> retain_perturbed), real_authors and world_facts. On the last two the
@@ -304,6 +338,13 @@ class PromptBenchmark(Benchmark):
     """
 
     request_kinds = ("generate",)
+    option_help = {
+        "forget_split": None, "retain_split": None, "holdout_split": None,  # nothing is unlearned here
+        "max_new_tokens": "longest answer, in tokens (overrides the benchmark's decoding)",
+        "temperature": "sampling temperature (0: greedy)",
+        "top_p": "nucleus sampling mass",
+        "samples": "answers sampled per prompt",
+    }
     temperature: ClassVar[float] = 0.0
     top_p: ClassVar[float] = 1.0
     samples: ClassVar[int] = 1

@@ -209,27 +209,27 @@ class UnlearningMethod(Method):
     needs_reference: ClassVar[bool] = False  # loss() calls ref_model (NPO, KL retain, ...)
     uses_retain: ClassVar[bool] = True  # batches carry a paired retain example
 
-    class Params(Method.Params):
-        lr: float = Field(1e-3, gt=0)
-        epochs: int = Field(5, ge=1)
-        batch_size: int = Field(8, ge=1)
-        grad_accum: int = Field(1, ge=1)
-        weight_decay: float = Field(0.01, ge=0)
-        warmup_ratio: float = Field(0.0, ge=0, lt=1)
-        max_steps: int | None = Field(None, ge=1)  # overrides epochs when set
-        peft: Literal["lora", "full"] = "lora"
-        lora_r: int = Field(8, ge=1)
-        lora_alpha: float = 16
-        lora_dropout: float = Field(0.0, ge=0, lt=1)
-        lora_target_modules: str | list[str] = "all-linear"
-        # A VLM's "all-linear" LoRA: the language model only ("none"), + the projector, + the vision tower ("all").
-        lora_vision: Literal["none", "projector", "all"] = "none"
-        gamma: float = 1.0  # weight of the forget loss
-        alpha: float = 1.0  # weight of the retain loss (methods with a retain term)
-        gradient_checkpointing: bool = False
-        max_length: int = Field(256, ge=2)
-        logging_steps: int = Field(10, ge=1)
-        chat: bool = True  # apply the tokenizer's chat template to prompts when it has one
+    class Params(Method.Params):  # descriptions: what `harness show <method>` prints
+        lr: float = Field(1e-3, gt=0, description="learning rate (AdamW)")
+        epochs: int = Field(5, ge=1, description="passes over the forget set")
+        batch_size: int = Field(8, ge=1, description="forget examples per step (each with a retain example)")
+        grad_accum: int = Field(1, ge=1, description="steps whose gradients are summed before an update")
+        weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+        warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of steps with a linear learning-rate warm-up")
+        max_steps: int | None = Field(None, ge=1, description="stop after this many updates (overrides epochs)")
+        peft: Literal["lora", "full"] = Field("lora", description="train a LoRA adapter or every weight")
+        lora_r: int = Field(8, ge=1, description="LoRA rank")
+        lora_alpha: float = Field(16, description="LoRA scaling numerator (scale = alpha / r)")
+        lora_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA input")
+        lora_target_modules: str | list[str] = Field("all-linear", description="modules that get adapters")
+        lora_vision: Literal["none", "projector", "all"] = Field(
+            "none", description="a VLM's all-linear LoRA: the language model only, + the projector, or + the vision tower")
+        gamma: float = Field(1.0, description="weight of the forget loss")
+        alpha: float = Field(1.0, description="weight of the retain loss (methods with a retain term)")
+        gradient_checkpointing: bool = Field(False, description="recompute activations to save memory")
+        max_length: int = Field(256, ge=2, description="longest tokenised example; longer ones are cut")
+        logging_steps: int = Field(10, ge=1, description="updates between logged losses")
+        chat: bool = Field(True, description="apply the tokenizer's chat template to prompts when it has one")
 
     # --- what a subclass provides -----------------------------------------------------
     @abstractmethod
@@ -437,11 +437,10 @@ def _make_trainer(
         def mean_loss(self) -> float | None:
             return self._loss_sum / self._loss_n if self._loss_n else None
 
-    from transformers.trainer_callback import PrinterCallback
+    from harness.api.training import quiet_trainer
 
     trainer = UnlearnTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
-    trainer.remove_callback(PrinterCallback)  # raw loss dicts on stdout; train_stats keep the losses
-    return trainer
+    return quiet_trainer(trainer)  # raw loss dicts to the run's log; train_stats keep the losses
 
 
 def _is_peft(model: Any) -> bool:

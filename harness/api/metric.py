@@ -66,6 +66,23 @@ class Metric(ABC):
     request_kinds: ClassVar[tuple[str, ...]] = ()
     higher_is_better: ClassVar[bool | None] = True
     needs_split: ClassVar[bool] = True
+    # True when the value is None without a reference run (`reference:`), so a run without one
+    # is warned before it starts rather than showing an empty column at the end.
+    needs_reference_run: ClassVar[bool] = False
+    # The ideal value of a metric with no better direction (an MIA AUC: 0.5; PrivLeak: 0), and a
+    # note where the direction depends on the split; `direction()` says which, for every metric.
+    best_at: ClassVar[float | None] = None
+    direction_note: ClassVar[str] = ""
+
+    @classmethod
+    def direction(cls) -> str:
+        """Which values are better, in words (`harness show`, and a test that none is silent)."""
+        if cls.higher_is_better is not None:
+            text = "higher is better" if cls.higher_is_better else "lower is better"
+            return text + (" (on a forget split the reverse: it measures knowledge)" if cls.measures_knowledge else "")
+        if cls.best_at is not None:
+            return f"best at {cls.best_at:g}: neither higher nor lower is better"
+        return cls.direction_note
     # True for scores of how much the model knows (probability, ROUGE, recall): on the
     # forget split the goal is to lower them, so there lower is better.
     measures_knowledge: ClassVar[bool] = False

@@ -13,6 +13,31 @@ from harness.prompts import encode_prompt, encode_vlm_prompt
 IGNORE_INDEX = -100
 
 
+def quiet_trainer(trainer: Any) -> Any:
+    """HF Trainer's raw log dicts (`{'loss': ...}`) go to the `harness.training` logger (the
+    run's log file, harness/runlog.py) instead of stdout or the progress bar; the bar stays."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
+
+    training_log = logging.getLogger("harness.training")
+
+    class LogToFile(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+            if state.is_world_process_zero and logs:
+                training_log.info("step %s: %s", state.global_step, logs)
+
+    class BarOnly(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+            pass  # the dict is logged by LogToFile; the bar is left as it is
+
+    had_bar = any(isinstance(c, ProgressCallback) for c in trainer.callback_handler.callbacks)
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if had_bar:
+        trainer.add_callback(BarOnly)
+    trainer.add_callback(LogToFile)
+    return trainer
+
+
 def answer_nll_mean(model: Any, batch: dict[str, Any]) -> Any:
     """HF mean token cross-entropy over answer tokens (labels ≠ −100): `model(**batch).loss`."""
     return model(**batch).loss

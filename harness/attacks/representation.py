@@ -73,12 +73,14 @@ class RepresentationAttack(Attack):
             ours = pooled_states(ctx.backend, view, items, layers, p.span)
             for other, backend in backends.items():
                 mid = f"cka_{other}@{role}"
+                # Like the retain-only model: better. Like the original: better where knowledge is
+                # kept, worse on the forget set (there it means hidden, not deleted; docs/metrics.md).
+                better = True if other == "retain_model" else role != "forget"
                 if backend is None:
-                    out[f"{self.name}:{mid}"] = MetricResult(f"{self.name}:{mid}", None, None, None, 0, True,
+                    out[f"{self.name}:{mid}"] = MetricResult(f"{self.name}:{mid}", None, None, None, 0, better,
                                                              details={**common, "reason": f"no {other} model"})
                     continue
                 theirs = pooled_states(backend, view, items, layers, p.span)
-                better = True if other == "retain_model" else None  # like the retain-only model: better
                 for layer in layers:
                     rid = f"{self.name}[layer={layer}]:{mid}"
                     out[rid] = MetricResult(rid, cka(ours[layer], theirs[layer], ctx.seed), None, None, len(items),

@@ -22,6 +22,9 @@ DEFAULT_JUDGES: dict[str, dict[str, Any]] = {
     "harm": {"kind": "refusal-patterns"},
     "refusal": {"kind": "refusal-patterns"},
 }
+# The roles the built-in metrics and methods ask (ASR and preference methods: harm, refusal;
+# emergent misalignment: score); `harness validate` refuses a role close to one of these.
+JUDGE_ROLES: tuple[str, ...] = ("harm", "refusal", "score")
 
 
 class JudgeSpec(BaseModel):

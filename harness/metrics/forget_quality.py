@@ -9,7 +9,7 @@ from harness.api.metric import Metric, MetricResult
 from harness.stats import bootstrap_ci
 
 TRUTH_RATIO_FORGET = "truth_ratio@forget"
-NO_REFERENCE = "no retain-only reference run; set `reference:` in the config"
+NO_REFERENCE = "no retain-only reference run; give `--reference MODEL` or set `reference:` in the config"
 
 
 def ks_pvalue(unlearned: np.ndarray, reference: np.ndarray) -> float:
@@ -26,6 +26,7 @@ class ForgetQuality(Metric):
     name = "forget_quality"
     higher_is_better = True
     needs_split = False
+    needs_reference_run = True
 
     def dependencies(self) -> list[str]:
         return [TRUTH_RATIO_FORGET]

@@ -32,7 +32,7 @@ from harness.api.requests import GradNormRequest, Request
 from harness.stats import bootstrap_ci
 
 ROLES = ("forget", "holdout")
-NO_REFERENCE = "no reference run; set `reference:` in the config"
+NO_REFERENCE = "no reference run; give `--reference MODEL` or set `reference:` in the config"
 
 
 def mia_auc(forget: Any, holdout: Any) -> float:
@@ -67,6 +67,7 @@ class MIAMetric(Metric):
     """
 
     higher_is_better = None
+    best_at = 0.5  # forget and holdout cannot be told apart
     needs_split = False
     score: str = ""  # what the per-item score is, for details
 
@@ -234,6 +235,7 @@ class MIAReference(MIAMetric):
     metric list computes it."""
 
     name = "mia_reference"
+    needs_reference_run = True
     score = "avgNLL - reference model's avgNLL (reference run's mia_loss)"
 
     def dependencies(self) -> list[str]:

@@ -27,6 +27,7 @@ class PrivLeak(Metric):
 
     name = "privleak"
     higher_is_better = None
+    best_at = 0.0  # as leaky as the retain-only model; the sign tells over- from under-unlearning
     needs_split = False
 
     def dependencies(self) -> list[str]:

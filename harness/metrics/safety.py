@@ -121,6 +121,7 @@ class RefusalRate(JudgedItemMetric):
 
     name: ClassVar[str] = "refusal_rate"
     higher_is_better: ClassVar[bool | None] = None
+    direction_note: ClassVar[str] = "lower is better on benign prompts (over-refusal); on harmful ones read it with ASR"
     judge_role: ClassVar[str] = "refusal"
 
     @property
