@@ -114,6 +114,33 @@ def test_a_killed_build_leaves_nothing_behind_on_the_next_run(tmp_path):
     assert (target.stat().st_mode & 0o777) == 0o777 & ~current_umask()  # not mkdtemp's 0700
 
 
+_BUILD_SLOWLY = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from harness.zoo.tiny import cached_build
+
+    def build(tmp):
+        with open(sys.argv[2], "a") as log:
+            log.write("built\\n")
+        time.sleep(1.5)
+        (tmp / "model.safetensors").write_text("weights")
+
+    print(cached_build(Path(sys.argv[1]), build), flush=True)
+""")
+
+
+def test_two_processes_build_one_recipe_once(tmp_path):
+    """Two processes asking for the same model at once: one builds, the other waits and uses it."""
+    target, log = tmp_path / "zoo" / "toy-4567", tmp_path / "builds.log"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", _BUILD_SLOWLY, str(target), str(log)], stdout=subprocess.PIPE,
+                              text=True, env=env, cwd=ROOT) for _ in range(2)]
+    outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0] and outs == [str(target)] * 2
+    assert log.read_text().count("built") == 1
+    assert sorted(p.name for p in target.parent.iterdir() if not p.name.endswith(".lock")) == ["toy-4567"]
+
+
 _WRITE_AND_HANG = textwrap.dedent("""
     import sys, time, tempfile
     from pathlib import Path
@@ -138,6 +165,15 @@ def test_a_killed_run_leaves_no_temp_files_after_the_next_run(tmp_path, toy_conf
     assert o.code == 0, o.stderr[-2000:]
     assert not list(Path(cfg["output_dir"]).rglob("*.tmp"))
     assert (cell / "summary.json").is_file() and "removed 2 unfinished file(s)" in o.stderr
+    # the same numbers as a run that was never interrupted
+    clean = toy_config(methods=["none"], metrics=["probability@forget"], reference=None,
+                       output_dir=str(tmp_path / "clean"))
+    assert run_one(["run", str(write_config(clean, "clean.yaml"))]).code == 0
+    from harness.results import read_summary
+
+    after_kill = read_summary(cell / "summary.json").metrics
+    uninterrupted = read_summary(tmp_path / "clean" / "toy" / "none" / "fictitious-facts" / "summary.json").metrics
+    assert {k: v.value for k, v in after_kill.items()} == {k: v.value for k, v in uninterrupted.items()}
 
 
 @pytest.mark.slow
