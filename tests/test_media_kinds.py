@@ -96,14 +96,25 @@ class TokenCountResponse:
     n: int
 
 
-@request_kind("token_count_test", TokenCountResponse)
-@dataclass(frozen=True)
-class TokenCountRequest:
-    text: str
-    images: tuple = ()
+@pytest.fixture
+def token_count_kind(monkeypatch):
+    """Declares a `token_count_test` kind for one test; the registry is restored afterwards."""
+    import harness.api.kinds as kinds
+
+    kinds.kind_names()  # the built-ins first
+    monkeypatch.setattr(kinds, "_KINDS", dict(kinds._KINDS))
+
+    @request_kind("token_count_test", TokenCountResponse)
+    @dataclass(frozen=True)
+    class TokenCountRequest:
+        text: str
+        images: tuple = ()
+
+    return TokenCountRequest
 
 
-def test_a_new_kind_is_routed_cached_and_checked(tmp_path):
+def test_a_new_kind_is_routed_cached_and_checked(tmp_path, token_count_kind):
+    TokenCountRequest = token_count_kind
     assert "token_count_test" in kind_names() and kind("token_count_test").request is TokenCountRequest
     counter = FakeBackend(responders={"token_count_test": lambda r: TokenCountResponse(len(r.text.split()))})
     cache = ResponseCache(tmp_path / "c.sqlite")
@@ -113,6 +124,10 @@ def test_a_new_kind_is_routed_cached_and_checked(tmp_path):
     assert again.run([TokenCountRequest("three word text")]) == [TokenCountResponse(3)]  # decoded from the cache
     with pytest.raises(HarnessError, match="cannot answer 'token_count_test'"):
         FakeBackend(serves={"generate"}).run([TokenCountRequest("x")])
+
+
+def test_the_declared_kinds_are_the_built_ins_outside_that_test():
+    assert kind_names() == ("generate", "loglikelihood", "hidden_states", "grad_norm")
 
 
 def test_intervention_enters_around_misses_and_keys_the_cache(tmp_path):
