@@ -59,14 +59,14 @@ def build_tiny_faces_retain(dry_run: bool = False, recipe: TinyVLMRecipe | None 
 TINY_FACES = ModelSpec(
     name="tiny-faces",
     kind="image-text-to-text",
-    builder="harness.benchmarks.fictitious_faces_models:build_tiny_faces",
+    builder="tiny-faces",
     dtype="float32",
     description="tiny LLaVA trained offline on every trained fictitious-faces person (the VLM to unlearn)",
 )
 TINY_FACES_RETAIN = ModelSpec(
     name="tiny-faces-retain",
     kind="image-text-to-text",
-    builder="harness.benchmarks.fictitious_faces_models:build_tiny_faces_retain",
+    builder="tiny-faces-retain",
     dtype="float32",
     description="tiny LLaVA trained without any forget1/5/10 person (the retain-only reference)",
 )

@@ -32,6 +32,10 @@ for name, target, desc in [
     ("tiny-facts-retain", "harness.benchmarks.fictitious_facts_models:build_tiny_facts_retain",
      "tiny Llama without the forget10 entities"),
     ("tiny-safety", "harness.benchmarks.tiny_safety:build_tiny_safety", "tiny chat Llama with a built-in safety gap"),
+    ("tiny-faces", "harness.benchmarks.fictitious_faces_models:build_tiny_faces",
+     "tiny LLaVA on every fictitious-faces person"),
+    ("tiny-faces-retain", "harness.benchmarks.fictitious_faces_models:build_tiny_faces_retain",
+     "tiny LLaVA without the forget persons"),
 ]:
     BUILDERS.add_lazy(name, target, desc)
 

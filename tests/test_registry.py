@@ -71,3 +71,15 @@ def test_entry_point_plugins_are_discovered(monkeypatch):
     import json
 
     assert reg.get("plugin-metric") is json.loads
+
+
+def test_every_registered_model_names_a_registered_builder():
+    """A built-in model spec's builder is a BUILDERS name (configs cannot import code), and it resolves."""
+    from harness.catalog import BUILDERS, MODELS
+
+    for name in MODELS.names():
+        spec = MODELS.get(name)
+        assert spec.name == name
+        if spec.builder:
+            assert spec.builder in BUILDERS.names(), (name, spec.builder)
+            assert callable(spec.build_function())
