@@ -137,3 +137,13 @@ def test_method_params_from_the_command_line(tmp_path, write_config):
     _assert_user_error(runner.invoke(app, ["run", str(p), "-p", "npo.betta=1"]), "betta")
     _assert_user_error(runner.invoke(app, ["run", str(p), "-p", "simnpo.beta=1"]), "not in this run's methods")
     _assert_user_error(runner.invoke(app, ["run", str(p), "-p", "beta=1"]), "NAME.KEY=VALUE")
+
+
+def test_every_example_config_validates():
+    """The configs the README points to stay valid as the code moves (names, builders, options)."""
+    from tests.cli_subprocess import run_batch
+
+    examples = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
+    assert examples
+    for path, o in zip(examples, run_batch([["validate", str(p)] for p in examples])):
+        assert o.code == 0, (path.name, o.stderr[-500:])
