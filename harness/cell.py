@@ -128,11 +128,9 @@ def check_took_effect(session: Session, backend: Any, base_spec: ModelSpec, benc
     probes = [benchmark.prompt(i) + benchmark.target(i.answer) for i in items] or ["Hello"]
     # The base weights a method trained from are already in memory: compare against them.
     loaded = session.loaded.get(base_spec.name) if not session.zoo.get(base_spec.name).adapter else None
-    if loaded is not None:
-        base = session.backends.in_memory(loaded, batch_size=session.config.batch_size).backend
-    else:
-        base = session.backends.make(base_spec).backend
-        base = getattr(base, "primary", base)
+    # Cached and routed backends pass `logits_fingerprint` through to the model's HF half.
+    base = (session.backends.in_memory(loaded, batch_size=session.config.batch_size) if loaded is not None
+            else session.backends.make(base_spec))
     ours, theirs = backend.logits_fingerprint(probes), base.logits_fingerprint(probes)
     # Float noise only: an adapter can route the same sums through other kernels.
     tolerance = NO_EFFECT_RTOL * max(1.0, float(theirs.abs().max()))
