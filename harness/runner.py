@@ -43,10 +43,6 @@ class Runner:
         cells = assign(self.config, shard)
         if shard is not None:
             self.console.print(f"[bold]shard {shard}[/bold]: {len(cells)} of {len(assign(self.config, None))} cells")
-        # Every benchmark's data is read before the first cell: a broken file in the second
-        # benchmark stops the run before the first one has written anything.
-        for index in sorted({c.benchmark for c in cells}):
-            self.session.benchmark(index)[0].data
         if executor == "ray":
             run_on_ray(self.session, cells)
         else:
