@@ -46,6 +46,12 @@ vllm-venv:
 	fi
 	@# Point the (possibly shared) venv at this checkout: seconds, no dependencies touched.
 	@$(VLLM_VENV)/bin/python -m pip install -q --no-deps -e .
+	@# vLLM's LLaVA imports torchvision; only CUDA builds exist for this torch, so their ops are
+	@# stubbed at start-up (constraints/vllm_cpu_torchvision_ops.py says why). Idempotent, seconds.
+	@$(VLLM_VENV)/bin/python -m pip install -q --no-deps torchvision==0.28.0
+	@site=$$($(VLLM_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"); \
+		cp constraints/vllm_cpu_torchvision_ops.py "$$site/_vllm_cpu_torchvision_ops.py"; \
+		echo "import _vllm_cpu_torchvision_ops" > "$$site/zz_vllm_cpu_torchvision_ops.pth"
 
 test-vllm: vllm-venv
 	HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/python -m pytest -q -m vllm tests/test_vllm_backend.py

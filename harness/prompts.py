@@ -39,7 +39,7 @@ def with_eos(response: str, eos_token: str | None) -> str:
 
 
 def encode_vlm_prompt(processor: Any, prompt: str, images: Sequence[Any] = (), system: str | None = None,
-                      use_template: bool = True) -> tuple[list[int], Any]:
+                      use_template: bool = True, expand: bool = True) -> tuple[list[int], Any]:
     """(token ids, pixel_values) of a prompt showing `images` (PIL) to an image-text-to-text model.
 
     The one encoder of VLM prompts, for evaluation (harness/backends/hf.py) and training
@@ -48,6 +48,9 @@ def encode_vlm_prompt(processor: Any, prompt: str, images: Sequence[Any] = (), s
     text (content parts, as llava-hf's templates take them); raw, one placeholder line per
     image precedes the prompt. The processor expands each placeholder to the image's tokens,
     so the ids match `pixel_values` (a [n_images, 3, H, W] tensor; None without images).
+    `expand=False` keeps one placeholder token per image and returns no pixels: the form vLLM
+    takes, whose own processor expands it (token ids it is given already expanded are
+    misread, tests/test_vllm_backend.py).
     """
     if use_template:
         parts: list[dict[str, Any]] = [{"type": "image"} for _ in images] + [{"type": "text", "text": prompt}]
@@ -60,7 +63,7 @@ def encode_vlm_prompt(processor: Any, prompt: str, images: Sequence[Any] = (), s
         text = "".join(f"{processor.image_token}\n" for _ in images) + body
     tok = processor.tokenizer
     add_special = not (tok.bos_token and tok.bos_token in text)
-    if not images:
+    if not images or not expand:
         return list(tok(text, add_special_tokens=add_special)["input_ids"]), None
     enc = processor(images=list(images), text=text, add_special_tokens=add_special, return_tensors="pt")
     return enc["input_ids"][0].tolist(), enc["pixel_values"]

@@ -133,4 +133,5 @@ def tiny_vlm_dir(tmp_path_factory) -> Path:
             if p.dim() == 2:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
     model.save_pretrained(d)
+    tv.to_llava_hf_layout(d / "model.safetensors")  # as the tiny zoo saves it: vLLM reads it too
     return d

@@ -257,3 +257,60 @@ def test_openai_backend_against_vllm_serve(spec, prompts, server, monkeypatch):
 
     with pytest.raises(RemoteBackendError, match="HTTP 401"):
         OpenAIBackend(remote).generate(reqs[:1])
+
+
+# ---- images: an image-text-to-text model (the untrained tiny LLaVA of conftest.py) ----------
+@pytest.fixture(scope="module")
+def vlm(tiny_vlm_dir, tmp_path_factory):
+    """(vLLM backend, HF backend, two face images) for the tiny LLaVA; its engine replaces the
+    text model's (one engine at a time), so these tests come last in the module."""
+    from harness.benchmarks import fictitious_faces as ff
+
+    shutdown_engine()
+    d = tmp_path_factory.mktemp("faces")
+    images = []
+    for p in ff.generate_persons()[:2]:
+        path = d / f"{p.unique_id}.png"
+        p.image().save(path)
+        images.append(str(path))
+    settings = {**VLLM_SETTINGS, "max_model_len": 192}  # the tiny LLaVA's max_position_embeddings
+    spec = ModelSpec(name="v", path=str(tiny_vlm_dir), kind="image-text-to-text", dtype="float32", vllm=settings)
+    yield VLLMBackend(spec), HFBackend(spec, device="cpu"), images
+    shutdown_engine()
+
+
+def test_images_reach_the_vllm_model_as_they_reach_hf(vlm):
+    """The same question with two images: two log-likelihoods and two cache keys on vLLM, each
+    equal to HF's (vLLM expands the image placeholder itself, as the HF processor does)."""
+    from harness.api.requests import request_key
+
+    backend, hf, images = vlm
+    assert backend.sees_images
+    reqs = [LoglikelihoodRequest("Who is it?", " Ada Lee.", images=(im,)) for im in images]
+    reqs.append(LoglikelihoodRequest("Who is it?", " Ada Lee."))  # no image: plain text on the same model
+    got, want = backend.loglikelihood(reqs), hf.loglikelihood(reqs)
+    for g, w in zip(got, want):
+        assert len(g.token_logprobs) == len(w.token_logprobs)
+        assert max(abs(a - b) for a, b in zip(g.token_logprobs, w.token_logprobs)) < 1e-4
+        assert g.token_greedy == w.token_greedy
+    assert abs(sum(got[0].token_logprobs) - sum(got[1].token_logprobs)) > 1e-3  # the image matters
+    assert request_key(reqs[0]) != request_key(reqs[1])
+    # vLLM is given one placeholder per image; the HF processor's expansion is what it adds
+    assert len(backend.encode_prompt(reqs[0])) < len(hf.encode_prompt(reqs[0]))
+
+
+def test_greedy_generation_with_images_identical_to_hf(vlm):
+    backend, hf, images = vlm
+    reqs = [GenerateRequest("Who is it?", max_new_tokens=8, images=(im,)) for im in images]
+    got, want = backend.generate(reqs), hf.generate(reqs)
+    assert [g.texts for g in got] == [w.texts for w in want]
+    assert [g.n_tokens for g in got] == [w.n_tokens for w in want]
+
+
+def test_a_text_model_on_vllm_refuses_images_in_one_line(spec, vlm):
+    from harness.errors import HarnessError
+
+    text_model = VLLMBackend(spec)
+    assert not text_model.sees_images
+    with pytest.raises(HarnessError, match="cannot see images"):  # before any engine starts
+        text_model.generate([GenerateRequest("Who?", images=(vlm[2][0],))])

@@ -16,6 +16,10 @@ Why it looks the way it does:
   of the response (greedy flags, Min-k%++'s mu and sigma) is exact. That is slow for large
   vocabularies (lm-evaluation-harness#2418), which is why the default routing scores
   log-likelihoods on HF (harness/backends/routing.py).
+- An image-text-to-text model (LLaVA-style) gets its images as vLLM `multi_modal_data`, with
+  the prompt encoded by the same `encode_vlm_prompt` as HF but with one placeholder token per
+  image: vLLM expands placeholders itself (ids handed to it already expanded are misread), and
+  its expansion equals the HF processor's (log-likelihoods match HF, tests/test_vllm_backend.py).
 - vLLM is imported lazily: a missing install is a one-line HarnessError.
 - Data parallelism: vLLM's in-process `LLM` does not support `data_parallel_size > 1`; serve
   the model with `vllm serve --data-parallel-size N` and use the openai backend (docs/architecture.md).
@@ -32,8 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from harness.api.backend import Backend
+from harness.api.backend import Backend, check_images
 from harness.backends.stopping import finish_generation
+from harness.prompts import encode_vlm_prompt
 from harness.errors import ConfigError, HarnessError, ModelLoadError
 from harness.api.requests import (
     GenerateRequest,
@@ -167,8 +172,35 @@ class VLLMBackend(Backend):
     def chat_template_hash(self) -> str | None:
         return self._hf.chat_template_hash
 
+    @property
+    def sees_images(self) -> bool:  # type: ignore[override]
+        return self._hf.sees_images
+
     def encode_prompt(self, request) -> list[int]:
-        return self._hf.encode_prompt(request)
+        """The prompt's ids; a VLM's with one placeholder per image, for vLLM to expand."""
+        if not (self.sees_images and request.images):
+            return self._hf.encode_prompt(request)
+        prompt = request.prompt if isinstance(request, GenerateRequest) else request.context
+        use_template = request.chat and self._hf.chat_template is not None
+        ids, _ = encode_vlm_prompt(self._hf.processor, prompt, [m.open_image() for m in request.images],
+                                   request.system, use_template, expand=False)
+        return ids
+
+    def _image_tokens(self, request) -> int:
+        """How many tokens the expansion of the request's image placeholders adds (as HF's processor counts)."""
+        if not (self.sees_images and request.images):
+            return 0
+        return len(self._hf.encode_prompt(request)) - len(self.encode_prompt(request))
+
+    def _fit(self, ids: list[int], request, room: int) -> list[int]:
+        """`ids` cut from the left to `room` tokens after expansion; a prompt with images is never cut."""
+        excess = len(ids) + self._image_tokens(request) - room
+        if excess <= 0:
+            return ids
+        if request.images:
+            raise HarnessError(f"a prompt with images is {excess} tokens longer than model {self.spec.name!r} takes; "
+                               "cutting it would cut the image's tokens")
+        return ids[excess:]
 
     # ---- the engine -------------------------------------------------------------------
     def _engine(self) -> _Engine:
@@ -237,12 +269,17 @@ class VLLMBackend(Backend):
             pass
         return ids - {None}
 
-    def _run(self, engine: _Engine, prompts: list[list[int]], params: list[Any]) -> list[Any]:
+    def _run(self, engine: _Engine, prompts: list[list[int]], params: list[Any], requests: list[Any]) -> list[Any]:
         from vllm.inputs import TokensPrompt
 
         lora = self._lora_request(engine)
-        outs = engine.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params,
-                                   use_tqdm=False, lora_request=lora)
+        inputs = []
+        for ids, r in zip(prompts, requests):
+            prompt = TokensPrompt(prompt_token_ids=ids)
+            if self.sees_images and r.images:
+                prompt["multi_modal_data"] = {"image": [m.open_image() for m in r.images]}
+            inputs.append(prompt)
+        outs = engine.llm.generate(inputs, params, use_tqdm=False, lora_request=lora)
         self.calls += len(prompts)
         return outs
 
@@ -251,12 +288,11 @@ class VLLMBackend(Backend):
         """Greedy: n identical samples (as HF). Sampled: n samples seeded by the request's seed."""
         if not requests:
             return []
-        if any(r.images for r in requests):
-            raise HarnessError("the vllm backend does not take images yet")
+        check_images(self, requests)
         vllm = import_vllm()
         engine = self._engine()
         limit = engine.max_model_len
-        prompts = [self.encode_prompt(r)[-max(1, limit - r.max_new_tokens):] for r in requests]
+        prompts = [self._fit(self.encode_prompt(r), r, max(1, limit - r.max_new_tokens)) for r in requests]
         params = []
         for r in requests:
             kw: dict[str, Any] = dict(max_tokens=r.max_new_tokens, stop=[s for s in r.stop if s] or None,
@@ -267,7 +303,7 @@ class VLLMBackend(Backend):
             else:
                 kw.update(n=1, temperature=0.0)
             params.append(vllm.SamplingParams(**kw))
-        outs = self._run(engine, prompts, params)
+        outs = self._run(engine, prompts, params, requests)
         eos_ids = self._eos_ids()
         responses = []
         for r, out in zip(requests, outs):
@@ -301,14 +337,12 @@ class VLLMBackend(Backend):
         if len(cont) >= limit:
             log.warning("continuation of %d tokens exceeds the model's %d; scoring its first %d", len(cont), limit, limit - 1)
             cont = cont[: limit - 1]
-        ctx = ctx[max(0, len(ctx) + len(cont) - limit):]
-        return ctx + cont, len(cont)
+        return self._fit(ctx, request, limit - len(cont)) + cont, len(cont)
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LoglikelihoodResponse]:
         if not requests:
             return []
-        if any(r.images for r in requests):
-            raise HarnessError("the vllm backend does not take images yet")
+        check_images(self, requests)
         vllm = import_vllm()
         import numpy as np
 
@@ -322,9 +356,10 @@ class VLLMBackend(Backend):
             )
         encoded = [self._encode_pair(r, engine.max_model_len - 1) for r in requests]  # room for 1 generated token
         params = vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=-1, detokenize=False)
-        outs = self._run(engine, [seq for seq, _ in encoded], [params] * len(encoded))
+        outs = self._run(engine, [seq for seq, _ in encoded], [params] * len(encoded), requests)
         responses = []
-        for (seq, nc), out in zip(encoded, outs):
+        for (_, nc), out in zip(encoded, outs):
+            seq = list(out.prompt_token_ids)  # as vLLM expanded it: the continuation ends it either way
             rows = out.prompt_logprobs or []
             lps, greedy, mus, sigmas = [], [], [], []
             for j in range(len(seq) - nc, len(seq)):

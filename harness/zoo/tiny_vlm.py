@@ -42,7 +42,7 @@ from typing import Any, Sequence
 from harness.io import cache_dir
 from harness.zoo.tiny import BOS, EOS, PAD, cached_build, single_threaded
 
-RECIPE_VERSION = "tiny-llava-v1"
+RECIPE_VERSION = "tiny-llava-v2"  # v2: saved in the llava-hf weight layout
 IMAGE_TOKEN = "<image>"
 # LLaVA-1.5's conversation format, written for the processor's message list (content parts of
 # type "image" and "text"); the image placeholder comes first, as llava-hf's templates put it.
@@ -329,6 +329,23 @@ def _images_digest(images: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
+def to_llava_hf_layout(weights: Path) -> None:
+    """Rename the vision tower's weights to the llava-hf checkpoints' names in place.
+
+    transformers 5 saves a CLIP tower as `vision_tower.<x>`; the llava-hf checkpoints (and
+    vLLM, which reads only those names) have `vision_tower.vision_model.<x>`. transformers 5
+    reads both, so the tiny model is saved the way real checkpoints are and loads in both
+    (tests/test_tiny_vlm.py, tests/test_vllm_backend.py).
+    """
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(weights))
+    prefix, real = "vision_tower.", "vision_tower.vision_model."
+    renamed = {(real + k[len(prefix):] if k.startswith(prefix) and not k.startswith(real) else k): v
+               for k, v in state.items()}
+    save_file(renamed, str(weights), metadata={"format": "pt"})
+
+
 def recipe_hash(name: str, examples: Sequence[VisualExample], images: dict[str, Any], tokenizer_corpus: Sequence[str],
                 recipe: TinyVLMRecipe) -> str:
     payload = json.dumps({
@@ -350,6 +367,7 @@ def build_vlm_cached(name: str, examples: Sequence[VisualExample], images: dict[
         model = build_vlm(tokenizer, recipe)
         losses = single_threaded(train_vlm, model, processor, examples, images, recipe, desc=f"building {name}")
         model.save_pretrained(tmp, safe_serialization=True)
+        to_llava_hf_layout(tmp / "model.safetensors")
         processor.save_pretrained(tmp)
         (tmp / "recipe.json").write_text(json.dumps({
             "recipe": asdict(recipe), "final_loss": losses[-1] if losses else None,
