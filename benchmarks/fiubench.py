@@ -283,10 +283,34 @@ class FIUBench(FaceUnlearningBenchmark):
     dataset id, default none) with a pinned `revision` (a commit hash: results must say which
     data they were computed on), fetched with huggingface_hub into its cache; `split_file`,
     `image_root`, `max_persons` (default 400, as the code), `forget_split`, `limit` (first N
-    items per split).
+    items per split). ACC, FIUBench's general visual utility, needs local MME and/or POPE
+    (benchmarks/visual_yes_no.py): `mme_root`, `pope_file` and `pope_image_root`. Their
+    questions form the `visual` split that `fiu_acc@visual` scores (and Avg MU uses), and the
+    `mme` and `pope` splits.
     """
 
     name = "fiubench"
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        if options.get("mme_root") or options.get("pope_file"):
+            self.acc_metric = "fiu_acc@visual"
+            self.default_metrics = (*self.default_metrics, "fiu_acc@visual")
+
+    def _visual_splits(self) -> dict[str, list[Any]]:
+        """`mme`, `pope` and `visual` (both) as yes/no items, when their files are given."""
+        from harness.benchmarks.visual_yes_no import load_mme, load_pope
+
+        sets: dict[str, list[Any]] = {}
+        if self.options.get("mme_root"):
+            sets["mme"] = load_mme(self.options["mme_root"])
+        if self.options.get("pope_file"):
+            sets["pope"] = load_pope(self.options["pope_file"], self.options.get("pope_image_root"))
+        splits = {name: [ImageQAItem(id=q.id, question=q.question, answer=q.answer + ".", entity=q.source,
+                                     images=(MediaRef.from_path(q.image),)) for q in qs] for name, qs in sets.items()}
+        if splits:
+            splits["visual"] = [item for items in splits.values() for item in items]
+        return splits
 
     def load(self) -> BenchmarkData:
         limit = check_limit(self.options.get("limit"))
@@ -300,7 +324,10 @@ class FIUBench(FaceUnlearningBenchmark):
         for name, ids in data.splits.items():
             items = [qa_item(uid, k, qa, refs[uid]) for uid in ids for k, qa in enumerate(data.persons[uid].qa)]
             splits[name] = items if limit is None else items[:limit]
-        return BenchmarkData(splits=splits, source=source or str(data.source["full_json"]), meta={**data.source, "limit": limit})
+        visual = self._visual_splits()
+        splits.update({name: items if limit is None else items[:limit] for name, items in visual.items()})
+        meta = {**data.source, "limit": limit, **{f"n_{name}": len(items) for name, items in visual.items()}}
+        return BenchmarkData(splits=splits, source=source or str(data.source["full_json"]), meta=meta)
 
     @staticmethod
     def _snapshot(hub: str, revision: Any) -> tuple[str, str]:
