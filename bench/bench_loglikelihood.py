@@ -2,7 +2,8 @@
 
 One run times the same N requests on the built-in `tiny-facts` model (one in-memory model
 shared by both sides) through:
-  (a) HFBackend, no response cache, batch size B;
+  (a) HFBackend, no response cache, batch size B: with shared-context scoring (the default:
+      each distinct context forwarded once, harness/backends/shared_context.py) and without;
   (b) lm-eval HFLM with batch size B (equal to ours), and with its default batch size (1).
 Each configuration is warmed up once, then timed `--repeats` times, interleaved (so drift in
 the machine's load hits every row alike); the table reports the median. It also reports the
@@ -10,9 +11,11 @@ max |delta loglikelihood| and greedy-flag agreement against ours.
 
 Default requests: every item of fictitious-facts forget10 + retain_perturbed + holdout10,
 each with 7 continuations (answer, paraphrase, 5 perturbed): 300 x 7 = 2,100 requests.
-Building tiny-facts the first time takes about 70 s (cached afterwards).
+`--workload fewshot` puts 5 other questions with their answers before each question (a
+longer shared context, as few-shot prompts have). Building tiny-facts the first time takes
+about 70 s (cached afterwards).
 
-    .venv/bin/python bench/bench_loglikelihood.py [--n 2100] [--batch-size 64] [--threads 2]
+    .venv/bin/python bench/bench_loglikelihood.py [--n 2100] [--batch-size 64] [--threads 2] [--workload fewshot]
 """
 
 from __future__ import annotations
@@ -33,15 +36,22 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 SPLITS = ("forget10", "retain_perturbed", "holdout10")
 
 
-def build_requests(n: int | None):
+def build_requests(n: int | None, workload: str = "tofu"):
     from harness.benchmarks.fictitious_facts import FictitiousFacts
     from harness.api.requests import LoglikelihoodRequest
 
     bench = FictitiousFacts()
+    items = [item for split in SPLITS for item in bench.split(split)]
+
+    def context(k: int) -> str:
+        if workload == "tofu":
+            return bench.prompt(items[k])
+        shots = [items[(k + j) % len(items)] for j in range(1, 6)]  # 5 other QAs first
+        return "".join(bench.prompt(s) + bench.target(s.answer) + "\n\n" for s in shots) + bench.prompt(items[k])
+
     reqs = [
-        LoglikelihoodRequest(context=bench.prompt(item), continuation=bench.target(ans), chat=False)
-        for split in SPLITS
-        for item in bench.split(split)
+        LoglikelihoodRequest(context=context(k), continuation=bench.target(ans), chat=False)
+        for k, item in enumerate(items)
         for ans in (item.answer, item.paraphrased_answer, *item.perturbed_answers)
     ]
     if n is not None:
@@ -107,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per configuration; the median is reported")
     parser.add_argument("--model", default="tiny-facts", help="zoo model name (default tiny-facts)")
+    parser.add_argument("--workload", choices=("tofu", "fewshot"), default="tofu",
+                        help="tofu: the question as context; fewshot: 5 answered questions before it")
     parser.add_argument("--no-default", action="store_true", help="skip the lm-eval default-batch-size row")
     parser.add_argument("--profile", action="store_true", help="also cProfile one run of ours (top functions)")
     parser.add_argument("--prototype", action="store_true",
@@ -131,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     loaded = load_hf_model(spec, device="cpu")
     load_s = time.perf_counter() - t0
-    requests = build_requests(args.n)
+    requests = build_requests(args.n, args.workload)
     instances = to_instances(requests)
 
     ours = HFBackend(spec, device="cpu", batch_size=args.batch_size, loaded=loaded)
@@ -150,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             return [(r.sum, r.greedy) for r in full[key]]
         return run
 
-    runners = {"ours": run_ours(ours, "ours")}
+    plain = HFBackend(spec, device="cpu", batch_size=args.batch_size, loaded=loaded, shared_context=False)
+    runners = {"ours": run_ours(ours, "ours"), "plain": run_ours(plain, "plain")}
     if args.prototype:
         runners["prototype"] = run_ours(prototype_backend(spec, loaded, args.batch_size), "prototype")
     for key, lm in theirs.items():
@@ -170,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             results[key] = out
 
     base = results["ours"]
-    labels = {"ours": ("this harness (HFBackend)", args.batch_size),
+    labels = {"ours": ("this harness (HFBackend, shared context)", args.batch_size),
+              "plain": ("this harness, shared context off", args.batch_size),
               "matched": ("lm-eval HFLM", args.batch_size),
               "default": ("lm-eval HFLM (default)", 1),
               "prototype": ("sketch: HFBackend + batched, de-duplicated tokenisation", args.batch_size)}

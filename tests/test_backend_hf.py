@@ -215,7 +215,8 @@ def test_lora_adapter_changes_logprobs(tiny_model_dir, tmp_path):
 
 
 def test_auto_batch_size_halves_on_oom(lively_dir, backend):
-    b = HFBackend(_spec(lively_dir), device="cpu", batch_size="auto", max_batch_size=8)
+    # the plain path (the shared-context one forwards through the model directly: tests/test_shared_context.py)
+    b = HFBackend(_spec(lively_dir), device="cpu", batch_size="auto", max_batch_size=8, shared_context=False)
     forward = b._forward
 
     def tight(seqs, *args, **kwargs):

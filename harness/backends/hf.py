@@ -30,6 +30,7 @@ from typing import Any, Callable, ClassVar
 
 from harness.api.backend import Backend
 from harness.backends.gradients import gradient_norms
+from harness.backends.shared_context import continuation_logits, group_by_context, shared_context_default
 from harness.backends.stopping import StopCriteria, finish_generation
 from harness.errors import HarnessError
 from harness.fingerprint import file_sha256, model_identity
@@ -59,7 +60,7 @@ class HFBackend(Backend):
 
     def __init__(self, spec: ModelSpec, device: str | None = None, batch_size: int | str = "auto",
                  adapter: str | None = None, loaded: LoadedModel | None = None, max_batch_size: int = 64,
-                 identity: str | None = None):
+                 identity: str | None = None, shared_context: bool | None = None):
         """`loaded` serves an in-memory model (e.g. right after training); then pass `identity`
         too when its weights differ from what `spec`/`adapter` name on disk, or cached answers
         of the on-disk model would be reused for it."""
@@ -74,6 +75,7 @@ class HFBackend(Backend):
         self._identity = identity
         self._auto_size: dict[str, int] = {}
         self._max_len_cache: int | None = None
+        self.shared_context = shared_context_default() if shared_context is None else shared_context
         self.calls = 0
 
     # ---- lazy state -------------------------------------------------------------------
@@ -240,8 +242,10 @@ class HFBackend(Backend):
         dtype = next(self.model.parameters()).dtype
         return {"pixel_values": torch.cat(present).to(self.loaded.device, dtype=dtype)}
 
-    def _map_batches(self, kind: str, order: list[int], fn: Callable[[list[int]], list], fixed: int | None = None) -> dict[int, Any]:
-        """Run `fn` over consecutive chunks of `order`; with batch_size "auto", halve on OOM."""
+    def _map_batches(self, kind: str, order: list[int], fn: Callable[[list[int]], list], fixed: int | None = None,
+                     weight: Callable[[int], int] | None = None) -> dict[int, Any]:
+        """Run `fn` over consecutive chunks of `order`; with batch_size "auto", halve on OOM.
+        `weight(i)`: how many requests unit i answers (calls count requests, not units)."""
         import torch
         from rich.progress import Progress
 
@@ -269,46 +273,59 @@ class HFBackend(Backend):
                 if self.batch_size == "auto" and fixed is None:
                     self._auto_size[kind] = size
                 results.update(zip(chunk, outs))
-                self.calls += len(chunk)
+                self.calls += sum(map(weight, chunk)) if weight else len(chunk)
                 start += len(chunk)
                 progress.update(task, advance=len(chunk))
         return results
 
     # ---- loglikelihood and hidden states ----------------------------------------------
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LoglikelihoodResponse]:
+        """Per-token log-probabilities of each continuation. Text requests that share a context
+        are scored with the context forwarded once (harness/backends/shared_context.py); the
+        rest, and every request with images, one full sequence per row."""
         if not requests:  # nothing to ask: do not load the weights
             return []
         encoded = [self._encode_pair_pixels(r) for r in requests]
-        order = sorted(range(len(requests)), key=lambda i: -len(encoded[i][0]))
+        done: dict[int, LoglikelihoodResponse] = {}
+        if self.shared_context:
+            groups = group_by_context([(seq, nc) for seq, nc, _ in encoded], lambda i: encoded[i][2] is None)
+            done.update(self._score_shared(encoded, groups))
+        order = sorted((i for i in range(len(requests)) if i not in done), key=lambda i: -len(encoded[i][0]))
 
         def score(chunk: list[int]) -> list[LoglikelihoodResponse]:
-            import torch
-
             keep = max(encoded[i][1] for i in chunk) + 1
             _, logits = self._forward([encoded[i][0] for i in chunk], keep, pixels=[encoded[i][2] for i in chunk])
             out = []
             for r, i in enumerate(chunk):
                 seq, nc, _ = encoded[i]
-                if nc == 0:
-                    out.append(LoglikelihoodResponse([], [], [], []))
-                    continue
-                logp = logits[r, keep - 1 - nc: keep - 1].log_softmax(-1)  # rows predicting the continuation
-                target = torch.tensor(seq[-nc:], device=logp.device)
-                p = logp.exp()
-                lp = logp.masked_fill(torch.isinf(logp), 0.0)  # p = 0 there, so p*log p = 0
-                mu = (p * lp).sum(-1)
-                # Var = E[(log p - mu)^2]: the same as E[(log p)^2] - mu^2, without float32 cancellation.
-                sigma = (p * (lp - mu[:, None]) ** 2).sum(-1).clamp(min=1e-6).sqrt()
-                out.append(LoglikelihoodResponse(
-                    token_logprobs=logp.gather(-1, target[:, None]).squeeze(-1).tolist(),
-                    token_greedy=(logp.argmax(-1) == target).tolist(),
-                    token_mu=mu.tolist(),
-                    token_sigma=sigma.tolist(),
-                ))
+                out.append(_token_stats(logits[r, keep - 1 - nc: keep - 1], seq[len(seq) - nc:]))  # rows predicting it
             return out
 
-        done = self._map_batches("loglikelihood", order, score)
+        done.update(self._map_batches("loglikelihood", order, score))
         return [done[i] for i in range(len(requests))]
+
+    def _score_shared(self, encoded: list[tuple[list[int], int, Any]], groups: list[list[int]]) -> dict[int, LoglikelihoodResponse]:
+        """Responses of the grouped requests: batches of contexts, each forwarded once."""
+        if not groups:
+            return {}
+        order = sorted(range(len(groups)), key=lambda g: -len(encoded[groups[g][0]][0]))
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+        def score(chunk: list[int]) -> list[dict[int, LoglikelihoodResponse]]:
+            members = [(g, i) for g in chunk for i in groups[g]]
+            contexts = [encoded[groups[g][0]][0][: len(encoded[groups[g][0]][0]) - encoded[groups[g][0]][1]] for g in chunk]
+            conts = [encoded[i][0][len(encoded[i][0]) - encoded[i][1]:] for _, i in members]
+            owner = [chunk.index(g) for g, _ in members]
+            logits = continuation_logits(self.model, self._pad, pad_id, contexts, conts, owner)
+            by_group: dict[int, dict[int, LoglikelihoodResponse]] = {g: {} for g in chunk}
+            for (g, i), rows, cont in zip(members, logits, conts):
+                by_group[g][i] = _token_stats(rows, cont)
+            return [by_group[g] for g in chunk]
+
+        out: dict[int, LoglikelihoodResponse] = {}
+        for responses in self._map_batches("loglikelihood_shared", order, score, weight=lambda g: len(groups[g])).values():
+            out.update(responses)
+        return out
 
     def hidden_states(self, requests: list[HiddenStatesRequest]) -> list[HiddenStatesResponse]:
         """Pooled over the continuation tokens (over the whole context when it is empty), or with
@@ -455,3 +472,25 @@ def _is_oom(e: BaseException) -> bool:
     import torch
 
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
+def _token_stats(logits: Any, target: list[int]) -> LoglikelihoodResponse:
+    """A continuation's response from the [n, vocab] logits that predict its n tokens: log-probs,
+    greedy flags, and the mean and spread of log p under the model (Min-k%++)."""
+    import torch
+
+    if not target:
+        return LoglikelihoodResponse([], [], [], [])
+    logp = logits.float().log_softmax(-1)
+    tgt = torch.tensor(target, device=logp.device)
+    p = logp.exp()
+    lp = logp.masked_fill(torch.isinf(logp), 0.0)  # p = 0 there, so p*log p = 0
+    mu = (p * lp).sum(-1)
+    # Var = E[(log p - mu)^2]: the same as E[(log p)^2] - mu^2, without float32 cancellation.
+    sigma = (p * (lp - mu[:, None]) ** 2).sum(-1).clamp(min=1e-6).sqrt()
+    return LoglikelihoodResponse(
+        token_logprobs=logp.gather(-1, tgt[:, None]).squeeze(-1).tolist(),
+        token_greedy=(logp.argmax(-1) == tgt).tolist(),
+        token_mu=mu.tolist(),
+        token_sigma=sigma.tolist(),
+    )
