@@ -177,8 +177,25 @@ class HFBackend(Backend):
 
     def _encode_pair_pixels(self, request: LoglikelihoodRequest | HiddenStatesRequest) -> tuple[list[int], int, Any]:
         """`_encode_pair` plus the request's pixel_values (None without images)."""
-        ctx, pixels = self.encode_with_images(request)
-        cont = list(self.tokenizer(request.continuation, add_special_tokens=False)["input_ids"]) if request.continuation else []
+        return self._encode_pairs([request])[0]
+
+    def _encode_pairs(self, requests: list[Any]) -> list[tuple[list[int], int, Any]]:
+        """`_encode_pair_pixels` of many requests: each distinct prompt encoded once, and the
+        distinct continuations in one batched tokenizer call (the same ids as one at a time)."""
+        conts = list(dict.fromkeys(r.continuation for r in requests if r.continuation))
+        cont_ids = dict(zip(conts, self.tokenizer(conts, add_special_tokens=False)["input_ids"])) if conts else {}
+        prompts: dict[tuple, tuple[list[int], Any]] = {}
+        out = []
+        for r in requests:
+            key = (r.context, r.system, r.chat, r.images)
+            if key not in prompts:
+                prompts[key] = self.encode_with_images(r)
+            ctx, pixels = prompts[key]
+            out.append(self._fit_pair(list(ctx), list(cont_ids.get(r.continuation, [])), pixels))
+        return out
+
+    def _fit_pair(self, ctx: list[int], cont: list[int], pixels: Any) -> tuple[list[int], int, Any]:
+        """(context + continuation, continuation length, pixels): the context cut from the left to fit."""
         limit = self._max_len()
         if len(cont) >= limit:
             log.warning("continuation of %d tokens exceeds the model's %d; scoring its first %d", len(cont), limit, limit - 1)
@@ -285,7 +302,7 @@ class HFBackend(Backend):
         rest, and every request with images, one full sequence per row."""
         if not requests:  # nothing to ask: do not load the weights
             return []
-        encoded = [self._encode_pair_pixels(r) for r in requests]
+        encoded = self._encode_pairs(requests)
         done: dict[int, LoglikelihoodResponse] = {}
         if self.shared_context:
             groups = group_by_context([(seq, nc) for seq, nc, _ in encoded], lambda i: encoded[i][2] is None)
@@ -339,7 +356,7 @@ class HFBackend(Backend):
                 raise HarnessError(f"unknown pooling {r.pooling!r} (mean, last, per_token, sum)")
             if r.span not in ("continuation", "predicting"):
                 raise HarnessError(f"unknown span {r.span!r} (continuation, predicting)")
-        encoded = [self._encode_pair_pixels(r) for r in requests]
+        encoded = self._encode_pairs(requests)
         for r, (_, nc, _) in zip(requests, encoded):
             if r.span == "predicting" and nc == 0:
                 raise HarnessError("hidden states with span 'predicting' need a non-empty continuation")
