@@ -8,13 +8,13 @@ that compare against a reference run receive that run's results.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from harness.errors import ConfigError
 from harness.api.metric import ItemMetric, Metric, MetricResult
-from harness.api.requests import Request
+from harness.api.requests import LoglikelihoodRequest, Request
 from harness.results import SAMPLES_FILE, SUMMARY_FILE, SampleRecord, read_samples, read_summary
 
 
@@ -52,6 +52,18 @@ def collect_requests(metrics: list[Metric]) -> list[Request]:
     return list(dict.fromkeys(r for m in metrics for r in m.requests()))
 
 
+def ask(backend, requests: list[Request]) -> dict[Request, Any]:
+    """Responses to `requests`: a log-likelihood request asked both with and without `moments`
+    is sent once, with them (its response answers both forms)."""
+    with_moments = {r for r in requests if isinstance(r, LoglikelihoodRequest) and r.moments}
+    twin = {r: replace(r, moments=True) for r in requests
+            if isinstance(r, LoglikelihoodRequest) and not r.moments and replace(r, moments=True) in with_moments}
+    send = [r for r in requests if r not in twin]
+    responses = dict(zip(send, backend.run(send))) if send else {}
+    responses.update({r: responses[t] for r, t in twin.items()})
+    return responses
+
+
 def evaluate(
     benchmark,
     metrics: list[Metric],
@@ -64,8 +76,7 @@ def evaluate(
     `judges` is the run's `JudgePanel`; without one, the default panel (pattern judges,
     no model) answers judged metrics.
     """
-    requests = collect_requests(metrics)
-    responses: dict = dict(zip(requests, backend.run(requests))) if requests else {}
+    responses: dict = ask(backend, collect_requests(metrics))
     judge_requests = list(dict.fromkeys(jr for m in metrics for jr in m.judge_requests(responses)))
     if judge_requests:
         if judges is None:

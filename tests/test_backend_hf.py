@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import math
 import shutil
 
@@ -65,7 +67,7 @@ def single(lively_dir) -> HFBackend:
 
 
 def _ll_requests(chat: bool = False) -> list[LoglikelihoodRequest]:
-    return [LoglikelihoodRequest(context=c, continuation=x, chat=chat) for c, x in zip(CONTEXTS, CONTINUATIONS)]
+    return [LoglikelihoodRequest(context=c, continuation=x, chat=chat, moments=True) for c, x in zip(CONTEXTS, CONTINUATIONS)]
 
 
 def _manual(backend: HFBackend, context: str, continuation: str):
@@ -100,6 +102,16 @@ def test_lazy_load(tiny_model_dir):
     assert mem.model is b.model and mem.identity == "in-memory"
     req = LoglikelihoodRequest(context="Q", continuation=" A")
     assert mem.loglikelihood([req]) == b.loglikelihood([req])
+
+
+def test_moments_only_when_asked(backend):
+    """Without `moments` the vocabulary mean/spread are not computed; log-probs and greedy flags are the same."""
+    reqs = _ll_requests()
+    plain = backend.loglikelihood([replace(r, moments=False) for r in reqs])
+    full = backend.loglikelihood(reqs)
+    for a, b in zip(plain, full):
+        assert a.token_mu == a.token_sigma == [] and len(b.token_mu) == b.n_tokens > 0
+        assert a.token_logprobs == b.token_logprobs and a.token_greedy == b.token_greedy
 
 
 def test_loglikelihood_batched_equals_unbatched_and_manual(backend, single):

@@ -67,8 +67,8 @@ def test_loglikelihood_batched_equals_manual(backend, images):
     from PIL import Image
 
     answers = [" Ada Lee.", " Red.", " Ada Lee likes red hats."]
-    reqs = [LoglikelihoodRequest(QUESTION, x, images=(im,)) for x, im in zip(answers, images)]
-    reqs.append(LoglikelihoodRequest(QUESTION, " Red."))  # no image: plain text on the same model
+    reqs = [LoglikelihoodRequest(QUESTION, x, images=(im,), moments=True) for x, im in zip(answers, images)]
+    reqs.append(LoglikelihoodRequest(QUESTION, " Red.", moments=True))  # no image: plain text on the same model
     out = backend.loglikelihood(reqs)
     model, processor = backend.model, backend.processor
     for r, x, im in zip(out, answers, images):

@@ -7,6 +7,8 @@ backend's gradient norm is compared with a direct backward pass on the tiny mode
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import math
 import zlib
 
@@ -72,6 +74,7 @@ MU = {"f1": [-2.0, -2.0, -2.0, -2.0], "f2": [-1.0, -1.0], "h1": [-3.0, -1.0, -3.
 SIGMA = {"f1": [1.0, 2.0, 0.5, 1.0], "f2": [0.5, 0.25], "h1": [1.0, 1.0, 2.0], "h2": [0.5, 1.0, 1.0, 2.0, 1.0]}
 ITEMS = {i.id: i for i in FORGET + HOLDOUT}
 RESPONSES = {llreq(ITEMS[k].question, ITEMS[k].answer): ll(LP[k], MU[k], SIGMA[k]) for k in LP}
+RESPONSES.update({replace(r, moments=True): v for r, v in RESPONSES.items()})  # Min-k%++ asks with moments
 
 
 def sk_auc(forget: list[float], holdout: list[float]) -> float:
@@ -103,8 +106,9 @@ def check_result(res: MetricResult, expected: dict[str, float]) -> None:
 # --- requests ----------------------------------------------------------------------------
 def test_requests_cover_forget_and_holdout(bench):
     expected = [llreq(i.question, i.answer) for i in FORGET + HOLDOUT]
-    for cls in (MIALoss, MIAZlib, MIAMinK, MIAMinKPlusPlus, MIAReference):
+    for cls in (MIALoss, MIAZlib, MIAMinK, MIAReference):
         assert cls(bench).requests() == expected
+    assert MIAMinKPlusPlus(bench).requests() == [replace(r, moments=True) for r in expected]
     grad = MIAGradNorm(bench).requests()
     assert grad == [GradNormRequest(context=r.context, continuation=r.continuation, p=2.0) for r in expected]
     assert all(r.kind == "grad_norm" for r in grad)
@@ -189,6 +193,18 @@ def test_min_k_attack_hand_worked(bench):
     # k = 1: the whole answer, i.e. avgNLL
     res = MIAMinK(bench, k=1.0).compute(RESPONSES, {}, {})
     assert res.per_item == pytest.approx({"f1": 6.5 / 4, "f2": 0.3, "h1": 8 / 3, "h2": 1.6})
+
+
+def test_a_pair_asked_with_and_without_moments_is_sent_once(bench):
+    """Min-k%++ and the loss attack ask the same pairs, one with `moments`: the evaluator sends
+    the moments form only, and both metrics read it."""
+    from harness.evaluate import evaluate
+
+    backend = FakeBackend(responders={"loglikelihood": lambda r: RESPONSES[r]})
+    res = evaluate(bench, [MIALoss(bench), MIAMinKPlusPlus(bench)], backend).results
+    assert len(backend.seen) == len(LP) and all(r.moments for r in backend.seen)
+    assert res["mia_min_k_plus_plus"].value == pytest.approx((1 + 0.5 + 1 + 1) / 4)
+    assert res["mia_loss"].value == MIALoss(bench).compute(RESPONSES, {}, {}).value
 
 
 def test_min_k_plus_plus_hand_worked(bench):

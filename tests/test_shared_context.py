@@ -20,7 +20,7 @@ def _requests() -> list[LoglikelihoodRequest]:
     for q, answers in [("Where was Ada born?", [" Paris.", " In the city of Rome, long ago.", " Oslo", " Lima."]),
                        ("Who wrote the report on the harbour?", [" Ben.", " Cara Lind.", " nobody at all"]),
                        (shots + " Q: fact 9? A:", [" value 9.", " value 8.", " value nine, surely."])]:
-        reqs += [LoglikelihoodRequest(q, a) for a in answers]
+        reqs += [LoglikelihoodRequest(q, a, moments=k % 2 == 0) for k, a in enumerate(answers)]
     reqs.append(LoglikelihoodRequest("A question asked once?", " Yes."))
     reqs.append(LoglikelihoodRequest("Where was Ada born?", ""))
     reqs.append(LoglikelihoodRequest("Chatty?", " Yes.", chat=True, system="Be brief."))
@@ -53,6 +53,7 @@ def test_shared_context_equals_the_plain_path(tiny_chat_model_dir):
         assert len(g.token_logprobs) == len(w.token_logprobs)
         assert all(abs(a - b) < 1e-5 for a, b in zip(g.token_logprobs, w.token_logprobs))
         assert g.token_greedy == w.token_greedy
+        assert len(g.token_mu) == len(w.token_mu)
         assert all(abs(a - b) < 1e-4 for a, b in zip(g.token_mu + g.token_sigma, w.token_mu + w.token_sigma))
     assert got[-3].token_logprobs == []  # the empty continuation
     # token positions forwarded, padding included: the contexts went through once per group

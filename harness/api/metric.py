@@ -42,15 +42,17 @@ class MetricResult:
     parts: dict[str, "MetricResult"] = field(default_factory=dict)
 
 
-def answer_request(benchmark: "Benchmark", item: Any, answer: str | None = None) -> LoglikelihoodRequest:
+def answer_request(benchmark: "Benchmark", item: Any, answer: str | None = None,
+                   moments: bool = False) -> LoglikelihoodRequest:
     """The teacher-forced request for an answer to `item` (its own answer by default).
 
     Probability, truth ratio, normalised probability and the MIA scores all ask this one
-    request, so the evaluator sends each (item, answer) pair to the model once.
+    request, so the evaluator sends each (item, answer) pair to the model once; Min-k%++
+    asks it with `moments` (the evaluator then sends only that form).
     """
     return LoglikelihoodRequest(
         context=benchmark.prompt(item), continuation=benchmark.target(item.answer if answer is None else answer),
-        images=benchmark.images(item),
+        images=benchmark.images(item), moments=moments,
     )
 
 

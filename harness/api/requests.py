@@ -42,8 +42,9 @@ class LoglikelihoodResponse:
     """Per-token statistics of the continuation under the model.
 
     `token_mu`/`token_sigma` are the mean and standard deviation of log p over the full
-    vocabulary distribution at each position (what Min-k%++ needs); they cost nothing extra
-    once the log-softmax is computed.
+    vocabulary distribution at each position (what Min-k%++ needs), filled only for requests
+    that ask for them (`moments=True`; otherwise empty): they are elementwise work over the
+    whole vocabulary at every position.
     """
 
     token_logprobs: list[float]
@@ -120,16 +121,19 @@ class GenerateRequest:
         return self.temperature > 0
 
 
-@request_kind("loglikelihood", LoglikelihoodResponse)
+@request_kind("loglikelihood", LoglikelihoodResponse, key_omit_at_default={"moments": False})
 @dataclass(frozen=True)
 class LoglikelihoodRequest:
-    """Score `continuation` given `context` (teacher forcing, continuation tokens only)."""
+    """Score `continuation` given `context` (teacher forcing, continuation tokens only).
+    `moments`: also return `token_mu`/`token_sigma` (Min-k%++). The evaluator sends one
+    request where both forms of the same pair are asked (harness/evaluate.py)."""
 
     context: str
     continuation: str
     system: str | None = None
     images: tuple[MediaRef, ...] = ()
     chat: bool = True
+    moments: bool = False
     def __post_init__(self) -> None:
         _media(self)
 

@@ -306,7 +306,7 @@ class HFBackend(Backend):
         done: dict[int, LoglikelihoodResponse] = {}
         if self.shared_context:
             groups = group_by_context([(seq, nc) for seq, nc, _ in encoded], lambda i: encoded[i][2] is None)
-            done.update(self._score_shared(encoded, groups))
+            done.update(self._score_shared(requests, encoded, groups))
         order = sorted((i for i in range(len(requests)) if i not in done), key=lambda i: -len(encoded[i][0]))
 
         def score(chunk: list[int]) -> list[LoglikelihoodResponse]:
@@ -315,13 +315,15 @@ class HFBackend(Backend):
             out = []
             for r, i in enumerate(chunk):
                 seq, nc, _ = encoded[i]
-                out.append(_token_stats(logits[r, keep - 1 - nc: keep - 1], seq[len(seq) - nc:]))  # rows predicting it
+                out.append(_token_stats(logits[r, keep - 1 - nc: keep - 1], seq[len(seq) - nc:],  # rows predicting it
+                                        requests[i].moments))
             return out
 
         done.update(self._map_batches("loglikelihood", order, score))
         return [done[i] for i in range(len(requests))]
 
-    def _score_shared(self, encoded: list[tuple[list[int], int, Any]], groups: list[list[int]]) -> dict[int, LoglikelihoodResponse]:
+    def _score_shared(self, requests: list[LoglikelihoodRequest], encoded: list[tuple[list[int], int, Any]],
+                      groups: list[list[int]]) -> dict[int, LoglikelihoodResponse]:
         """Responses of the grouped requests: batches of contexts, each forwarded once."""
         if not groups:
             return {}
@@ -336,7 +338,7 @@ class HFBackend(Backend):
             logits = continuation_logits(self.model, self._pad, pad_id, contexts, conts, owner)
             by_group: dict[int, dict[int, LoglikelihoodResponse]] = {g: {} for g in chunk}
             for (g, i), rows, cont in zip(members, logits, conts):
-                by_group[g][i] = _token_stats(rows, cont)
+                by_group[g][i] = _token_stats(rows, cont, requests[i].moments)
             return [by_group[g] for g in chunk]
 
         out: dict[int, LoglikelihoodResponse] = {}
@@ -491,23 +493,21 @@ def _is_oom(e: BaseException) -> bool:
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
 
 
-def _token_stats(logits: Any, target: list[int]) -> LoglikelihoodResponse:
+def _token_stats(logits: Any, target: list[int], moments: bool = True) -> LoglikelihoodResponse:
     """A continuation's response from the [n, vocab] logits that predict its n tokens: log-probs,
-    greedy flags, and the mean and spread of log p under the model (Min-k%++)."""
+    greedy flags, and with `moments` the mean and spread of log p under the model (Min-k%++)."""
     import torch
 
     if not target:
         return LoglikelihoodResponse([], [], [], [])
     logp = logits.float().log_softmax(-1)
     tgt = torch.tensor(target, device=logp.device)
+    lps, greedy = logp.gather(-1, tgt[:, None]).squeeze(-1).tolist(), (logp.argmax(-1) == tgt).tolist()
+    if not moments:
+        return LoglikelihoodResponse(token_logprobs=lps, token_greedy=greedy, token_mu=[], token_sigma=[])
     p = logp.exp()
     lp = logp.masked_fill(torch.isinf(logp), 0.0)  # p = 0 there, so p*log p = 0
     mu = (p * lp).sum(-1)
     # Var = E[(log p - mu)^2]: the same as E[(log p)^2] - mu^2, without float32 cancellation.
     sigma = (p * (lp - mu[:, None]) ** 2).sum(-1).clamp(min=1e-6).sqrt()
-    return LoglikelihoodResponse(
-        token_logprobs=logp.gather(-1, tgt[:, None]).squeeze(-1).tolist(),
-        token_greedy=(logp.argmax(-1) == tgt).tolist(),
-        token_mu=mu.tolist(),
-        token_sigma=sigma.tolist(),
-    )
+    return LoglikelihoodResponse(token_logprobs=lps, token_greedy=greedy, token_mu=mu.tolist(), token_sigma=sigma.tolist())

@@ -358,7 +358,7 @@ class VLLMBackend(Backend):
         params = vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=-1, detokenize=False)
         outs = self._run(engine, [seq for seq, _ in encoded], [params] * len(encoded), requests)
         responses = []
-        for (_, nc), out in zip(encoded, outs):
+        for (_, nc), out, request in zip(encoded, outs, requests):
             seq = list(out.prompt_token_ids)  # as vLLM expanded it: the continuation ends it either way
             rows = out.prompt_logprobs or []
             lps, greedy, mus, sigmas = [], [], [], []
@@ -366,13 +366,15 @@ class VLLMBackend(Backend):
                 dist = rows[j]
                 ids = np.fromiter(dist.keys(), dtype=np.int64, count=len(dist))
                 lp = np.fromiter((v.logprob for v in dist.values()), dtype=np.float64, count=len(dist))
+                lps.append(float(dist[seq[j]].logprob))
+                greedy.append(bool(ids[int(np.argmax(lp))] == seq[j]))
+                if not request.moments:
+                    continue
                 finite = np.isfinite(lp)
                 p = np.where(finite, np.exp(lp), 0.0)
                 lp0 = np.where(finite, lp, 0.0)
                 mu = float((p * lp0).sum())
                 var = float((p * (lp0 - mu) ** 2).sum())
-                lps.append(float(dist[seq[j]].logprob))
-                greedy.append(bool(ids[int(np.argmax(lp))] == seq[j]))
                 mus.append(mu)
                 sigmas.append(math.sqrt(max(var, 1e-6)))  # the HF backend clamps the same way
             responses.append(LoglikelihoodResponse(token_logprobs=lps, token_greedy=greedy, token_mu=mus, token_sigma=sigmas))

@@ -362,8 +362,11 @@ class FIUMinKPlusPlus(FIUMinK):
 
     name = "fiu_mia_min_k_plus_plus"
 
+    def item_requests(self, item: Any) -> list[Request]:
+        return [answer_request(self.benchmark, item, moments=True)]
+
     def item_value(self, item: Any, responses: ResponseMap) -> float | None:
-        r = responses[answer_request(self.benchmark, item)]
+        r = responses[answer_request(self.benchmark, item, moments=True)]
         if len(r.token_logprobs) < 2:
             return None
         z = min_k_plus_plus_z(r.token_logprobs[1:], r.token_mu[1:], np.square(r.token_sigma[1:]))

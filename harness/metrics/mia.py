@@ -214,6 +214,9 @@ class MIAMinKPlusPlus(MIAMetric):
         self.k = args["k"]
         self.score = f"-mean of the lowest {self.k:g} fraction of z = (log p - mu) / sigma"
 
+    def item_request(self, item: Any) -> Request:
+        return answer_request(self.benchmark, item, moments=True)
+
     def item_score(self, item, responses, reference):
         r = responses[self.item_request(item)]
         if r.n_tokens == 0:
