@@ -43,6 +43,8 @@ class SceneUnlearningBenchmark(Benchmark):
         "steps": "denoising steps per generation (default 20)",
         "guidance_scale": "classifier-free guidance scale (default 4.0)",
         "strength": "image-to-image strength of the Entangled edits, in (0, 1] (default 0.6)",
+        "fid_features_path": "a TorchScript feature extractor for `fid` (float pictures N,3,H,W in [0,1] -> N,D); none: no FID",
+        "clip_model_path": "a local CLIP checkpoint for `clip_distance`; none: no CLIP distance",
         "entangled_s_in": "S_in of Entangled-D: `code` (1 - RMSE, the reference code) or `change` (RMSE); metrics.md §13",
     }
     default_metrics: ClassVar[tuple[str, ...]] = ("entangled_d@forget", "entangled_s@forget")

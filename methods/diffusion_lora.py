@@ -25,9 +25,13 @@ from typing import Any, Literal, Sequence
 from harness.api.context import RunContext
 from harness.api.method import Method
 from harness.artifacts import ModelArtifact
+from harness.zoo.tiny import single_threaded  # one float-sum order on CPU: the same adapter on every host
 
-CROSS_ATTENTION = r".*attn2\.(to_q|to_k|to_v|to_out\.0)$"
-ALL_ATTENTION = r".*attn[12]\.(to_q|to_k|to_v|to_out\.0)$"
+TARGETS = {
+    "cross_attention": r".*attn2\.(to_q|to_k|to_v|to_out\.0)$",
+    "cross_attention_kv": r".*attn2\.(to_k|to_v)$",  # only the projections of the text states
+    "attention": r".*attn[12]\.(to_q|to_k|to_v|to_out\.0)$",  # what ForgetMe's train_lora.py adapts in fact
+}
 
 
 class DiffusionLoRAMethod(Method):
@@ -39,7 +43,10 @@ class DiffusionLoRAMethod(Method):
         lr: float = 2e-3
         steps: int = 150
         batch_size: int = 8
-        target: Literal["cross_attention", "attention"] = "cross_attention"
+        target: Literal["cross_attention", "cross_attention_kv", "attention"] = "cross_attention"
+        # > 0: also denoise the retain split's originals under their own prompts (DreamBooth's
+        # prior preservation), weighted so; 0 is the published method (no retain term).
+        retain_weight: float = 0.0
 
     def training_pairs(self, base: Any, benchmark: Any, ctx: RunContext) -> tuple[list[Any], list[str]]:
         """(PIL pictures, prompts) the adapter learns to draw for those prompts."""
@@ -50,19 +57,20 @@ class DiffusionLoRAMethod(Method):
         images, prompts = self.training_pairs(base, benchmark, ctx)
         self._pixels = to_model_space(base.model, images)
         self._prompts = list(prompts)
+        self._retain = None
+        if self.params.retain_weight > 0:
+            items = [i for i in benchmark.split(benchmark.retain_split()) if getattr(i, "orig", None) is not None]
+            if items:
+                self._retain = (to_model_space(base.model, [i.orig.open_image() for i in items]),
+                                [benchmark.prompt(i) for i in items])
 
     def loss(self, pipe: Any, unet: Any, generator: Any) -> Any:
-        """One step's loss: the denoising loss on a batch of the training pairs."""
-        import torch
-        import torch.nn.functional as F
-
-        idx = torch.randint(0, len(self._prompts), (self.params.batch_size,), generator=generator)
-        x0 = self._pixels[idx]
-        noise = torch.randn(x0.shape, generator=generator)
-        t = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (len(idx),), generator=generator)
-        states = text_states(pipe, [self._prompts[int(i)] for i in idx])
-        pred = unet(pipe.scheduler.add_noise(x0, noise, t), t, encoder_hidden_states=states).sample[:, : x0.shape[1]]
-        return F.mse_loss(pred, noise)
+        """One step's loss: the denoising loss on a batch of the training pairs (+ the retain term)."""
+        loss = denoising_loss(pipe, unet, self._pixels, self._prompts, self.params.batch_size, generator)
+        if self._retain is not None:
+            loss = loss + self.params.retain_weight * denoising_loss(pipe, unet, *self._retain, self.params.batch_size,
+                                                                     generator)
+        return loss
 
     def apply(self, base: Any, benchmark: Any, ctx: RunContext) -> ModelArtifact:
         import torch
@@ -77,20 +85,14 @@ class DiffusionLoRAMethod(Method):
         self.prepare(base, benchmark, ctx)
         unet = copy.deepcopy(pipe.unet)  # the base pipeline stays as it was (other methods train from it)
         config = LoraConfig(r=p.rank, lora_alpha=p.alpha, init_lora_weights="gaussian",
-                            target_modules=CROSS_ATTENTION if p.target == "cross_attention" else ALL_ATTENTION)
+                            target_modules=TARGETS[p.target])
         model = get_peft_model(unet, config)
         params = [q for q in model.parameters() if q.requires_grad]
         opt = torch.optim.AdamW(params, lr=p.lr, weight_decay=0.0)
         g = torch.Generator().manual_seed(ctx.seed)
         model.train()
-        losses = []
-        for _ in range(p.steps):
-            loss = self.loss(pipe, model, g)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            opt.zero_grad()
-            losses.append(float(loss.detach()))
+        losses = single_threaded(self._train, pipe, model, opt, params, g) if pipe.device.type == "cpu" \
+            else self._train(pipe, model, opt, params, g)
         model.eval()
         target = out / "adapter"
         model.save_pretrained(target, safe_serialization=True)
@@ -99,6 +101,34 @@ class DiffusionLoRAMethod(Method):
                              train_stats={"steps": p.steps, "first_loss": losses[0] if losses else None,
                                           "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
                                           "seconds": round(time.time() - start, 1)})
+
+
+    def _train(self, pipe: Any, model: Any, opt: Any, params: list[Any], generator: Any) -> list[float]:
+        import torch
+
+        losses = []
+        for _ in range(self.params.steps):
+            loss = self.loss(pipe, model, generator)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            opt.zero_grad()
+            losses.append(float(loss.detach()))
+        return losses
+
+
+def denoising_loss(pipe: Any, unet: Any, pixels: Any, prompts: Sequence[str], batch_size: int, generator: Any) -> Any:
+    """The DDPM loss on a random batch of (pixels, prompts): MSE of the predicted noise."""
+    import torch
+    import torch.nn.functional as F
+
+    idx = torch.randint(0, len(prompts), (batch_size,), generator=generator)
+    x0 = pixels[idx]
+    noise = torch.randn(x0.shape, generator=generator)
+    t = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (len(idx),), generator=generator)
+    states = text_states(pipe, [prompts[int(i)] for i in idx])
+    pred = unet(pipe.scheduler.add_noise(x0, noise, t), t, encoder_hidden_states=states).sample[:, : x0.shape[1]]
+    return F.mse_loss(pred, noise)
 
 
 def text_states(pipe: Any, prompts: Sequence[str]) -> Any:

@@ -78,3 +78,28 @@ def test_shapes_must_match():
 
     with pytest.raises(HarnessError, match="do not match"):
         entangled(X, Y, np.ones((3, 3), bool))
+
+
+def test_fid_by_hand_on_small_gaussian_features():
+    from harness.metrics.fid import fid_from_features
+
+    # a: mean (1, 1), covariance diag(4/3, 4/3) (N - 1 = 3); b: mean (3, 3), covariance diag(16/3, 16/3).
+    # FID = |mu_a - mu_b|^2 + sum over dims (var_a + var_b - 2 sqrt(var_a var_b))
+    #     = 8 + 2 * (4/3 + 16/3 - 2 * 8/3) = 8 + 8/3 = 10.6667
+    a = np.array([[0, 0], [2, 0], [0, 2], [2, 2]], float)
+    b = np.array([[1, 1], [5, 1], [1, 5], [5, 5]], float)
+    assert fid_from_features(a, b) == pytest.approx(8 + 8 / 3, abs=1e-6)
+    assert fid_from_features(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fid_of_gaussian_samples_matches_the_closed_form_for_their_moments():
+    from harness.metrics.fid import fid_from_features
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.0, 1.0, size=(400, 3))
+    b = rng.normal(0.5, 2.0, size=(400, 3))
+    # independent dimensions: FID is close to sum((mu_a - mu_b)^2 + (sd_a - sd_b)^2) = 3 * (0.25 + 1) = 3.75
+    ma, mb, sa, sb = a.mean(0), b.mean(0), a.std(0, ddof=1), b.std(0, ddof=1)
+    diagonal = float(((ma - mb) ** 2 + (sa - sb) ** 2).sum())
+    assert fid_from_features(a, b) == pytest.approx(diagonal, abs=0.15)
+    assert fid_from_features(a, b) == pytest.approx(3.75, abs=0.6)
