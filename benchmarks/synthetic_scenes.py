@@ -47,7 +47,10 @@ class SceneUnlearningBenchmark(Benchmark):
         "clip_model_path": "a local CLIP checkpoint for `clip_distance`; none: no CLIP distance",
         "entangled_s_in": "S_in of Entangled-D: `code` (1 - RMSE, the reference code) or `change` (RMSE); metrics.md §13",
     }
-    default_metrics: ClassVar[tuple[str, ...]] = ("entangled_d@forget", "entangled_s@forget")
+    # ForgetMe's README table (FID, CLIP distance, Entangled-D, Entangled-S); FID and CLIP distance
+    # show "—" unless the user gives their weights (fid_features_path, clip_model_path).
+    default_metrics: ClassVar[tuple[str, ...]] = ("fid@forget", "clip_distance@forget", "entangled_d@forget",
+                                                  "entangled_s@forget")
     headline_metrics: ClassVar[tuple[str, ...]] = default_metrics
     steps: ClassVar[int] = 20
     guidance_scale: ClassVar[float] = 4.0
@@ -112,7 +115,7 @@ class SyntheticScenes(SceneUnlearningBenchmark):
         "n_retain": "scenes of each other concept (default 8)",
         "limit": "at most this many items per split (the run's --limit sets it)",
     }
-    default_metrics = ("entangled_d@forget", "entangled_s@forget", "object_detected@forget", "object_detected@retain")
+    default_metrics = (*SceneUnlearningBenchmark.default_metrics, "object_detected@forget", "object_detected@retain")
     headline_metrics = default_metrics
 
     def load(self) -> BenchmarkData:
