@@ -216,3 +216,34 @@ def test_fid_and_clip_distance_are_unavailable_without_weights_and_run_with_a_lo
     real = [i.bg.open_image() for i in items]
     expected = fid_from_features(extract_features(str(path), gen), extract_features(str(path), real))
     assert res["fid@forget"].value == pytest.approx(expected) and res["fid@forget"].value > 0
+
+
+def test_before_after_grid_has_a_row_per_prompt(tmp_path):
+    from PIL import Image
+
+    from harness.api.media import BlobStore
+    from harness.api.requests import ImageResponse
+    from harness.grids import CELL, LABEL_W, SCALE, write_grid
+    from harness.testing import FakeBackend
+
+    store = BlobStore(tmp_path / "blobs")
+
+    def solid(colour):
+        def draw(r):
+            import io
+
+            buf = io.BytesIO()
+            Image.new("RGB", (32, 32), colour).save(buf, format="PNG")
+            return ImageResponse([store.put(buf.getvalue())])
+        return draw
+
+    requests = [ImageGenerationRequest(prompt=p, seed=s) for p in ("<cat>", "<bird>") for s in range(6)]
+    requests.append(ImageGenerationRequest(prompt="<cat>", seed=0, init_image=None, strength=1.0))  # a duplicate
+    before = FakeBackend(serves={"generate_image"}, responders={"generate_image": solid((255, 0, 0))})
+    after = FakeBackend(serves={"generate_image"}, responders={"generate_image": solid((0, 0, 255))})
+    grid = Image.open(write_grid(tmp_path / "grid.png", requests, after, before, per_prompt=4))
+    assert grid.size == (LABEL_W + 9 * CELL * SCALE, 3 * CELL * SCALE)
+    assert before.calls == after.calls == 8  # 2 prompts x 4 seeds, each side once
+    row = CELL * SCALE + 5
+    assert grid.getpixel((LABEL_W + 5, row)) == (255, 0, 0)  # before, first seed
+    assert grid.getpixel((LABEL_W + 5 * CELL * SCALE + 5, row)) == (0, 0, 255)  # after, first seed
