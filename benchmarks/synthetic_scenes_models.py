@@ -5,8 +5,8 @@ scenes of every concept (150 each, scene seed 1: never the benchmark's scenes) u
 concept prompt ("<cat>", "<bird>", ...). Registered beside the benchmark (harness/catalog.py,
 MODELS and BUILDERS): the core never imports a benchmark.
 
-Measured (default recipe, 600 steps of 16): 200 s wall single-threaded on 2 cores shared with
-load ~5 (about 60-80 s on an idle core); final denoising loss ~0.05. "<cat>" draws orange
+Measured (default recipe, 600 steps of 16): 118 CPU-seconds single-threaded (241 s wall on 2
+cores shared with load ~5, so about 2 min on an idle core); final denoising loss ~0.05. "<cat>" draws orange
 round objects with ears on the textures, "<bird>" blue ones; the detector's rates are in
 tests/test_diffusion_zoo.py and the example's table (README).
 """
