@@ -247,3 +247,64 @@ def test_before_after_grid_has_a_row_per_prompt(tmp_path):
     row = CELL * SCALE + 5
     assert grid.getpixel((LABEL_W + 5, row)) == (255, 0, 0)  # before, first seed
     assert grid.getpixel((LABEL_W + 5 * CELL * SCALE + 5, row)) == (0, 0, 255)  # after, first seed
+
+
+def _tiny_clip(directory: Path) -> Path:
+    """A random tiny CLIP (character vocabulary, 32-px images) saved with its processor."""
+    import json
+
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in "abcdefghijklmnopqrstuvwxyz<>":
+        vocab.setdefault(c, len(vocab))
+        vocab.setdefault(c + "</w>", len(vocab))
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.json").write_text(json.dumps(vocab))
+    (directory / "merges.txt").write_text("#version: 0.2\n")
+    tok = CLIPTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"))
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    cfg = CLIPConfig(text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                      num_attention_heads=2, max_position_embeddings=16, bos_token_id=0, eos_token_id=1,
+                                      pad_token_id=1),
+                     vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                        image_size=32, patch_size=8), projection_dim=16)
+    torch.manual_seed(0)
+    CLIPModel(cfg).save_pretrained(directory)
+    CLIPProcessor(image_processor=images, tokenizer=tok).save_pretrained(directory)
+    return directory
+
+
+def test_clip_distance_with_a_local_tiny_clip(tmp_path):
+    import io
+
+    import torch
+    from transformers import CLIPModel, CLIPProcessor
+
+    from harness.api.media import BlobStore
+    from harness.api.requests import ImageResponse
+    from harness.catalog import build_benchmark
+    from harness.evaluate import evaluate, resolve_metrics
+    from harness.testing import FakeBackend
+
+    clip = _tiny_clip(tmp_path / "clip")
+    store = BlobStore(tmp_path / "blobs")
+    drawn = dict(zip(range(1000, 1004), scenes("<cat>", 4, seed=2)))
+
+    def draw(r):
+        buf = io.BytesIO()
+        drawn[r.seed].original().save(buf, format="PNG")
+        return ImageResponse([store.put(buf.getvalue())])
+
+    bench = build_benchmark("synthetic-scenes", n_forget=4, n_retain=1, clip_model_path=str(clip))
+    backend = FakeBackend(serves={"generate_image"}, responders={"generate_image": draw})
+    result = evaluate(bench, resolve_metrics(bench, ["clip_distance@forget"], 0), backend).results["clip_distance@forget"]
+    # Independently: CLIP's own forward pass, logits_per_image = exp(logit_scale) * cosine.
+    model, processor = CLIPModel.from_pretrained(clip).eval(), CLIPProcessor.from_pretrained(clip)
+    images = [drawn[i.seed].original() for i in bench.split("forget")]
+    inputs = processor(text=["<cat>"], images=images, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        cosine = model(**inputs).logits_per_image[:, 0] / model.logit_scale.exp()
+    assert result.n == 4
+    assert result.value == pytest.approx(float((1 - cosine).mean()), abs=1e-5)
