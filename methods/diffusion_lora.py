@@ -22,6 +22,8 @@ import copy
 import time
 from typing import Any, Literal, Sequence
 
+from pydantic import Field
+
 from harness.api.context import RunContext
 from harness.api.method import Method
 from harness.artifacts import ModelArtifact
@@ -38,15 +40,16 @@ class DiffusionLoRAMethod(Method):
     """Train a LoRA adapter on a text-to-image UNet; subclasses give the data or the loss."""
 
     class Params(Method.Params):
-        rank: int = 8
-        alpha: int = 8
-        lr: float = 2e-3
-        steps: int = 150
-        batch_size: int = 8
-        target: Literal["cross_attention", "cross_attention_kv", "attention"] = "cross_attention"
-        # > 0: also denoise the retain split's originals under their own prompts (DreamBooth's
-        # prior preservation), weighted so; 0 is the published method (no retain term).
-        retain_weight: float = 0.0
+        rank: int = Field(8, ge=1, description="LoRA rank")
+        alpha: int = Field(8, ge=1, description="LoRA alpha (scale = alpha / rank)")
+        lr: float = Field(2e-3, gt=0, description="AdamW learning rate")
+        steps: int = Field(150, ge=1, description="optimiser steps")
+        batch_size: int = Field(8, ge=1, description="pictures per step (and per retain step)")
+        target: Literal["cross_attention", "cross_attention_kv", "attention"] = Field(
+            "cross_attention", description="UNet modules LoRA adapts: attn2 q/k/v/out, attn2 k/v only, or attn1+attn2")
+        retain_weight: float = Field(0.0, ge=0, description=(
+            "weight of a denoising loss on the retain split's originals under their own prompts (DreamBooth-style "
+            "prior preservation); 0 = the published method, no retain term"))
 
     def training_pairs(self, base: Any, benchmark: Any, ctx: RunContext) -> tuple[list[Any], list[str]]:
         """(PIL pictures, prompts) the adapter learns to draw for those prompts."""
@@ -57,6 +60,10 @@ class DiffusionLoRAMethod(Method):
         images, prompts = self.training_pairs(base, benchmark, ctx)
         self._pixels = to_model_space(base.model, images)
         self._prompts = list(prompts)
+        self.prepare_retain(base, benchmark)
+
+    def prepare_retain(self, base: Any, benchmark: Any) -> None:
+        """The retain term's data (the retain split's originals and prompts) when `retain_weight` > 0."""
         self._retain = None
         if self.params.retain_weight > 0:
             items = [i for i in benchmark.split(benchmark.retain_split()) if getattr(i, "orig", None) is not None]
@@ -67,10 +74,13 @@ class DiffusionLoRAMethod(Method):
     def loss(self, pipe: Any, unet: Any, generator: Any) -> Any:
         """One step's loss: the denoising loss on a batch of the training pairs (+ the retain term)."""
         loss = denoising_loss(pipe, unet, self._pixels, self._prompts, self.params.batch_size, generator)
-        if self._retain is not None:
-            loss = loss + self.params.retain_weight * denoising_loss(pipe, unet, *self._retain, self.params.batch_size,
-                                                                     generator)
-        return loss
+        return loss + self.retain_loss(pipe, unet, generator)
+
+    def retain_loss(self, pipe: Any, unet: Any, generator: Any) -> Any:
+        """`retain_weight` x the denoising loss on a batch of retain pictures (0 without a retain term)."""
+        if getattr(self, "_retain", None) is None:
+            return 0.0
+        return self.params.retain_weight * denoising_loss(pipe, unet, *self._retain, self.params.batch_size, generator)
 
     def apply(self, base: Any, benchmark: Any, ctx: RunContext) -> ModelArtifact:
         import torch

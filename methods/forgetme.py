@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from harness.api.context import RunContext
 from harness.methods.diffusion_lora import DiffusionLoRAMethod, text_states, to_model_space
@@ -44,7 +45,7 @@ class InpaintLoRA(DiffusionLoRAMethod):
     name = "inpaint-lora"
 
     class Params(DiffusionLoRAMethod.Params):
-        fill_iterations: int = 300
+        fill_iterations: int = Field(300, ge=1, description="averaging sweeps of the harmonic fill")
 
     def training_pairs(self, base: Any, benchmark: Any, ctx: RunContext) -> tuple[list[Any], list[str]]:
         from PIL import Image
@@ -83,9 +84,9 @@ class ESD(DiffusionLoRAMethod):
     name = "esd"
 
     class Params(DiffusionLoRAMethod.Params):
-        eta: float = 1.0  # negative guidance strength
-        samples: int = 8  # pictures of the concept the frozen model draws to train on
-        sample_steps: int = 20
+        eta: float = Field(1.0, ge=0, description="negative guidance strength")
+        samples: int = Field(8, ge=1, description="pictures of the concept the frozen model draws to train on")
+        sample_steps: int = Field(20, ge=1, description="denoising steps of those pictures")
 
     def prepare(self, base: Any, benchmark: Any, ctx: RunContext) -> None:
         from harness.api.requests import ImageGenerationRequest
@@ -98,6 +99,7 @@ class ESD(DiffusionLoRAMethod):
         images = [r.images[0].open_image() for r in backend.run(requests)]
         self._pixels = to_model_space(base.model, images)
         self._concept = concept
+        self.prepare_retain(base, benchmark)
 
     def loss(self, pipe: Any, unet: Any, generator: Any) -> Any:
         import torch
@@ -115,4 +117,4 @@ class ESD(DiffusionLoRAMethod):
             e_c = pipe.unet(xt, t, encoder_hidden_states=c).sample[:, :ch]
             e_0 = pipe.unet(xt, t, encoder_hidden_states=empty).sample[:, :ch]
         target = e_0 - self.params.eta * (e_c - e_0)
-        return F.mse_loss(unet(xt, t, encoder_hidden_states=c).sample[:, :ch], target)
+        return F.mse_loss(unet(xt, t, encoder_hidden_states=c).sample[:, :ch], target) + self.retain_loss(pipe, unet, generator)
