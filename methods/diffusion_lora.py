@@ -134,8 +134,9 @@ def denoising_loss(pipe: Any, unet: Any, pixels: Any, prompts: Sequence[str], ba
 
     idx = torch.randint(0, len(prompts), (batch_size,), generator=generator)
     x0 = pixels[idx]
-    noise = torch.randn(x0.shape, generator=generator)
-    t = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (len(idx),), generator=generator)
+    # Drawn on the CPU generator, then moved: the same draws on any device.
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
+    t = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (len(idx),), generator=generator).to(x0.device)
     states = text_states(pipe, [prompts[int(i)] for i in idx])
     pred = unet(pipe.scheduler.add_noise(x0, noise, t), t, encoder_hidden_states=states).sample[:, : x0.shape[1]]
     return F.mse_loss(pred, noise)

@@ -108,8 +108,8 @@ class ESD(DiffusionLoRAMethod):
         n = self.params.batch_size
         idx = torch.randint(0, self._pixels.shape[0], (n,), generator=generator)
         x0 = self._pixels[idx]
-        noise = torch.randn(x0.shape, generator=generator)
-        t = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (n,), generator=generator)
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
+        t = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (n,), generator=generator).to(x0.device)
         xt = pipe.scheduler.add_noise(x0, noise, t)
         c, empty = text_states(pipe, [self._concept] * n), text_states(pipe, [""] * n)
         ch = x0.shape[1]
