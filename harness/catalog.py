@@ -36,6 +36,8 @@ for name, target, desc in [
      "tiny LLaVA on every fictitious-faces person"),
     ("tiny-faces-retain", "harness.benchmarks.fictitious_faces_models:build_tiny_faces_retain",
      "tiny LLaVA without the forget persons"),
+    ("tiny-scenes", "harness.benchmarks.synthetic_scenes_models:build_tiny_scenes",
+     "tiny pixel-space text-to-image model on drawn scenes"),
 ]:
     BUILDERS.add_lazy(name, target, desc)
 
@@ -48,6 +50,8 @@ for name, target, desc in [
      "tiny LLaVA trained offline on every trained fictitious-faces person (the VLM to unlearn)"),
     ("tiny-faces-retain", "harness.benchmarks.fictitious_faces_models:TINY_FACES_RETAIN",
      "tiny LLaVA trained without any forget1/5/10 person (the retain-only reference)"),
+    ("tiny-scenes", "harness.benchmarks.synthetic_scenes_models:TINY_SCENES",
+     "tiny pixel-space text-to-image model (IF-style diffusers pipeline) trained offline on drawn scenes"),
     ("tiny-safety", "harness.benchmarks.tiny_safety:TINY_SAFETY",
      "tiny chat Llama that refuses placeholder harmful requests, with a built-in role-play gap"),
 ]:
@@ -78,6 +82,10 @@ for name, target, desc in [
      "StrongREJECT forbidden prompts, all + small subset, judged ASR (available: pinned GitHub CSV or `path`)"),
     ("sorry-bench", "harness.benchmarks.sorry_bench:SorryBench",
      "SORRY-Bench 202406 refusal rate, base + CHES train/test split (gated: local `path` only)"),
+    ("synthetic-scenes", "harness.benchmarks.synthetic_scenes:SyntheticScenes",
+     "ForgetMe-shaped diffusion unlearning on drawn {orig,bg,mask} scenes (<cat>, <bird>, ...), offline"),
+    ("forgetme", "harness.benchmarks.synthetic_scenes:ForgetMe",
+     "ForgetMe selective forgetting in text-to-image models (unavailable: not released; `path` to {orig,bg,mask} triples)"),
     ("emergent-misalignment", "harness.benchmarks.emergent_misalignment:EmergentMisalignment",
      "open questions sampled at temperature 1, judged aligned/coherent 0-100 (upstream question files, pinned)"),
 ]:
@@ -102,6 +110,12 @@ for name, target, desc in [
      "dataset; reports likelihood displacement"),
     ("ches-dpo", "harness.methods.dpo:CHESDPO",
      "DPO on the preference pairs with the lowest CHES / LN-CHES scores (a window at a quantile), TRL DPOTrainer"),
+    ("forgetme-lora", "harness.methods.forgetme:ForgetMeLoRA",
+     "ForgetMe: LoRA on a diffusion UNet's cross-attention, trained on the forget scenes' backgrounds under the forget prompt"),
+    ("inpaint-lora", "harness.methods.forgetme:InpaintLoRA",
+     "ForgetMe's LoRA+Inpaint baseline: the same LoRA on originals with the mask inpainted (harmonic fill)"),
+    ("esd", "harness.methods.forgetme:ESD",
+     "ESD-x: negative-guidance fine-tuning of a diffusion UNet's cross-attention (LoRA) on its own samples of the concept"),
     ("grace", "harness.methods.grace:GRACE",
      "GRACE (ALKALI): preference + separation/merge/smoothing on layer-wise pooled safe/unsafe/jailbreak "
      "completions; LoRA on the LLM (+ refusal SFT) so generations change, pooler saved for AVQI"),
@@ -109,6 +123,16 @@ for name, target, desc in [
     METHODS.add_lazy(name, target, desc)
 
 for name, target, desc in [
+    ("entangled_d", "harness.metrics.diffusion:EntangledD",
+     "ForgetMe Entangled-D: similarity x consistency of the forget-prompt edit vs original and mask (alpha = beta = 0.5)"),
+    ("entangled_s", "harness.metrics.diffusion:EntangledS",
+     "ForgetMe Entangled-S: consistency C inside vs outside the mask of the forget-prompt edit"),
+    ("fid", "harness.metrics.fid:FID",
+     "Frechet distance of a split's generations to its real pictures, features from a user-supplied TorchScript net"),
+    ("clip_distance", "harness.metrics.fid:CLIPDistance",
+     "1 - CLIP cosine of each generation with its prompt, under a user-supplied local CLIP checkpoint"),
+    ("object_detected", "harness.metrics.diffusion:ObjectDetected",
+     "share of the split's prompt generations in which the project's detector finds the prompt's object"),
     ("probability", "harness.metrics.probability:Probability",
      "length-normalised answer probability exp(-avgNLL), mean over items"),
     ("rouge_l_recall", "harness.metrics.rouge:RougeLRecall",
@@ -201,6 +225,8 @@ for name, target, desc in [
     JUDGES.add_lazy(name, target, desc)
 
 BACKENDS.add_lazy("hf", "harness.backends.hf:HFBackend", "Hugging Face transformers: generation, loglikelihood, hidden states")
+BACKENDS.add_lazy("diffusers", "harness.backends.diffusion:DiffusionBackend",
+                  "diffusers text-to-image pipelines (the `diffusion` extra): image generation, content-addressed")
 BACKENDS.add_lazy("vllm", "harness.backends.vllm:VLLMBackend",
                   "vLLM in-process engine: generation, top logprobs, LoRA adapters, prompt-logprob loglikelihood")
 BACKENDS.add_lazy("openai", "harness.backends.openai:OpenAIBackend",

@@ -73,6 +73,8 @@ def run_cell(session: Session, cell: Cell, reference: dict[str, MetricResult] | 
         timing={"apply_s": t_apply, "evaluate_s": t_eval, "attack_s": t_attack}, requested=cfg.metrics,
     )
     write_cell(out, summary, evaluation.samples)
+    if spec.kind == "text-to-image":
+        _write_grid(session, spec, method.name, benchmark, metric_ids, backend, out)
     report = session.report
     report.cells.append(out)
     report.cache_hits += summary.cache.hits
@@ -82,6 +84,20 @@ def run_cell(session: Session, cell: Cell, reference: dict[str, MetricResult] | 
         f"{t_apply:.1f}s apply, {t_eval:.1f}s eval, {t_attack:.1f}s attacks)"
     )
     return results
+
+
+def _write_grid(session: Session, spec: ModelSpec, method: str, benchmark: Any, metric_ids: list[str], backend: Any,
+                out: Any) -> None:
+    """`grid.png`: the cell's text-to-image generations beside the base model's, per prompt
+    (harness/grids.py); both answered from the cache after the evaluation."""
+    from harness.evaluate import collect_requests
+    from harness.grids import write_grid
+
+    requests = collect_requests(resolve_metrics(benchmark, metric_ids, session.config.seed))
+    before = None if method == NO_METHOD else session.backends.make(spec)
+    path = write_grid(out / "grid.png", requests, backend, before)
+    if path is not None:
+        session.console.print(f"  grid: {path}")
 
 
 def _mark_reference_role(results: dict[str, MetricResult]) -> None:

@@ -53,7 +53,7 @@ class Session:
         # lora_expected: a vLLM engine built for the original model can then serve the methods' adapters.
         lora = any(m.name != NO_METHOD for m in config.methods) or bool(config.attacks)
         self.backends = BackendFactory(self.cache, device=config.device, batch_size=config.batch_size,
-                                       lora_expected=lora, zoo=self.zoo)
+                                       lora_expected=lora, zoo=self.zoo, blobs=self.blobs)
         self.judges = JudgePanel(config.judges, make_backend=self.backends.named)
         self.loaded: dict[str, Any] = {}  # model name -> LoadedModel, shared by its methods
         self.benchmarks: dict[int, tuple[Any, list[str]]] = {}

@@ -46,6 +46,23 @@ class ImageQAItem(QAItem):
 
 
 @dataclass(frozen=True)
+class SceneItem:
+    """A ForgetMe-style scene for a text-to-image model (benchmarks.md §4): the prompt naming
+    its concept ("<cat>"), the seed its generations use, and the data triple: `orig` (the
+    object in the scene; None where a dataset has only backgrounds), `bg` (the scene without
+    it) and `mask` (white = the region to forget)."""
+
+    id: str
+    prompt: str
+    concept: str
+    seed: int
+    bg: MediaRef | None = None
+    mask: MediaRef | None = None
+    orig: MediaRef | None = None
+    answer: str = ""  # no text answer: kept so generic code (probes, sample records) reads one
+
+
+@dataclass(frozen=True)
 class MCQItem:
     """A multiple-choice question (WMDP, MMLU): `answer` is the index of the correct choice.
 

@@ -183,8 +183,47 @@ class GradNormRequest:
         _media(self)
 
 
-Request = Union[GenerateRequest, LoglikelihoodRequest, HiddenStatesRequest, GradNormRequest]
-Response = Union[GenerateResponse, LoglikelihoodResponse, HiddenStatesResponse, GradNormResponse]
+@dataclass
+class ImageResponse:
+    """Generated images, content-addressed: the cache stores these references, the pixels live
+    in the run's `BlobStore` (one PNG per content hash)."""
+
+    images: list[MediaRef]
+
+
+def _image_response_from_fields(fields: dict) -> "ImageResponse":
+    return ImageResponse([MediaRef(i["sha256"], i.get("path"), i.get("mime", "image/png")) for i in fields["images"]])
+
+
+@request_kind("generate_image", ImageResponse, decode=_image_response_from_fields)
+@dataclass(frozen=True)
+class ImageGenerationRequest:
+    """Text-to-image generation (a diffusers pipeline): `n` images of `prompt` from `seed`.
+
+    Always seeded, so always cached: a rerun makes no model call. `init_image` (with
+    `strength` in (0, 1]) asks for image-to-image instead: the picture noised to `strength`
+    and denoised under `prompt` (SDEdit; the pipeline's img2img variant), which keeps it
+    pixel-aligned with the original, as the Entangled metrics need.
+    """
+
+    prompt: str
+    negative_prompt: str = ""
+    seed: int = 0
+    steps: int = 20
+    guidance_scale: float = 4.0
+    height: int | None = None  # None: the model's native size
+    width: int | None = None
+    n: int = 1
+    init_image: MediaRef | None = None
+    strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.init_image is not None and not isinstance(self.init_image, MediaRef):
+            object.__setattr__(self, "init_image", as_media(self.init_image))
+
+
+Request = Union[GenerateRequest, LoglikelihoodRequest, HiddenStatesRequest, GradNormRequest, ImageGenerationRequest]
+Response = Union[GenerateResponse, LoglikelihoodResponse, HiddenStatesResponse, GradNormResponse, ImageResponse]
 
 
 def request_key(request: Request) -> str:

@@ -22,9 +22,11 @@ if TYPE_CHECKING:
 
 class BackendFactory:
     def __init__(self, cache: "ResponseCache | None" = None, device: str | None = None,
-                 batch_size: int | str = "auto", lora_expected: bool = False, zoo: "ModelZoo | None" = None):
-        """`lora_expected`: a vLLM engine built for a base model will also serve the methods' adapters."""
-        self.cache, self.device, self.batch_size = cache, device, batch_size
+                 batch_size: int | str = "auto", lora_expected: bool = False, zoo: "ModelZoo | None" = None,
+                 blobs: Any = None):
+        """`lora_expected`: a vLLM engine built for a base model will also serve the methods' adapters.
+        `blobs`: the BlobStore generated images go to (None: `<cache>/blobs`)."""
+        self.cache, self.device, self.batch_size, self.blobs = cache, device, batch_size, blobs
         self.lora_expected, self.zoo = lora_expected, zoo
         self.used: list[CachedBackend] = []
 
@@ -33,7 +35,7 @@ class BackendFactory:
         from harness.backends.routing import build_backend
 
         routed = build_backend(spec, device=self.device, batch_size=self.batch_size, adapter=adapter,
-                               lora_expected=self.lora_expected)
+                               lora_expected=self.lora_expected, blobs=self.blobs)
         return self._cached(routed, self.cache)
 
     def named(self, name: str) -> CachedBackend:
@@ -51,6 +53,12 @@ class BackendFactory:
         under a name that could later mean other weights."""
         from harness.backends.hf import HFBackend
 
+        if loaded.spec.kind == "text-to-image":
+            from harness.backends.diffusion import DiffusionBackend
+
+            diffusion = DiffusionBackend(loaded.spec, device=loaded.device, loaded=loaded, identity=identity,
+                                         blobs=self.blobs)
+            return self._cached(diffusion, self.cache if cached else None)
         backend = HFBackend(loaded.spec, device=loaded.device, batch_size=batch_size, loaded=loaded, identity=identity)
         return self._cached(backend, self.cache if cached else None)
 

@@ -31,6 +31,10 @@ from harness.zoo.specs import ModelSpec
 
 AUTO = "auto"
 FALLBACK = "hf"
+# What a text-to-image model answers, and the backend that runs its pipeline in this process.
+# Text models never route these kinds; a text-to-image model routes only these.
+TEXT_TO_IMAGE_KINDS: frozenset[str] = frozenset({"generate_image"})
+DIFFUSION = "diffusers"
 
 
 def vllm_installed() -> bool:
@@ -70,15 +74,17 @@ def routes(spec: ModelSpec, device: str | None = None) -> dict[str, str]:
     """Request kind -> backend name for every kind some backend of this spec serves."""
     from harness.catalog import BACKENDS
 
+    if spec.kind == "text-to-image":
+        return {k: DIFFUSION for k in sorted(TEXT_TO_IMAGE_KINDS)}
     default = spec.backend
     if default == AUTO:
-        out = {k: FALLBACK for k in kind_names()}
+        out = {k: FALLBACK for k in kind_names() if k not in TEXT_TO_IMAGE_KINDS}
         if vllm_usable(device):
             out["generate"] = "vllm"
     else:
         BACKENDS.check(default)
         served = _serves(default)
-        out = {k: (default if k in served else FALLBACK) for k in kind_names()}
+        out = {k: (default if k in served else FALLBACK) for k in kind_names() if k not in TEXT_TO_IMAGE_KINDS}
     for kind, name in spec.backends.items():
         BACKENDS.check(name)
         if kind not in _serves(name):
@@ -99,12 +105,17 @@ def served_kinds(spec: ModelSpec, device: str | None = None) -> frozenset[str]:
 
 
 def build_backend(spec: ModelSpec, device: str | None = None, batch_size: int | str = "auto",
-                  adapter: str | None = None, lora_expected: bool = False) -> Backend:
+                  adapter: str | None = None, lora_expected: bool = False, blobs: Any = None) -> Backend:
     """The backend(s) a spec asks for: a plain HFBackend when everything routes to HF (the
-    common case, unchanged behaviour), else a RoutedBackend over one instance per name."""
+    common case, unchanged behaviour), a DiffusionBackend for a text-to-image model (its
+    images go to `blobs`), else a RoutedBackend over one instance per name."""
     from harness.backends.hf import HFBackend
 
     table = routes(spec, device)
+    if set(table.values()) == {DIFFUSION}:
+        from harness.backends.diffusion import DiffusionBackend
+
+        return DiffusionBackend(spec, device=device, adapter=adapter, blobs=blobs)
     names = set(table.values())
     # HF loads lazily, so building one costs nothing until it is asked something; it is the
     # primary whenever the model has local weights (the runner's adapter check reads them).

@@ -79,7 +79,7 @@ def load_hf_model(spec: ModelSpec, device: str | None = None, adapter: str | Non
     path = spec.resolve_path()
     device = resolve_device(device)
     if spec.kind == "text-to-image":
-        return _load_pipeline(spec, path, device)
+        return _load_pipeline(spec, path, device, adapter or spec.adapter)
     tok = load_tokenizer(path, spec)
     processor = load_processor(path, spec) if spec.kind == "image-text-to-text" else None
     auto_class = getattr(transformers, AUTO_CLASSES[spec.kind])
@@ -115,8 +115,11 @@ def load_processor(path: str, spec: ModelSpec) -> Any:
         raise ModelLoadError(f"cannot load the processor of model {spec.name!r} from {path!r}: {_short(e)}") from e
 
 
-def _load_pipeline(spec: ModelSpec, path: str, device: str) -> LoadedModel:
-    """A diffusers text-to-image pipeline (local Stable-Diffusion-style directory or pinned hub id)."""
+def _load_pipeline(spec: ModelSpec, path: str, device: str, adapter: str | None = None) -> LoadedModel:
+    """A diffusers text-to-image pipeline (local Stable-Diffusion-style directory or pinned hub id).
+
+    `adapter`: a PEFT LoRA directory trained on the UNet (the diffusion methods'), merged into
+    the UNet's weights, so the pipeline runs at its plain speed."""
     try:
         from diffusers import DiffusionPipeline
     except ImportError:
@@ -126,6 +129,14 @@ def _load_pipeline(spec: ModelSpec, path: str, device: str) -> LoadedModel:
                                                  trust_remote_code=spec.trust_remote_code)
     except Exception as e:  # noqa: BLE001
         raise ModelLoadError(f"cannot load pipeline {spec.name!r} from {path!r}: {_short(e)}") from e
+    if adapter:
+        from peft import PeftModel
+
+        try:
+            unet = PeftModel.from_pretrained(pipe.unet, adapter).merge_and_unload()
+        except Exception as e:  # noqa: BLE001
+            raise ModelLoadError(f"cannot load UNet adapter {adapter!r} for model {spec.name!r}: {_short(e)}") from e
+        pipe.register_modules(unet=unet)
     pipe.to(device)
     return LoadedModel(model=pipe, tokenizer=getattr(pipe, "tokenizer", None), spec=spec, path=path, device=device)
 

@@ -175,7 +175,8 @@ def single_threaded(fn: Any, *args: Any, **kwargs: Any) -> Any:
         torch.set_num_threads(before)
 
 
-def cached_build(target: Path, build: Callable[[Path], None], dry_run: bool = False) -> Path | None:
+def cached_build(target: Path, build: Callable[[Path], None], dry_run: bool = False,
+                 marker: str = "model.safetensors") -> Path | None:
     """`target` when built; else `build(tmp)` into a temp dir beside it, renamed into place when
     complete (an interrupted build never leaves half a model). `dry_run`: only look; None when
     the model still has to be built.
@@ -183,15 +184,16 @@ def cached_build(target: Path, build: Callable[[Path], None], dry_run: bool = Fa
     One build per recipe: a file lock beside the target makes a second process wait for the
     first and then use its result. Whoever holds the lock removes the half-built temp dirs of
     builds that were killed, and the finished dir gets the mode a plain mkdir would give it
-    (0777 less the umask), not mkdtemp's 0700."""
-    if (target / "model.safetensors").exists():
+    (0777 less the umask), not mkdtemp's 0700. `marker`: the file whose presence says the
+    model is complete (a diffusers pipeline keeps its weights in subfolders)."""
+    if (target / marker).exists():
         return target
     if dry_run:
         return None
     target.parent.mkdir(parents=True, exist_ok=True)
     with exclusive(target.parent / f".{target.name}.lock",
                    on_wait=lambda: log.warning("waiting for another process building %s", target.name)):
-        if (target / "model.safetensors").exists():  # built by another process while we waited
+        if (target / marker).exists():  # built by another process while we waited
             return target
         for stale in target.parent.glob(f".{target.name}-*"):
             shutil.rmtree(stale, ignore_errors=True)
