@@ -96,10 +96,13 @@ def test_vlm_lens_uses_the_language_models_norm_and_head(tiny_vlm_dir, tmp_path)
     img = tmp_path / "cat.png"
     Image.fromarray(np.arange(48 * 48 * 3, dtype=np.uint8).reshape(48, 48, 3)).save(img)
     backend = HFBackend(ModelSpec(name="v", path=str(tiny_vlm_dir), kind="image-text-to-text", dtype="float32"), device="cpu")
+    m = backend.model
+    with torch.no_grad():  # a norm of ones hides a missing or doubled norm; make it matter
+        lm_norm = m.model.language_model.norm.weight
+        lm_norm.copy_(0.5 + torch.rand(lm_norm.shape, generator=torch.Generator().manual_seed(2)) * 2)
     req = LogitLensRequest("What colour is it?", layers=(1, -1), top_k=4, targets=("Red",), images=(str(img),))
     (resp,) = backend.run([req])
     ids, pixels = backend.encode_with_images(req)
-    m = backend.model
     with torch.no_grad():
         out = m(input_ids=torch.tensor([ids]), pixel_values=pixels, output_hidden_states=True)
     final = torch.softmax(out.logits[0, -1].float(), -1).numpy()
@@ -149,3 +152,34 @@ def test_fake_backend_serves_the_kind():
     fake = FakeBackend()
     (resp,) = fake.run([LogitLensRequest("q", layers=(3, 4), top_k=2, target_ids=(9,))])
     assert resp.top_ids == {3: [0, 1], 4: [0, 1]} and resp.target_ids == [9]
+
+
+def test_lens_under_an_edit_intervention_is_keyed_apart_and_the_weights_come_back(text_backend, tmp_path):
+    """UnLOK-VQA's loop in small: edit one MLP layer, read the lens, restore (docs/metrics.md §11)."""
+    from contextlib import contextmanager
+
+    from harness.api.intervention import Intervention
+    from harness.backends.intervened import IntervenedBackend
+
+    @contextmanager
+    def edit(backend):
+        w = backend.model.model.layers[0].mlp.down_proj.weight
+        saved = w.detach().clone()
+        with torch.no_grad():
+            w.add_(torch.ones_like(w))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                w.copy_(saved)
+
+    req = LogitLensRequest(PROMPT, layers=(1, 2), target_ids=(4,))
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    plain = CachedBackend(text_backend, cache).run([req])[0]
+    ev = Intervention.from_recipe("edit", {"layer": 0, "delta": "ones"}, enter=edit)
+    edited = CachedBackend(IntervenedBackend(text_backend, ev), cache)
+    got = edited.run([req])[0]
+    assert edited.stats.misses == 1 and got.top_values[1] != plain.top_values[1]
+    assert text_backend.run([req])[0].top_values == plain.top_values  # restored after the batch
+    again = CachedBackend(IntervenedBackend(text_backend, ev), cache)
+    assert again.run([req])[0] == got and again.stats.hits == 1
