@@ -65,7 +65,9 @@ def fake_logit_lens(r: LogitLensRequest) -> LogitLensResponse:
     u = _unit(r.context + "".join(i.sha256 for i in r.images))
     return LogitLensResponse(top_ids={k: list(range(r.top_k)) for k in keys},
                              top_values={k: [u / (j + 1) for j in range(r.top_k)] for k in keys},
-                             target_ids=tids, target_values={k: [u / 10] * len(tids) for k in keys})
+                             target_ids=tids, target_values={k: [u / 10] * len(tids) for k in keys},
+                             bottom_ids={k: list(range(r.bottom_k)) for k in keys} if r.bottom_k else {},
+                             bottom_values={k: [-u / (j + 1) for j in range(r.bottom_k)] for k in keys} if r.bottom_k else {})
 
 
 def scripted_answers(answers: Mapping[str, str | Sequence[str]] | Callable[[GenerateRequest], str | Sequence[str]],

@@ -79,12 +79,16 @@ def test_probability_delta_and_second_difference_entries(text_backend):
     p0 = _hand_probs(out.hidden_states[0][0, -1], w, eps, head)
     p1 = _hand_probs(out.hidden_states[1][0, -1], w, eps, head)
     p2 = torch.softmax(out.logits[0, -1].float(), -1).numpy().astype(np.float64)
-    pd, pd2 = text_backend.run([LogitLensRequest(PROMPT, layers=(0, 1, -1), order=1, top_k=3, target_ids=(5,)),
+    pd, pd2 = text_backend.run([LogitLensRequest(PROMPT, layers=(0, 1, -1), order=1, top_k=3, target_ids=(5,),
+                                                 bottom_k=2),
                                 LogitLensRequest(PROMPT, layers=(0, 1, -1), order=2, top_k=3, target_ids=(5,))])
     assert set(pd.top_ids) == {1, -1} and set(pd2.top_ids) == {-1}  # keyed by the later layer
+    assert pd2.bottom_ids == {} and pd2.bottom_values == {}  # bottom_k not asked for
     for key, diff in ((1, p1 - p0), (-1, p2 - p1)):
         assert pd.top_ids[key] == np.argsort(-diff)[:3].tolist()
         np.testing.assert_allclose(pd.target_values[key], [diff[5]], atol=1e-6)
+        assert pd.bottom_ids[key] == np.argsort(diff)[:2].tolist()
+        np.testing.assert_allclose(pd.bottom_values[key], np.sort(diff)[:2], atol=1e-6)
     second = p2 - 2 * p1 + p0
     assert pd2.top_ids[-1] == np.argsort(-second)[:3].tolist()
     np.testing.assert_allclose(pd2.top_values[-1], np.sort(second)[::-1][:3], atol=1e-6)
@@ -142,6 +146,7 @@ def test_bad_requests_fail_in_one_line(text_backend):
     for req, msg in ((LogitLensRequest(PROMPT, layers=(9,)), "out of range"),
                      (LogitLensRequest(PROMPT, layers=(1,), order=1), "order 1"),
                      (LogitLensRequest(PROMPT, top_k=0), "top_k"),
+                     (LogitLensRequest(PROMPT, bottom_k=-1), "bottom_k"),
                      (LogitLensRequest(PROMPT, target_ids=(10**6,)), "outside the vocabulary")):
         with pytest.raises(HarnessError, match=msg) as e:
             text_backend.run([req])

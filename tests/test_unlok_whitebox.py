@@ -29,8 +29,10 @@ def test_head_projection_top_k_by_hand():
     assert ids[2].tolist() == [5, 3, 4, 2]
     # token 4 is in layer c's top-4 only; token 5 in layer c's: both succeed ("any" layer)
     assert lens.head_projection_success(P, 4) and lens.head_projection_success(P, 5)
-    # with k = 2, token 4 is in no layer's top-2 (c: 5, 3)
-    assert not lens.head_projection_success(P, 4, k=2)
+    # with k = 2, token 4 ties token 3 at 0.20 in layer c: in (the value rule); with k = 1 it is not
+    assert lens.head_projection_success(P, 4, k=2) and not lens.head_projection_success(P, 4, k=1)
+    # token 1 with k = 1: the largest values are 0.40, 0.30, 0.40 -> never token 1's
+    assert not lens.head_projection_success(P, 1, k=1) and lens.head_projection_success(P, 0, k=1)
     assert lens.head_projection_success(P[:1], 1, k=2) and not lens.head_projection_success(P[:1], 2, k=2)
 
 
@@ -57,10 +59,32 @@ def test_second_difference_by_hand():
     assert lens.attack_success(P, 4, order=2, k=3)
 
 
-def test_token_in_top_k_reads_mappings_and_cuts_at_k():
-    assert lens.token_in_top_k({25: [9, 8, 7, 6, 5], 29: [1, 2, 3, 4]}, 5) is False  # 5 is 5th at layer 25
-    assert lens.token_in_top_k({25: [9, 8, 7, 6, 5], 29: [1, 2, 3, 4]}, 4) is True
-    assert lens.token_in_top_k([[3]], 3, k=1)
+def test_ties_at_the_kth_value_count_as_the_code_compares_values():
+    # layer a with k = 3: the 3rd largest value is 0.10, held by tokens 2 and 3 -> both in (torch.ge)
+    assert lens.head_projection_success(P[:1], 2, k=3) and lens.head_projection_success(P[:1], 3, k=3)
+    assert not lens.head_projection_success(P[:1], 4, k=3)  # 0.05 < 0.10
+    assert lens.in_top_k(0.10, [0.40, 0.30, 0.10], 3) and not lens.in_top_k(0.099, [0.40, 0.30, 0.10], 3)
+    # bottom-k: layer a ascending is 0.05 (4), 0.05 (5), 0.10, 0.10 -> the 2nd smallest is 0.05
+    ids, vals = lens.bottom_k(P[:1], 2)
+    assert ids.tolist() == [[4, 5]] and vals.tolist() == [[0.05, 0.05]]
+    assert lens.in_bottom_k(0.05, vals[0], 2) and not lens.in_bottom_k(0.10, vals[0], 2)
+    with pytest.raises(HarnessError, match="3 top values given for a top-4 test"):
+        lens.in_top_k(0.1, [0.4, 0.3, 0.1], 4)
+
+
+def test_success_from_a_lens_response_is_any_over_entries():
+    from harness.api.requests import LogitLensResponse
+
+    resp = LogitLensResponse(
+        top_ids={25: [9, 8, 7, 6], 29: [1, 2, 3, 4]}, top_values={25: [0.5, 0.2, 0.1, 0.05], 29: [0.6, 0.1, 0.08, 0.07]},
+        target_ids=[6, 11], target_values={25: [0.05, 0.0], 29: [0.01, 0.0]},
+        bottom_ids={25: [11, 12], 29: [6, 11]}, bottom_values={25: [0.0, 0.0], 29: [0.0, 0.0]})
+    assert lens.lens_success(resp, 0, k=4)  # token 6 is 4th at layer 25 (0.05 >= 0.05)
+    assert not lens.lens_success(resp, 0, k=3)  # 0.05 < 0.1 and 0.01 < 0.08
+    assert not lens.lens_success(resp, 1, k=4) and lens.lens_success(resp, 1, k=2, side="bottom")
+    assert lens.lens_success(resp, 1, k=2, side="either") and not lens.lens_success(resp, 0, k=2, side="bottom")
+    with pytest.raises(HarnessError, match="side must be"):
+        lens.lens_success(resp, 0, side="middle")
 
 
 def test_attack_success_rate_and_its_interval():

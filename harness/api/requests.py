@@ -183,18 +183,20 @@ class GradNormRequest:
 @dataclass
 class LogitLensResponse:
     """Per entry (keyed by layer): the top-k token ids and their values, largest first, and the
-    values of the target tokens (in `target_ids` order). Values are probabilities for
-    `order=0`, their differences for 1 and 2 (docs/metrics.md §11). `target_ids`: the targets
-    as token ids (a text target by its first token)."""
+    values of the target tokens (in `target_ids` order); with `bottom_k`, also the bottom-k ids
+    and values, smallest first. Values are probabilities for `order=0`, their differences for 1
+    and 2 (docs/metrics.md §11). `target_ids`: the targets as token ids (a text by its first token)."""
 
     top_ids: dict[int, list[int]]
     top_values: dict[int, list[float]]
     target_ids: list[int]
     target_values: dict[int, list[float]]
+    bottom_ids: dict[int, list[int]] = dataclasses.field(default_factory=dict)
+    bottom_values: dict[int, list[float]] = dataclasses.field(default_factory=dict)
 
 
 def _logit_lens_from_fields(fields: dict) -> "LogitLensResponse":
-    for name in ("top_ids", "top_values", "target_values"):
+    for name in ("top_ids", "top_values", "target_values", "bottom_ids", "bottom_values"):
         fields[name] = {int(k): v for k, v in fields[name].items()}
     return LogitLensResponse(**fields)
 
@@ -210,12 +212,14 @@ class LogitLensRequest:
     already normed). `order` 1 or 2 differences consecutive chosen layers' distributions (PD,
     PD²); an entry is keyed by the later layer of its difference. `targets`: texts whose first
     token's value is reported (tokenised as a continuation); `target_ids`: token ids, likewise.
+    `bottom_k` > 0 also returns the k smallest entries (the code's bottom-k variants).
     """
 
     context: str
     layers: tuple[int, ...] = (-1,)
     top_k: int = 4
     order: int = 0
+    bottom_k: int = 0
     targets: tuple[str, ...] = ()
     target_ids: tuple[int, ...] = ()
     system: str | None = None

@@ -402,8 +402,8 @@ class HFBackend(Backend):
         from harness.representations import logit_lens as lens
 
         for r in requests:
-            if r.top_k < 1:
-                raise HarnessError(f"logit_lens: top_k must be >= 1, not {r.top_k}")
+            if r.top_k < 1 or r.bottom_k < 0:
+                raise HarnessError(f"logit_lens: top_k must be >= 1 and bottom_k >= 0, not {r.top_k}, {r.bottom_k}")
             if r.order not in lens.ORDERS or len(r.layers) <= r.order:
                 raise HarnessError(f"logit_lens: order {r.order!r} needs order 0, 1 or 2 and more than that many layers "
                                    f"(got {len(r.layers)})")
@@ -433,11 +433,16 @@ class HFBackend(Backend):
                 ids, top = lens.top_k(values, req.top_k)
                 keys = list(req.layers)[req.order:]
                 tids = targets[i]
-                out.append(LogitLensResponse(
+                resp = LogitLensResponse(
                     top_ids={k: ids[n].tolist() for n, k in enumerate(keys)},
                     top_values={k: top[n].tolist() for n, k in enumerate(keys)},
                     target_ids=list(tids),
-                    target_values={k: [float(values[n, t]) for t in tids] for n, k in enumerate(keys)}))
+                    target_values={k: [float(values[n, t]) for t in tids] for n, k in enumerate(keys)})
+                if req.bottom_k:
+                    bids, bottom = lens.bottom_k(values, req.bottom_k)
+                    resp.bottom_ids = {k: bids[n].tolist() for n, k in enumerate(keys)}
+                    resp.bottom_values = {k: bottom[n].tolist() for n, k in enumerate(keys)}
+                out.append(resp)
             return out
 
         done = self._map_batches("logit_lens", order, read)
