@@ -211,7 +211,8 @@ class LogitLensRequest:
     then a softmax. The last entry is what the model's own logits are (HF's last hidden state is
     already normed). `order` 1 or 2 differences consecutive chosen layers' distributions (PD,
     PD²); an entry is keyed by the later layer of its difference. `targets`: texts whose first
-    token's value is reported (tokenised as a continuation); `target_ids`: token ids, likewise.
+    token's value is reported (tokenised as given, without special tokens: the code's
+    `tokenizer.encode(answer, add_special_tokens=False)[0]`); `target_ids`: token ids, likewise.
     `bottom_k` > 0 also returns the k smallest entries (the code's bottom-k variants).
     """
 
