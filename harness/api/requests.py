@@ -208,8 +208,8 @@ class LogitLensRequest:
 
     Each chosen layer's hidden state (layer numbers as `HiddenStatesRequest`: 0 the embeddings,
     L the last block) goes through the model's final norm and LM head (a VLM's language model's),
-    then a softmax. The last entry is what the model's own logits are (HF's last hidden state is
-    already normed). `order` 1 or 2 differences consecutive chosen layers' distributions (PD,
+    then a softmax; layer L's entry is the model's own next-token distribution (HF returns that
+    state already normed). `order` 1 or 2 differences consecutive chosen layers' distributions (PD,
     PD²); an entry is keyed by the later layer of its difference. `targets`: texts whose first
     token's value is reported (tokenised as given, without special tokens: the code's
     `tokenizer.encode(answer, add_special_tokens=False)[0]`); `target_ids`: token ids, likewise.

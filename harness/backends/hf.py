@@ -391,9 +391,10 @@ class HFBackend(Backend):
     def logit_lens(self, requests: list[LogitLensRequest]) -> list[LogitLensResponse]:
         """Final norm + LM head on the chosen layers' hidden states at the prompt's last position.
 
-        HF's last hidden state is already after the final norm, so it gets the head alone (its
-        lens is the model's own next-token distribution); the others get norm, then head. The
-        distributions (or their differences, `order`) are ranked by harness.representations.logit_lens."""
+        The last hidden state's lens is the model's own next-token distribution (its logits:
+        HF returns that state already normed, so norm + head again would norm it twice); the
+        others get norm, then head. The distributions (or their differences, `order`) are ranked
+        by harness.representations.logit_lens."""
         if not requests:
             return []
         import numpy as np
@@ -415,7 +416,8 @@ class HFBackend(Backend):
         order = sorted(range(len(requests)), key=lambda i: -len(prompts[i]))
 
         def read(chunk: list[int]) -> list[LogitLensResponse]:
-            out_, _ = self._forward([prompts[i] for i in chunk], keep=1, hidden=True, pixels=[encoded[i][1] for i in chunk])
+            out_, logits = self._forward([prompts[i] for i in chunk], keep=1, hidden=True,
+                                         pixels=[encoded[i][1] for i in chunk])
             hs = out_.hidden_states
             out = []
             for row, i in enumerate(chunk):
@@ -425,10 +427,10 @@ class HFBackend(Backend):
                     if not -len(hs) <= layer < len(hs):
                         raise HarnessError(f"layer {layer} out of range: the model has hidden states 0..{len(hs) - 1}")
                     idx.append(layer % len(hs))
-                h = torch.stack([hs[j][row, -1] for j in idx])
-                last = torch.tensor([j == len(hs) - 1 for j in idx], device=h.device).unsqueeze(-1)
-                h = torch.where(last, h, norm(h))  # the last state is already normed
-                probs = head(h).float().softmax(-1).cpu().numpy().astype(np.float64)
+                lens_logits = head(norm(torch.stack([hs[j][row, -1] for j in idx]))).float()
+                last = torch.tensor([j == len(hs) - 1 for j in idx], device=lens_logits.device).unsqueeze(-1)
+                lens_logits = torch.where(last, logits[row, -1].to(lens_logits.device), lens_logits)
+                probs = lens_logits.softmax(-1).cpu().numpy().astype(np.float64)
                 values = lens.differences(probs, req.order)
                 ids, top = lens.top_k(values, req.top_k)
                 keys = list(req.layers)[req.order:]
