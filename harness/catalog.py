@@ -65,6 +65,9 @@ for name, target, desc in [
      "FIUBench-shaped VLM unlearning on generated people with drawn faces (forget1/5/10, retain, holdout), offline"),
     ("fiubench", "harness.benchmarks.fiubench:FIUBench",
      "FIUBench VLM unlearning, 400 fictitious faces x 20 QA (local `path`, or `hub` with a pinned `revision`)"),
+    ("unlok-vqa", "harness.benchmarks.unlok_vqa:UnlokVQA",
+     "UnLOK-VQA data (local `path` or pinned `hub`, COCO `coco_root`): forget + neighbourhood splits; "
+     "the edit/attack/restore protocol and its metrics are not wired yet (no default metrics)"),
     ("muse", "harness.benchmarks.muse:Muse",
      "MUSE news/books unlearning: VerbMem, KnowMem, PrivLeak (hub muse-bench/MUSE-News|Books or a local copy)"),
     ("wmdp", "harness.benchmarks.wmdp:Wmdp", "WMDP hazardous-knowledge 4-way MCQ: bio, chem, cyber (hub cais/wmdp or a local copy)"),

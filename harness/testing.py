@@ -21,6 +21,8 @@ from harness.api.requests import (
     GradNormResponse,
     HiddenStatesRequest,
     HiddenStatesResponse,
+    LogitLensRequest,
+    LogitLensResponse,
     LoglikelihoodRequest,
     LoglikelihoodResponse,
     Request,
@@ -56,6 +58,18 @@ def fake_grad_norm(r: GradNormRequest) -> GradNormResponse:
     return GradNormResponse(norm=1.0 + _unit(r.context + r.continuation))
 
 
+def fake_logit_lens(r: LogitLensRequest) -> LogitLensResponse:
+    """Each entry's top ids 0..k-1 with falling values; targets at a value from the request."""
+    keys = list(r.layers)[r.order:]
+    tids = [*r.target_ids, *(int(_unit(t) * 100) for t in r.targets)]
+    u = _unit(r.context + "".join(i.sha256 for i in r.images))
+    return LogitLensResponse(top_ids={k: list(range(r.top_k)) for k in keys},
+                             top_values={k: [u / (j + 1) for j in range(r.top_k)] for k in keys},
+                             target_ids=tids, target_values={k: [u / 10] * len(tids) for k in keys},
+                             bottom_ids={k: list(range(r.bottom_k)) for k in keys} if r.bottom_k else {},
+                             bottom_values={k: [-u / (j + 1) for j in range(r.bottom_k)] for k in keys} if r.bottom_k else {})
+
+
 def scripted_answers(answers: Mapping[str, str | Sequence[str]] | Callable[[GenerateRequest], str | Sequence[str]],
                      n_tokens: int = 1) -> Responder:
     """A `generate` responder from scripted answers: `answers[prompt]`, or `answers(request)`.
@@ -75,7 +89,7 @@ def scripted_answers(answers: Mapping[str, str | Sequence[str]] | Callable[[Gene
 
 DEFAULT_RESPONDERS: dict[str, Responder] = {
     "generate": fake_generate, "loglikelihood": fake_loglikelihood,
-    "hidden_states": fake_hidden_states, "grad_norm": fake_grad_norm,
+    "hidden_states": fake_hidden_states, "grad_norm": fake_grad_norm, "logit_lens": fake_logit_lens,
 }
 
 

@@ -127,7 +127,7 @@ def test_a_new_kind_is_routed_cached_and_checked(tmp_path, token_count_kind):
 
 
 def test_the_declared_kinds_are_the_built_ins_outside_that_test():
-    assert kind_names() == ("generate", "loglikelihood", "hidden_states", "grad_norm", "generate_image")
+    assert kind_names() == ("generate", "loglikelihood", "hidden_states", "grad_norm", "generate_image", "logit_lens")
 
 
 def test_intervention_enters_around_misses_and_keys_the_cache(tmp_path):

@@ -39,13 +39,13 @@ def test_auto_without_vllm_is_plain_hf(tiny_model_dir, monkeypatch):
     spec = ModelSpec(name="t", path=str(tiny_model_dir))
     assert spec.backend == "auto" and set(routes(spec).values()) == {"hf"}
     assert type(build_backend(spec, device="cpu")) is HFBackend  # unchanged behaviour
-    assert served_kinds(spec) == {"generate", "loglikelihood", "hidden_states", "grad_norm"}
+    assert served_kinds(spec) == {"generate", "loglikelihood", "hidden_states", "grad_norm", "logit_lens"}
 
 
 def test_auto_with_usable_vllm_routes_only_generation(tiny_model_dir, monkeypatch):
     monkeypatch.setattr(routing, "vllm_usable", lambda device=None: True)
     table = routes(ModelSpec(name="t", path=str(tiny_model_dir)))
-    assert table == {"generate": "vllm", "loglikelihood": "hf", "hidden_states": "hf", "grad_norm": "hf"}
+    assert table == {"generate": "vllm", "loglikelihood": "hf", "hidden_states": "hf", "grad_norm": "hf", "logit_lens": "hf"}
     # an explicit per-kind choice wins over auto, and a named backend gets every kind it serves
     table = routes(ModelSpec(name="t", path=str(tiny_model_dir), backends={"generate": "hf"}))
     assert set(table.values()) == {"hf"}

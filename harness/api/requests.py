@@ -1,8 +1,9 @@
 """The narrow waist: what a benchmark asks of a model, and what comes back.
 
-Four request kinds cover every metric: free generation, the log-likelihood of a
-continuation given a context, pooled hidden states, and the gradient norm of a
-continuation's loss (the GradNorm membership-inference attack). Metrics build requests and read
+Five request kinds cover every metric: free generation, the log-likelihood of a
+continuation given a context, pooled hidden states, the gradient norm of a
+continuation's loss (the GradNorm membership-inference attack), and the logit lens
+(per-layer vocabulary distributions, UnLOK-VQA's white-box attacks). Metrics build requests and read
 responses; they never touch a model. Requests are frozen dataclasses so they can be
 hashed into the response cache and de-duplicated across metrics. Each kind is declared
 once, with its response type and cache-key rule (`harness.api.kinds.request_kind`).
@@ -222,8 +223,60 @@ class ImageGenerationRequest:
             object.__setattr__(self, "init_image", as_media(self.init_image))
 
 
-Request = Union[GenerateRequest, LoglikelihoodRequest, HiddenStatesRequest, GradNormRequest, ImageGenerationRequest]
-Response = Union[GenerateResponse, LoglikelihoodResponse, HiddenStatesResponse, GradNormResponse, ImageResponse]
+@dataclass
+class LogitLensResponse:
+    """Per entry (keyed by layer): the top-k token ids and their values, largest first, and the
+    values of the target tokens (in `target_ids` order); with `bottom_k`, also the bottom-k ids
+    and values, smallest first. Values are probabilities for `order=0`, their differences for 1
+    and 2 (docs/metrics.md §11). `target_ids`: the targets as token ids (a text by its first token)."""
+
+    top_ids: dict[int, list[int]]
+    top_values: dict[int, list[float]]
+    target_ids: list[int]
+    target_values: dict[int, list[float]]
+    bottom_ids: dict[int, list[int]] = dataclasses.field(default_factory=dict)
+    bottom_values: dict[int, list[float]] = dataclasses.field(default_factory=dict)
+
+
+def _logit_lens_from_fields(fields: dict) -> "LogitLensResponse":
+    for name in ("top_ids", "top_values", "target_values", "bottom_ids", "bottom_values"):
+        fields[name] = {int(k): v for k, v in fields[name].items()}
+    return LogitLensResponse(**fields)
+
+
+@request_kind("logit_lens", LogitLensResponse, decode=_logit_lens_from_fields)
+@dataclass(frozen=True)
+class LogitLensRequest:
+    """The logit lens at the last position of `context` (docs/metrics.md §11).
+
+    Each chosen layer's hidden state (layer numbers as `HiddenStatesRequest`: 0 the embeddings,
+    L the last block) goes through the model's final norm and LM head (a VLM's language model's),
+    then a softmax; layer L's entry is the model's own next-token distribution (HF returns that
+    state already normed). `order` 1 or 2 differences consecutive chosen layers' distributions (PD,
+    PD²); an entry is keyed by the later layer of its difference. `targets`: texts whose first
+    token's value is reported (tokenised as given, without special tokens: the code's
+    `tokenizer.encode(answer, add_special_tokens=False)[0]`); `target_ids`: token ids, likewise.
+    `bottom_k` > 0 also returns the k smallest entries (the code's bottom-k variants).
+    """
+
+    context: str
+    layers: tuple[int, ...] = (-1,)
+    top_k: int = 4
+    order: int = 0
+    bottom_k: int = 0
+    targets: tuple[str, ...] = ()
+    target_ids: tuple[int, ...] = ()
+    system: str | None = None
+    images: tuple[MediaRef, ...] = ()
+    chat: bool = True
+    def __post_init__(self) -> None:
+        _media(self)
+
+
+Request = Union[GenerateRequest, LoglikelihoodRequest, HiddenStatesRequest, GradNormRequest, ImageGenerationRequest,
+                LogitLensRequest]
+Response = Union[GenerateResponse, LoglikelihoodResponse, HiddenStatesResponse, GradNormResponse, ImageResponse,
+                 LogitLensResponse]
 
 
 def request_key(request: Request) -> str:

@@ -5,4 +5,6 @@
 - `cka`: linear CKA between two models' features (docs/metrics.md §9.1, §9.4).
 - `probes`: k-NN and logistic-regression probes of a forget-set attribute (docs/metrics.md §9.2, §9.4).
 - `features`: hidden states through the backend's cached `HiddenStatesRequest`.
+- `logit_lens`: per-layer vocabulary distributions (final norm + LM head) and UnLOK-VQA's white-box
+  attack success rules (docs/metrics.md §11).
 """
