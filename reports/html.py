@@ -208,7 +208,8 @@ def _plots(df: pd.DataFrame, roles: dict) -> list[tuple[str, str]]:
             points = [Point(names[p], est[(*p, x)], est[(*p, y)], roles.get((*p, benchmark)) == "reference")
                       for p in pairs if (*p, x) in est and (*p, y) in est]
             if sum(pt.x.ok and pt.y.ok for pt in points) >= 1:
-                out.append(("trade-off", scatter(f"{benchmark}: forget vs utility", label(x), label(y), points)))
+                out.append(("trade-off", scatter(f"{benchmark}: {x} vs {y}", label(x), label(y), points,
+                                                 log_x=x == "forget_quality")))
         families = [(m_.group(1), m) for m in metrics if (m_ := _FAMILY.match(m))]
         if families:
             overall = [(f"all ({m})", m) for m in metrics if m.startswith("asr@") and "[" not in m and ":" not in m]
@@ -271,7 +272,7 @@ def _page(name: str, data: dict, plots: list[tuple[str, str]]) -> str:
     title = html_escape(one_line(f"Results: {name}"))
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f'<meta http-equiv="Content-Security-Policy" content="{html_escape(csp)}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{csp}">'  # constants and base64 only
         '<meta name="referrer" content="no-referrer">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{title}</title><style>{style}</style></head><body>"

@@ -36,7 +36,11 @@ class Estimate:
         hi = self.ci_high if _finite(self.ci_high) else self.value
         return min(lo, self.value), max(hi, self.value)  # type: ignore[type-var]
 
+    shown: str | None = None  # the label, when `value` is a transformed one (a log axis)
+
     def label(self) -> str:
+        if self.shown is not None:
+            return self.shown
         if not self.ok:
             return MISSING
         ci = f" [{_fmt(self.ci_low)}, {_fmt(self.ci_high)}]" if _finite(self.ci_low) and _finite(self.ci_high) else ""
@@ -51,6 +55,16 @@ class Point:
     x: Estimate
     y: Estimate
     marked: bool = False  # a reference row: drawn hollow
+
+
+def _log(e: Estimate, floor: float) -> Estimate:
+    """An estimate on a log10 axis; the labels keep the original numbers (`shown`)."""
+    def f(v: float | None) -> float | None:
+        return None if not _finite(v) else math.log10(max(v, floor))  # type: ignore[arg-type]
+
+    out = Estimate(f(e.value), f(e.ci_low), f(e.ci_high), e.n)
+    out.shown = e.label()
+    return out
 
 
 def _finite(v: float | None) -> bool:
@@ -113,7 +127,8 @@ def bar_chart(title: str, groups: list[str], series: list[str], data: dict[tuple
     """Grouped bars: one group per `groups` entry (a category, a metric), one bar per `series`
     entry (a model / method) with its CI as an error bar; a missing value leaves a gap."""
     legend, legend_h = _legend(series, 60, 0, width - 70)
-    top, height_plot, left, bottom = 34 + legend_h, 220, 60, 120
+    longest = min(max((len(g) for g in groups), default=0), 34)
+    top, height_plot, left, bottom = 34 + legend_h, 220, 60, 30 + int(3.2 * longest)
     height = top + height_plot + bottom
     spans = [e.span() for e in data.values() if e.ok]
     lo, hi = _bounds(spans, include_zero=True)
@@ -161,11 +176,22 @@ def bar_chart(title: str, groups: list[str], series: list[str], data: dict[tuple
 
 
 def scatter(title: str, x_label: str, y_label: str, points: list[Point], width: int = 560,
-            height: int = 400) -> str:
-    """A trade-off picture: one marker per row at (x, y), both CIs as error bars, labelled."""
+            height: int = 400, log_x: bool = False) -> str:
+    """A trade-off picture: one marker per row at (x, y), both CIs as error bars, labelled.
+
+    `log_x`: x on a log10 axis (forget quality is a p-value: the interesting range spans
+    decades); values at or below 0 sit at the axis' left end."""
     left, right, top, bottom = 64, 20, 34, 52
+    colours = {id(p): PALETTE[i % len(PALETTE)] for i, p in enumerate(points)}  # a row keeps its colour
     good = [p for p in points if p.x.ok and p.y.ok]
+    if log_x:
+        floor = min((v for p in good for v in (p.x.value, p.x.ci_low) if _finite(v) and v > 0), default=1e-12)
+        logged = [Point(p.label, _log(p.x, floor), p.y, p.marked) for p in good]
+        colours.update({id(q): colours[id(p)] for p, q in zip(good, logged)})
+        good = logged
     x_lo, x_hi = _bounds([p.x.span() for p in good], include_zero=False)
+    if log_x:
+        x_lo, x_hi = math.floor(x_lo), math.ceil(x_hi)
     y_lo, y_hi = _bounds([p.y.span() for p in good], include_zero=False)
     pw, ph = width - left - right, height - top - bottom
 
@@ -179,18 +205,23 @@ def scatter(title: str, x_label: str, y_label: str, points: list[Point], width: 
              f'viewBox="0 0 {width} {height}" role="img">',
              f'<title>{_text(title)}</title>',
              f'<text class="title" x="{left}" y="18">{_text(title)}</text>']
-    for t in _ticks(x_lo, x_hi):
+    x_ticks = _ticks(x_lo, x_hi) if not log_x else [float(k) for k in range(int(x_lo), int(x_hi) + 1)]
+    if log_x and len(x_ticks) > 8:
+        x_ticks = x_ticks[::math.ceil(len(x_ticks) / 8)]
+    for t in x_ticks:
+        shown = _tick(t) if not log_x else f"1e{int(t)}"
         parts.append(f'<line class="grid" x1="{sx(t):.1f}" x2="{sx(t):.1f}" y1="{top}" y2="{top + ph}"/>'
-                     f'<text class="tick" x="{sx(t):.1f}" y="{top + ph + 16}" text-anchor="middle">{_tick(t)}</text>')
+                     f'<text class="tick" x="{sx(t):.1f}" y="{top + ph + 16}" text-anchor="middle">{shown}</text>')
     for t in _ticks(y_lo, y_hi):
         parts.append(f'<line class="grid" x1="{left}" x2="{left + pw}" y1="{sy(t):.1f}" y2="{sy(t):.1f}"/>'
                      f'<text class="tick" x="{left - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{_tick(t)}</text>')
     parts.append(f'<rect class="frame" x="{left}" y="{top}" width="{pw}" height="{ph}"/>'
-                 f'<text class="tick" x="{left + pw / 2:.1f}" y="{height - 10}" text-anchor="middle">{_text(x_label)}</text>'
+                 f'<text class="tick" x="{left + pw / 2:.1f}" y="{height - 10}" text-anchor="middle">{_text(x_label)}'
+                 f'{" (log scale)" if log_x else ""}</text>'
                  f'<text class="tick" transform="translate(14,{top + ph / 2:.1f}) rotate(-90)" '
                  f'text-anchor="middle">{_text(y_label)}</text>')
-    for i, p in enumerate(good):
-        colour = PALETTE[i % len(PALETTE)]
+    for p in good:
+        colour = colours[id(p)]
         x, y = sx(p.x.value), sy(p.y.value)  # type: ignore[arg-type]
         if _finite(p.x.ci_low) and _finite(p.x.ci_high):
             parts.append(f'<path class="err" stroke="{colour}" d="M{sx(p.x.ci_low):.1f} {y:.1f}H{sx(p.x.ci_high):.1f}"/>')
@@ -199,6 +230,7 @@ def scatter(title: str, x_label: str, y_label: str, points: list[Point], width: 
         fill = "#fff" if p.marked else colour
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{fill}" stroke="{colour}" stroke-width="2">'
                      f'<title>{_text(f"{p.label}: {x_label} {p.x.label()}; {y_label} {p.y.label()}")}</title></circle>'
-                     f'<text class="point" x="{x + 7:.1f}" y="{y - 7:.1f}">{_text(p.label[:40])}</text>')
+                     f'<text class="point" x="{x + 7 if x < left + 0.7 * pw else x - 7:.1f}" y="{y - 7:.1f}" '
+                     f'text-anchor="{"start" if x < left + 0.7 * pw else "end"}">{_text(p.label[:40])}</text>')
     parts.append("</svg>")
     return "".join(parts)
