@@ -53,3 +53,36 @@ def write_hostile_results(root: Path) -> Path:
         ]
         write_cell(cell_dir(root, MODEL, method, BENCHMARK), summary, samples)
     return root
+
+
+def assert_markdown_and_csv_intact(root: Path) -> None:
+    """leaderboard.md: every table row has its header's cells and no unescaped tag or link;
+    leaderboard.csv: one line per row, no cell a spreadsheet would evaluate, no control character."""
+    import csv
+    import io
+    import re
+
+    md = (root / "leaderboard.md").read_text()
+    for block in md.split("\n\n"):
+        rows = [line for line in block.splitlines() if line.startswith("|")]
+        if rows:  # no pipe or newline in a cell broke its row
+            assert len({_unescaped_pipes(line) for line in rows}) == 1, block
+    assert not re.search(r"(?<!\\)[<>\[\]]", md) and "\x1b" not in md  # no tag or link Markdown would read
+    table = list(csv.reader(io.StringIO((root / "leaderboard.csv").read_text())))
+    assert len(table) == 3 and len({len(r) for r in table}) == 1  # header + two rows, none split
+    for cell in (c for r in table for c in r):
+        assert not cell.startswith(("=", "+", "@")), cell
+        assert "\x1b" not in cell and "\n" not in cell
+    assert any(c == "'" + FORMULA for r in table for c in r)
+
+
+def _unescaped_pipes(line: str) -> int:
+    count, escaped = 0, False
+    for ch in line:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == "|":
+            count += 1
+    return count

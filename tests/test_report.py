@@ -4,9 +4,7 @@ plots, and hostile text in every report format (the browser tests are test_repor
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
-import io
 import json
 import re
 from pathlib import Path
@@ -18,7 +16,7 @@ from harness.results import load, load_samples
 from harness.reports.html import json_for_script, render_report
 from harness.reports.svg import Estimate, Point, _ticks, bar_chart, scatter
 from tests.cli_subprocess import run_one, user_error_problems
-from tests.hostile import FAMILIES, ITEM_ID, MODEL, PAYLOADS, write_hostile_results
+from tests.hostile import FAMILIES, ITEM_ID, MODEL, PAYLOADS, assert_markdown_and_csv_intact, write_hostile_results
 from tests.test_leaderboard import INPUTS, _write
 
 
@@ -148,18 +146,7 @@ def test_hostile_text_stays_text_in_markdown_csv_terminal_and_html(tmp_path: Pat
     out = run_one(["leaderboard", str(root)], env={"COLUMNS": "300"})
     assert out.code == 0, out.stderr[-2000:]
     assert "\x1b" not in out.stdout and "\x07" not in out.stdout  # ANSI escapes neutralised
-    md = (root / "leaderboard.md").read_text()
-    for block in md.split("\n\n"):
-        rows = [line for line in block.splitlines() if line.startswith("|")]
-        if rows:  # every row of a table has its header's cells: no pipe or newline broke one
-            assert len({_cells(line) for line in rows}) == 1, block
-    assert not re.search(r"(?<!\\)[<>\[\]]", md) and "\x1b" not in md  # no tag or link Markdown would read
-    table = list(csv.reader(io.StringIO((root / "leaderboard.csv").read_text())))
-    assert len(table) == 3 and len({len(r) for r in table}) == 1  # header + two rows, none split
-    for cell in (c for r in table for c in r):
-        assert not cell.startswith(("=", "+", "@")), cell
-        assert "\x1b" not in cell and "\n" not in cell
-    assert any(c == "'" + '=HYPERLINK("http://evil.example/","click")' for r in table for c in r)
+    assert_markdown_and_csv_intact(root)
 
     page = render_report(root)
     head, _, rest = page.partition('<script type="application/json"')
@@ -171,14 +158,3 @@ def test_hostile_text_stays_text_in_markdown_csv_terminal_and_html(tmp_path: Pat
     assert MODEL in {c["model"] for c in data["cells"]}  # the text itself, for textContent
     assert any(s.startswith("</script>") for s in data["strings"])
 
-
-def _cells(line: str) -> int:
-    count, escaped = 0, False
-    for ch in line:
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == "|":
-            count += 1
-    return count
