@@ -215,3 +215,26 @@ def test_hostile_model_outputs_and_dataset_fields_render_as_text_and_run_nothing
     _screenshot(browser, "report-hostile-sample", browser.find_element(By.ID, "samples"))
     assert _console_errors(browser) == []
     assert _requests(browser) == [page.resolve().as_uri()]
+
+
+@pytest.mark.skipif(not os.environ.get("HARNESS_DEMO_RESULTS"),
+                    reason="set HARNESS_DEMO_RESULTS to a finished `harness run` demo output dir (minutes to make)")
+def test_the_demo_report_opens_offline_with_the_tradeoff_and_asr_by_family_plots(browser) -> None:
+    page = Path(os.environ["HARNESS_DEMO_RESULTS"]) / "report.html"
+    _open(browser, page)
+    assert _console_errors(browser) == [] and _requests(browser) == [page.resolve().as_uri()]
+    titles = [e.get_attribute("textContent") for e in browser.find_elements(By.CSS_SELECTOR, "svg.plot > title")]
+    assert "fictitious-facts: rouge_l_recall@forget vs model_utility" in titles
+    assert "adversarial-probes: ASR by attack family, and over-refusal" in titles
+    _screenshot(browser, "demo-leaderboard", browser.find_element(By.ID, "tables"))
+    for name, title in (("demo-tradeoff", "vs model_utility"), ("demo-asr-by-family", "ASR by attack family"),
+                        ("demo-deleted-or-hidden", "deleted or hidden?")):
+        figure = next(e for e in browser.find_elements(By.CSS_SELECTOR, "#plots figure")
+                      if title in e.find_element(By.CSS_SELECTOR, "svg > title").get_attribute("textContent"))
+        _screenshot(browser, name, figure)
+    _screenshot(browser, "demo-plots", browser.find_element(By.ID, "plots"))
+    browser.find_element(By.ID, "sample-search").send_keys("e000")
+    browser.find_element(By.CSS_SELECTOR, "#sample-list tr.item").click()
+    assert browser.find_element(By.CSS_SELECTOR, "#sample-detail .item-id").text.startswith("e000")
+    _screenshot(browser, "demo-samples", browser.find_element(By.ID, "samples"))
+    assert _console_errors(browser) == [] and _requests(browser) == []
