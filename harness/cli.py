@@ -410,11 +410,11 @@ def leaderboard(
     err_console.print(f"wrote {paths['markdown']} and {paths['csv']}", markup=False)
 
 
-def _html_report(results_dir: Path, out: Optional[Path] = None) -> Path:
+def _html_report(results_dir: Path, out: Optional[Path] = None, max_samples: Optional[int] = None) -> Path:
     """Write the self-contained report.html (leaderboard, plots, sample viewer); its path."""
-    from harness.reports.html import write_report
+    from harness.reports.html import MAX_SAMPLES, write_report
 
-    return write_report(results_dir, out)
+    return write_report(results_dir, out, MAX_SAMPLES if max_samples is None else max_samples)
 
 
 @app.command()
@@ -422,12 +422,14 @@ def _html_report(results_dir: Path, out: Optional[Path] = None) -> Path:
 def report(
     results_dir: Path = typer.Argument(..., help="a results directory written by `harness run`"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="where to write it (default RESULTS_DIR/report.html)"),
+    max_samples: Optional[int] = typer.Option(
+        None, "--max-samples", help="items per split and cell in the sample viewer (default 500; all stay in samples.jsonl)"),
 ) -> None:
     """Write report.html from result files alone: one offline page with the sortable leaderboard,
     plots with CIs and a sample viewer (open it from disk; it makes no network request)."""
     if not results_dir.is_dir():
         raise HarnessError(f"results directory not found: {results_dir}")
-    path = _html_report(results_dir, output)
+    path = _html_report(results_dir, output, max_samples)
     out_console.print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)", markup=False, highlight=False, soft_wrap=True)
 
 

@@ -34,9 +34,12 @@ from harness.reports.leaderboard import Leaderboard, build_leaderboard, load_res
 from harness.reports.svg import Estimate, Point, bar_chart, scatter
 
 REPORT_FILE = "report.html"
+# Items per split and cell in the sample viewer: the page stays small (a full TOFU grid would
+# be megabytes); every sample stays in samples.jsonl and `harness.results.load_samples`.
+MAX_SAMPLES = 500
 _ASSETS = Path(__file__).resolve().parent
 _ARROW = {True: "↑", False: "↓"}
-_FAMILY = re.compile(r"^asr@[^\[:]+\[attack_family=(.+)\]$")
+_BREAKDOWN = re.compile(r"^asr@[^\[:]+\[([A-Za-z_]+)=(.+)\]$")  # asr@<split>[<field>=<category>]
 _HIDDEN_PREFIXES = ("relearn_recovery:", "restoration_rate:", "in_context_recovery:")
 _DISPLACEMENT = ("likelihood_displacement:delta_chosen", "likelihood_displacement:delta_rejected",
                  "likelihood_displacement:margin_change")
@@ -45,21 +48,23 @@ _PROVENANCE = ("model_identity", "adapter_hash", "base_model", "model_path", "da
                "harness_version", "package_versions", "device", "created_at")
 
 
-def write_report(results_dir: str | Path, out: str | Path | None = None) -> Path:
+def write_report(results_dir: str | Path, out: str | Path | None = None, max_samples: int = MAX_SAMPLES) -> Path:
     """Write `report.html` (into the results dir unless `out` is given) atomically; its path."""
     path = Path(out) if out is not None else Path(results_dir) / REPORT_FILE
-    atomic_write_text(path, render_report(results_dir))
+    atomic_write_text(path, render_report(results_dir, max_samples))
     return path
 
 
-def render_report(results_dir: str | Path) -> str:
+def render_report(results_dir: str | Path, max_samples: int = MAX_SAMPLES) -> str:
     """The page's HTML, built from every summary.json and samples.jsonl under `results_dir`."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise HarnessError(f"results directory not found: {results_dir}")
     df = load_results(results_dir)
     _, tables = report_tables(df, report_layouts(results_dir))
-    cells, samples = _cells_and_samples(results_dir)
+    if max_samples < 1:
+        raise HarnessError(f"the number of samples to show must be at least 1, not {max_samples}")
+    cells, samples = _cells_and_samples(results_dir, max_samples)
     roles = {key: c["role"] for key, c in _keyed(cells).items()}
     data = {
         "tables": [_table(lb, "view", roles) for lb in tables]
@@ -79,7 +84,7 @@ def _keyed(cells: list[dict]) -> dict[tuple[str, str, str], dict]:
     return {(c["model"], c["method"], c["benchmark"]): c for c in cells}
 
 
-def _cells_and_samples(results_dir: Path) -> tuple[list[dict], dict[str, Any]]:
+def _cells_and_samples(results_dir: Path, max_samples: int) -> tuple[list[dict], dict[str, Any]]:
     """One entry per result cell (its provenance and role), and the samples of every cell in a
     compact form: per benchmark one list of items (split, id, prompt, reference); per cell the
     generation, the notes and the per-sample values of each item; every text interned once."""
@@ -112,7 +117,11 @@ def _cells_and_samples(results_dir: Path) -> tuple[list[dict], dict[str, Any]]:
             gen: dict[int, int] = {}
             notes: dict[str, dict[int, int]] = defaultdict(dict)
             values: dict[str, dict[int, float | None]] = defaultdict(dict)
+            shown: dict[str, int] = defaultdict(int)
             for r in read_samples(samples_path):
+                shown[r.split] += 1
+                if shown[r.split] > max_samples:  # the same first items of every cell: they line up
+                    continue
                 key = (r.split, r.item_id)
                 if key not in bench["_pos"]:
                     bench["_pos"][key] = len(bench["items"])
@@ -125,6 +134,7 @@ def _cells_and_samples(results_dir: Path) -> tuple[list[dict], dict[str, Any]]:
                 for metric, v in r.values.items():
                     values[metric][i] = _round(v)
             cell["samples"] = len(cells)
+            cell["omitted"] = {split: n - max_samples for split, n in shown.items() if n > max_samples}
             bench["cells"][str(len(cells))] = {
                 "gen": _pairs(gen), "notes": {m: _pairs(n) for m, n in notes.items()},
                 "values": {m: _pairs(v) for m, v in values.items()},
@@ -136,9 +146,16 @@ def _cells_and_samples(results_dir: Path) -> tuple[list[dict], dict[str, Any]]:
 
 
 def _pairs(d: dict[int, Any]) -> list[list]:
-    """A sparse column as [item indices, values]: most metrics score one split of a benchmark."""
+    """A sparse column as [runs of item indices, values]: most metrics score one split of a
+    benchmark, so its items are a few contiguous runs, each written [first, count]."""
     keys = sorted(d)
-    return [keys, [d[k] for k in keys]]
+    runs: list[list[int]] = []
+    for k in keys:
+        if runs and runs[-1][0] + runs[-1][1] == k:
+            runs[-1][1] += 1
+        else:
+            runs.append([k, 1])
+    return [runs, [d[k] for k in keys]]
 
 
 def _round(v: float | None) -> float | None:
@@ -210,12 +227,13 @@ def _plots(df: pd.DataFrame, roles: dict) -> list[tuple[str, str]]:
             if sum(pt.x.ok and pt.y.ok for pt in points) >= 1:
                 out.append(("trade-off", scatter(f"{benchmark}: {x} vs {y}", label(x), label(y), points,
                                                  log_x=x == "forget_quality")))
-        families = [(m_.group(1), m) for m in metrics if (m_ := _FAMILY.match(m))]
+        families = _asr_breakdown(metrics)
         if families:
             overall = [(f"all ({m})", m) for m in metrics if m.startswith("asr@") and "[" not in m and ":" not in m]
             refusal = [(f"over-refusal ({m})", m) for m in metrics
                        if m.startswith("refusal_rate@") and "[" not in m and ":" not in m]
-            svg = bars(f"{benchmark}: ASR by attack family, and over-refusal",
+            field = _BREAKDOWN.match(families[0][1]).group(1).replace("_", " ")  # type: ignore[union-attr]
+            svg = bars(f"{benchmark}: ASR by {field}, and over-refusal",
                        families + overall + refusal, "rate (ASR ↓, over-refusal ↓)")
             if svg:
                 out.append(("safety", svg))
@@ -231,6 +249,17 @@ def _plots(df: pd.DataFrame, roles: dict) -> list[tuple[str, str]]:
             if svg:
                 out.append(("likelihood displacement", svg))
     return out
+
+
+def _asr_breakdown(metrics: list[str]) -> list[tuple[str, str]]:
+    """(category, metric id) of ASR by attack family, else by the first category field the
+    benchmark breaks ASR down by (a dataset's own categories, e.g. JailbreakBench's)."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for m in metrics:
+        hit = _BREAKDOWN.match(m)
+        if hit:
+            found.setdefault(hit.group(1), []).append((hit.group(2), m))
+    return found.get("attack_family") or next(iter(found.values()), [])
 
 
 def _tradeoffs(metrics: list[str]) -> list[tuple[str, str]]:

@@ -18,7 +18,8 @@
 
   function fmt(v) {
     if (v === null || v === undefined) return "—";
-    if (v !== 0 && !(Math.abs(v) >= 1e-3 && Math.abs(v) < 1e6)) return v.toExponential(2);
+    // As the Markdown and terminal tables (leaderboard.format_number): 0.412, 1.23e-05.
+    if (v !== 0 && !(Math.abs(v) >= 1e-3 && Math.abs(v) < 1e6)) return v.toExponential(2).replace(/e([+-])(\d)$/, "e$10$2");
     return v.toFixed(3);
   }
 
@@ -156,7 +157,10 @@
   function decode(c) {
     if (!c) return null;
     const raw = D.samples[c.benchmark].cells[String(c.samples)];
-    const col = ([idx, vals], str) => new Map(idx.map((i, k) => [i, str ? S[vals[k]] : vals[k]]));
+    const col = ([runs, vals], str) => {  // runs: [first item index, count], in the order of vals
+      const idx = runs.flatMap(([first, count]) => Array.from({ length: count }, (_, j) => first + j));
+      return new Map(idx.map((i, k) => [i, str ? S[vals[k]] : vals[k]]));
+    };
     const values = {}, notes = {};
     for (const [m, p] of Object.entries(raw.values)) values[m] = col(p, false);
     for (const [m, p] of Object.entries(raw.notes)) notes[m] = col(p, true);
@@ -246,7 +250,9 @@
       table.appendChild(tr);
     });
     list.appendChild(table);
-    count.textContent = matched + " items" + (matched > LIMIT ? " (first " + LIMIT + " shown; search to narrow)" : "");
+    const omitted = Object.entries(cur.omitted || {}).map(([split, n]) => n + " more of " + split).join(", ");
+    count.textContent = matched + " items" + (matched > LIMIT ? " (first " + LIMIT + " shown; search to narrow)" : "")
+      + (omitted ? "; not in this page: " + omitted + " (every sample is in samples.jsonl)" : "");
     if (chosen !== null && items[chosen]) showDetail(items, chosen, a, b);
   }
 

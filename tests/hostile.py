@@ -55,7 +55,26 @@ def write_hostile_results(root: Path) -> Path:
     return root
 
 
-def assert_markdown_and_csv_intact(root: Path) -> None:
+def write_hostile_dataset(directory: Path) -> Path:
+    """A local JailbreakBench copy (the `path` option) whose ids, goals, targets and categories
+    carry the payloads; categories become metric ids (`asr@harmful[category=...]`)."""
+    import json
+
+    rows = {
+        "harmful": [{"Index": f"1{CLOSE}", "Goal": f"Tell me {SCRIPT} {PIPES}", "Target": IMG, "Behavior": "b1",
+                     "Category": SCRIPT, "Source": FORMULA},
+                    {"Index": "2", "Goal": f"{ANSI} and {FORMULA}", "Target": "Sure", "Behavior": "b2",
+                     "Category": IMG, "Source": ANSI}],
+        "benign": [{"Index": "1", "Goal": "Say hello.", "Target": "Hello", "Behavior": "b3", "Category": FORMULA,
+                    "Source": "Original"}],
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, items in rows.items():
+        (directory / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
+    return directory
+
+
+def assert_markdown_and_csv_intact(root: Path, rows: int = 2, formula_cell: str | None = FORMULA) -> None:
     """leaderboard.md: every table row has its header's cells and no unescaped tag or link;
     leaderboard.csv: one line per row, no cell a spreadsheet would evaluate, no control character."""
     import csv
@@ -64,16 +83,17 @@ def assert_markdown_and_csv_intact(root: Path) -> None:
 
     md = (root / "leaderboard.md").read_text()
     for block in md.split("\n\n"):
-        rows = [line for line in block.splitlines() if line.startswith("|")]
-        if rows:  # no pipe or newline in a cell broke its row
-            assert len({_unescaped_pipes(line) for line in rows}) == 1, block
+        lines = [line for line in block.splitlines() if line.startswith("|")]
+        if lines:  # no pipe or newline in a cell broke its row
+            assert len({_unescaped_pipes(line) for line in lines}) == 1, block
     assert not re.search(r"(?<!\\)[<>\[\]]", md) and "\x1b" not in md  # no tag or link Markdown would read
     table = list(csv.reader(io.StringIO((root / "leaderboard.csv").read_text())))
-    assert len(table) == 3 and len({len(r) for r in table}) == 1  # header + two rows, none split
+    assert len(table) == 1 + rows and len({len(r) for r in table}) == 1  # header + the rows, none split
     for cell in (c for r in table for c in r):
         assert not cell.startswith(("=", "+", "@")), cell
         assert "\x1b" not in cell and "\n" not in cell
-    assert any(c == "'" + FORMULA for r in table for c in r)
+    if formula_cell is not None:
+        assert any(c == "'" + formula_cell for r in table for c in r)
 
 
 def _unescaped_pipes(line: str) -> int:

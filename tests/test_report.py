@@ -158,3 +158,16 @@ def test_hostile_text_stays_text_in_markdown_csv_terminal_and_html(tmp_path: Pat
     assert MODEL in {c["model"] for c in data["cells"]}  # the text itself, for textContent
     assert any(s.startswith("</script>") for s in data["strings"])
 
+
+
+def test_the_sample_viewer_keeps_the_first_items_of_each_split_and_says_how_many_it_left_out(tmp_path: Path) -> None:
+    root = write_hostile_results(tmp_path)
+    full, capped = _data(render_report(root)), _data(render_report(root, max_samples=1))
+    assert len(full["samples"]["adversarial-probes"]["items"]) == 2
+    assert len(capped["samples"]["adversarial-probes"]["items"]) == 1
+    assert all(c["omitted"] == {"adversarial": 1} for c in capped["cells"])
+    assert all(c["omitted"] == {} for c in full["cells"])
+    runs, values = next(iter(capped["samples"]["adversarial-probes"]["cells"].values()))["values"]["asr@adversarial"]
+    assert runs == [[0, 1]] and values == [1.0]  # item 0 (the hostile one), its value
+    runs, _ = next(iter(full["samples"]["adversarial-probes"]["cells"].values()))["values"]["asr@adversarial"]
+    assert runs == [[0, 2]]  # one run of two items

@@ -17,9 +17,11 @@ import pytest
 import yaml
 
 from harness.results import load_samples
+from harness.reports.leaderboard import format_number
 from tests.cli_subprocess import run_one
 from tests.conftest import ROOT, toy_experiment
-from tests.hostile import CLOSE, FORMULA, IMG, ITEM_ID, METHOD, MODEL, SCRIPT, assert_markdown_and_csv_intact, write_hostile_results
+from tests.hostile import (ANSI, CLOSE, FORMULA, IMG, ITEM_ID, METHOD, MODEL, PIPES, SCRIPT, assert_markdown_and_csv_intact,
+                           write_hostile_dataset, write_hostile_results)
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install '.[dev]')")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
@@ -175,7 +177,11 @@ def test_the_report_of_a_real_run_loads_offline_sorts_and_shows_a_chosen_sample(
     assert text("pre.prompt") == mine.prompt and text("pre.reference") == mine.reference
     assert text(".this pre.generation") == mine.generation
     assert text(".beside pre.generation") == original.generation
-    assert mine.metric in detail.find_element(By.CSS_SELECTOR, "table.values").text
+    values = {r.find_elements(By.TAG_NAME, "td")[0].text: [c.text for c in r.find_elements(By.TAG_NAME, "td")[1:]]
+              for r in detail.find_elements(By.CSS_SELECTOR, "table.values tr") if r.find_elements(By.TAG_NAME, "td")}
+    for _, s in samples[(samples.method == "grad-ascent") & (samples.item_id == mine.item_id)
+                        & (samples.split == mine.split)].iterrows():  # every per-sample value of the item
+        assert values[s.metric][0] == format_number(float(f"{s.value:.4g}")), (s.metric, values[s.metric], s.value)
     _screenshot(browser, "report-real-run-sample", browser.find_element(By.ID, "samples"))
     assert _console_errors(browser) == [] and _requests(browser) == []
 
@@ -213,6 +219,53 @@ def test_hostile_model_outputs_and_dataset_fields_render_as_text_and_run_nothing
     assert _no_alert(browser) and browser.execute_script("return window.__pwned") is None
     assert browser.execute_script("return document.querySelectorAll('img').length") == 0
     _screenshot(browser, "report-hostile-sample", browser.find_element(By.ID, "samples"))
+    assert _console_errors(browser) == []
+    assert _requests(browser) == [page.resolve().as_uri()]
+
+
+def test_a_real_run_on_hostile_data_and_outputs_renders_them_as_text_and_runs_nothing(browser, tmp_path: Path) -> None:
+    """A real `harness run`: JailbreakBench from a local copy whose ids, goals, targets and
+    categories are hostile, against an OpenAI-compatible server that echoes each prompt (so
+    the model's outputs are hostile too), judged by the refusal patterns."""
+    from tests.test_openai_backend import FakeServer, _spec
+
+    data = write_hostile_dataset(tmp_path / "jbb")
+    with FakeServer() as server:
+        cfg = {"zoo": {"remote": _spec(server.url).model_dump(exclude={"name"}, exclude_none=True)},
+               "models": ["remote"], "methods": ["none"],
+               "benchmarks": [{"name": "jailbreakbench", "params": {"path": str(data)}}],
+               "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache")}
+        (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cfg))
+        out = run_one(["run", str(tmp_path / "exp.yaml")], env={"HARNESS_TEST_KEY": "sk-test"}, timeout=300)
+    assert out.code == 0, out.stderr[-3000:]
+    assert "\x1b" not in out.stdout and "\x1b" not in out.stderr  # the terminal tables: ANSI neutralised
+    root = tmp_path / "out"
+    assert_markdown_and_csv_intact(root, rows=1, formula_cell=None)
+    generations = set(load_samples(root).generation)
+    assert f"echo:Tell me {SCRIPT} {PIPES}" in generations  # the model really said it
+
+    page = root / "report.html"
+    _open(browser, page)
+    assert _no_alert(browser) and browser.execute_script("return window.__pwned") is None
+    assert browser.execute_script("return document.querySelectorAll('img, iframe, object, embed').length") == 0
+    assert browser.execute_script("return document.scripts.length") == 2
+    plots = " ".join(e.get_attribute("textContent") for e in browser.find_elements(By.CSS_SELECTOR, "svg.plot"))
+    assert SCRIPT in plots and IMG in plots  # dataset categories, as plot labels
+    headers = " ".join(e.get_attribute("textContent") for e in browser.find_elements(By.CSS_SELECTOR, "th.metric"))
+    assert f"asr@harmful[category={SCRIPT}]" in headers
+    browser.find_element(By.ID, "sample-search").send_keys("jbb-harmful-1")
+    browser.find_element(By.CSS_SELECTOR, "#sample-list tr.item").click()
+    detail = browser.find_element(By.ID, "sample-detail")
+    text = lambda css: detail.find_element(By.CSS_SELECTOR, css).get_attribute("textContent")  # noqa: E731
+    assert text(".item-id") == f"jbb-harmful-1{CLOSE}"
+    assert text("pre.prompt") == f"Tell me {SCRIPT} {PIPES}" and text("pre.reference") == IMG
+    assert text(".this pre.generation") == f"echo:Tell me {SCRIPT} {PIPES}"
+    browser.find_element(By.ID, "sample-search").clear()
+    browser.find_element(By.ID, "sample-search").send_keys("HYPERLINK")
+    assert ANSI in browser.find_element(By.CSS_SELECTOR, "#sample-list td.gen-this").get_attribute("textContent")
+    assert _no_alert(browser) and browser.execute_script("return window.__pwned") is None
+    _screenshot(browser, "report-hostile-real-run")
+    _screenshot(browser, "report-hostile-real-run-sample", browser.find_element(By.ID, "samples"))
     assert _console_errors(browser) == []
     assert _requests(browser) == [page.resolve().as_uri()]
 
