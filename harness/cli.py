@@ -1,4 +1,4 @@
-"""`harness`: run experiments, list what exists, validate configs, build leaderboards.
+"""`harness`: run experiments, list what exists, validate configs, build leaderboards and reports.
 
 Every user error (bad config, unknown name, missing path) prints one line and exits 2.
 """
@@ -204,9 +204,11 @@ def run(
             log.unlink()
         raise
     paths = _leaderboard(Path(cfg.output_dir), print_table=True)
+    html = _html_report(Path(cfg.output_dir))
     err_console.print(
         f"done in {report.seconds:.1f}s: {len(report.cells)} result cells computed, {report.skipped} finished earlier; "
-        f"cache {report.cache_hits} hits / {report.cache_misses} misses; leaderboard: {paths['markdown']}; log: {log}",
+        f"cache {report.cache_hits} hits / {report.cache_misses} misses; leaderboard: {paths['markdown']}; "
+        f"report: {html}; log: {log}",
         markup=False,
     )
 
@@ -239,8 +241,10 @@ def _run_demo(overrides: dict[str, Any], shard_spec: Any, executor: str, force: 
         cells, skipped = cells + len(report.cells), skipped + report.skipped
         hits, misses = hits + report.cache_hits, misses + report.cache_misses
     paths = _leaderboard(Path(out_dir), print_table=True)
+    html = _html_report(Path(out_dir))
     err_console.print(f"done in {time.time() - start:.1f}s: {cells} result cells computed, {skipped} finished earlier; "
-                      f"cache {hits} hits / {misses} misses; leaderboard: {paths['markdown']}", markup=False)
+                      f"cache {hits} hits / {misses} misses; leaderboard: {paths['markdown']}; report: {html}",
+                      markup=False)
 
 
 def _with_params(methods: list, benchmarks: list, assignments: list[str]) -> tuple[list[dict], list[dict]]:
@@ -404,6 +408,29 @@ def leaderboard(
         raise HarnessError(f"results directory not found: {results_dir}")
     paths = _leaderboard(results_dir, sort_by=sort_by, benchmark=benchmark)
     err_console.print(f"wrote {paths['markdown']} and {paths['csv']}", markup=False)
+
+
+def _html_report(results_dir: Path, out: Optional[Path] = None, max_samples: Optional[int] = None) -> Path:
+    """Write the self-contained report.html (leaderboard, plots, sample viewer); its path."""
+    from harness.reports.html import MAX_SAMPLES, write_report
+
+    return write_report(results_dir, out, MAX_SAMPLES if max_samples is None else max_samples)
+
+
+@app.command()
+@_user_errors
+def report(
+    results_dir: Path = typer.Argument(..., help="a results directory written by `harness run`"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="where to write it (default RESULTS_DIR/report.html)"),
+    max_samples: Optional[int] = typer.Option(
+        None, "--max-samples", help="items per split and cell in the sample viewer (default 500; all stay in samples.jsonl)"),
+) -> None:
+    """Write report.html from result files alone: one offline page with the sortable leaderboard,
+    plots with CIs and a sample viewer (open it from disk; it makes no network request)."""
+    if not results_dir.is_dir():
+        raise HarnessError(f"results directory not found: {results_dir}")
+    path = _html_report(results_dir, output, max_samples)
+    out_console.print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command(name="judge-agreement")

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError
 
 from harness.errors import HarnessError
 from harness.io import atomic_write_jsonl, atomic_write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMA_VERSION = "1.0"
 SUMMARY_FILE = "summary.json"
@@ -137,3 +140,75 @@ def report_layouts(results_dir: str | Path) -> dict[str, ReportLayout]:
             known = out[summary.benchmark].requested
             known += [m for m in layout.requested if m not in known]
     return out
+
+
+# --- Results as data frames -------------------------------------------------------------------
+# Why here: result files are the one input of every report, and a researcher's own analysis
+# (a notebook, a paper's plot) should start from the same tidy table the reports use.
+
+DIRECTIONS = {True: "higher", False: "lower"}
+FRAME_COLUMNS = [
+    "model", "method", "benchmark", "metric", "value", "ci_low", "ci_high", "n", "direction",
+    "config_hash", "git_commit", "seed", "model_identity", "adapter_hash", "base_model",
+    "dataset_source", "dataset_hash", "judge", "reference_model", "harness_version", "created_at", "path",
+]
+SAMPLE_COLUMNS = ["model", "method", "benchmark", "split", "item_id", "prompt", "reference", "generation",
+                  "metric", "value", "note"]
+
+
+def _summaries(results_dir: str | Path) -> list[tuple[Path, RunSummary]]:
+    if not Path(results_dir).is_dir():
+        raise HarnessError(f"results directory not found: {results_dir}")
+    paths = find_summaries(results_dir)
+    if not paths:
+        raise HarnessError(f"no result summaries under {results_dir}")
+    return [(p, read_summary(p)) for p in paths]
+
+
+def provenance_keys(p: Provenance) -> dict[str, Any]:
+    """The provenance fields a reader compares rows by (weights, adapter, data, judge, code, seed);
+    the judge is its JSON text so that the column holds one comparable value."""
+    return {
+        "config_hash": p.config_hash, "git_commit": p.git_commit, "seed": p.seed,
+        "model_identity": p.model_identity, "adapter_hash": p.adapter_hash, "base_model": p.base_model,
+        "dataset_source": p.dataset_source, "dataset_hash": p.dataset_hash,
+        "judge": json.dumps(p.judge, sort_keys=True) if p.judge else None,
+        "reference_model": (p.reference or {}).get("model"),
+        "harness_version": p.harness_version, "created_at": p.created_at,
+    }
+
+
+def load(results_dir: str | Path) -> "pd.DataFrame":
+    """A tidy frame: one row per (model, method, benchmark, metric) with value, 95% CI, n,
+    direction ("higher" / "lower" is better, None when undeclared) and the provenance keys."""
+    import pandas as pd
+
+    rows = []
+    for path, s in _summaries(results_dir):
+        prov = provenance_keys(s.provenance)
+        for name, m in s.metrics.items():
+            rows.append({"model": s.model, "method": s.method, "benchmark": s.benchmark, "metric": name,
+                         "value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high, "n": m.n,
+                         "direction": DIRECTIONS.get(m.higher_is_better), **prov, "path": str(path)})
+    df = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+    return df.astype({"value": float, "ci_low": float, "ci_high": float, "n": "int64"})
+
+
+def load_samples(results_dir: str | Path) -> "pd.DataFrame":
+    """The per-sample frame: one row per (cell, split, item, metric) with the item's prompt,
+    reference answer, generation, the metric's value on it and its note (e.g. a judge verdict).
+    An item no metric scored keeps one row with metric None."""
+    import pandas as pd
+
+    rows = []
+    for path, s in _summaries(results_dir):
+        samples_path = path.parent / SAMPLES_FILE
+        if not samples_path.is_file():
+            continue
+        for r in read_samples(samples_path):
+            base = {"model": s.model, "method": s.method, "benchmark": s.benchmark, "split": r.split,
+                    "item_id": r.item_id, "prompt": r.prompt, "reference": r.reference, "generation": r.generation}
+            metrics = list(dict.fromkeys([*r.values, *r.notes])) or [None]
+            rows += [{**base, "metric": k, "value": r.values.get(k) if k else None,
+                      "note": r.notes.get(k) if k else None} for k in metrics]
+    return pd.DataFrame(rows, columns=SAMPLE_COLUMNS).astype({"value": float})
