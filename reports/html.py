@@ -74,8 +74,33 @@ def render_report(results_dir: str | Path, max_samples: int = MAX_SAMPLES) -> st
         "samples": samples["benchmarks"],
         "strings": samples["strings"],
     }
-    plots = _plots(df, roles)
+    plots = _plots(df, roles) + _grids(results_dir)
     return _page(str(results_dir.resolve().name), data, plots)
+
+
+GRID_FILE = "grid.png"  # a text-to-image cell's before/after picture grid (harness/grids.py)
+MAX_GRID_BYTES = 2_000_000
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _grids(results_dir: Path) -> list[tuple[str, str]]:
+    """The before/after image grids saved next to the cells' results, inlined as data: URIs
+    (the page's policy allows no other image source); a file that is not a PNG or is larger
+    than MAX_GRID_BYTES is left out."""
+    out = []
+    for path in find_summaries(results_dir):
+        grid = path.parent / GRID_FILE
+        if not grid.is_file() or grid.stat().st_size > MAX_GRID_BYTES:
+            continue
+        data = grid.read_bytes()
+        if not data.startswith(_PNG_MAGIC):
+            continue
+        s = read_summary(path)
+        caption = html_escape(one_line(f"{s.model} · {s.method} · {s.benchmark}"))
+        img = base64.b64encode(data).decode("ascii")
+        out.append(("Image grids: each prompt's generations before (left) and after (right)",
+                    f'<img src="data:image/png;base64,{img}" alt="{caption}"><figcaption>{caption}</figcaption>'))
+    return out
 
 
 # --- data -----------------------------------------------------------------------------------------

@@ -171,3 +171,25 @@ def test_the_sample_viewer_keeps_the_first_items_of_each_split_and_says_how_many
     assert runs == [[0, 1]] and values == [1.0]  # item 0 (the hostile one), its value
     runs, _ = next(iter(full["samples"]["adversarial-probes"]["cells"].values()))["values"]["asr@adversarial"]
     assert runs == [[0, 2]]  # one run of two items
+
+
+def test_image_grids_next_to_the_results_are_inlined_as_data_uris(tmp_path: Path) -> None:
+    """A text-to-image cell's grid.png (harness/grids.py) shows in the page as a data: URI (the
+    policy allows no other image source); a grid.png that is not a PNG is left out."""
+    import io
+
+    from PIL import Image
+
+    from harness.results import find_summaries
+
+    root = _write(tmp_path)
+    cells = [p.parent for p in find_summaries(root)]
+    buf = io.BytesIO()
+    Image.new("RGB", (6, 3), (200, 10, 10)).save(buf, format="PNG")
+    (cells[0] / "grid.png").write_bytes(buf.getvalue())
+    (cells[1] / "grid.png").write_bytes(b"<script>alert(1)</script>")  # not a PNG: not shown
+    page = render_report(root)
+    srcs = re.findall(r'\ssrc="([^"]*)"', page)
+    assert len(srcs) == 1 and srcs[0].startswith("data:image/png;base64,")
+    assert base64.b64decode(srcs[0].split(",", 1)[1]) == buf.getvalue()
+    assert "Image grids" in page and "alert(1)" not in page
