@@ -46,6 +46,7 @@ def assemble_summary(*, model: str, method: str, benchmark_name: str, benchmark:
             dataset_source=benchmark.data.source,
             dataset_hash=benchmark.data.data_hash(),
             benchmark_options=dict(benchmark.options),
+            answer_eos=getattr(benchmark, "answer_eos", None),
             reference=reference,
             judge=judges or None,
             device=device,

@@ -46,11 +46,13 @@ def answer_request(benchmark: "Benchmark", item: Any, answer: str | None = None)
     """The teacher-forced request for an answer to `item` (its own answer by default).
 
     Probability, truth ratio, normalised probability and the MIA scores all ask this one
-    request, so the evaluator sends each (item, answer) pair to the model once.
+    request, so the evaluator sends each (item, answer) pair to the model once. Under the
+    benchmark's `answer_eos` the EOS token is scored as the answer's last token (the MIA
+    statistics leave it out again: `harness.metrics.mia.mia_tokens`).
     """
     return LoglikelihoodRequest(
         context=benchmark.prompt(item), continuation=benchmark.target(item.answer if answer is None else answer),
-        images=benchmark.images(item),
+        images=benchmark.images(item), answer_eos=benchmark.answer_eos,
     )
 
 

@@ -120,16 +120,22 @@ class GenerateRequest:
         return self.temperature > 0
 
 
-@request_kind("loglikelihood", LoglikelihoodResponse)
+@request_kind("loglikelihood", LoglikelihoodResponse, key_omit_at_default={"answer_eos": False})
 @dataclass(frozen=True)
 class LoglikelihoodRequest:
-    """Score `continuation` given `context` (teacher forcing, continuation tokens only)."""
+    """Score `continuation` given `context` (teacher forcing, continuation tokens only).
+
+    `answer_eos`: the tokenizer's EOS id follows the continuation's tokens and is scored as
+    one of them (open-unlearning's answer encoding, `harness.prompts.encode_answer`); an
+    empty continuation stays empty.
+    """
 
     context: str
     continuation: str
     system: str | None = None
     images: tuple[MediaRef, ...] = ()
     chat: bool = True
+    answer_eos: bool = False
     def __post_init__(self) -> None:
         _media(self)
 

@@ -33,7 +33,7 @@ from harness.backends.gradients import gradient_norms
 from harness.backends.stopping import StopCriteria, finish_generation
 from harness.errors import HarnessError
 from harness.fingerprint import file_sha256, model_identity
-from harness.prompts import encode_prompt, encode_vlm_prompt
+from harness.prompts import encode_answer, encode_prompt, encode_vlm_prompt
 from harness.api.requests import (
     GenerateRequest,
     GenerateResponse,
@@ -176,7 +176,7 @@ class HFBackend(Backend):
     def _encode_pair_pixels(self, request: LoglikelihoodRequest | HiddenStatesRequest) -> tuple[list[int], int, Any]:
         """`_encode_pair` plus the request's pixel_values (None without images)."""
         ctx, pixels = self.encode_with_images(request)
-        cont = list(self.tokenizer(request.continuation, add_special_tokens=False)["input_ids"]) if request.continuation else []
+        cont = encode_answer(self.tokenizer, request.continuation, getattr(request, "answer_eos", False))
         limit = self._max_len()
         if len(cont) >= limit:
             log.warning("continuation of %d tokens exceeds the model's %d; scoring its first %d", len(cont), limit, limit - 1)

@@ -42,6 +42,7 @@ from harness.api.requests import (
     LoglikelihoodResponse,
 )
 from harness.zoo.specs import ModelSpec
+from harness.prompts import encode_answer
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +298,7 @@ class VLLMBackend(Backend):
     # ---- log-likelihoods --------------------------------------------------------------
     def _encode_pair(self, request: LoglikelihoodRequest, limit: int) -> tuple[list[int], int]:
         ctx = self.encode_prompt(request)
-        cont = list(self.tokenizer(request.continuation, add_special_tokens=False)["input_ids"]) if request.continuation else []
+        cont = encode_answer(self.tokenizer, request.continuation, request.answer_eos)
         if len(cont) >= limit:
             log.warning("continuation of %d tokens exceeds the model's %d; scoring its first %d", len(cont), limit, limit - 1)
             cont = cont[: limit - 1]
