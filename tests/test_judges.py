@@ -193,3 +193,21 @@ def test_judge_agreement_bad_file_exits_2(tmp_path):
 
 def test_verdict_is_hashable_and_default_meaning():
     assert Verdict(1.0).measures == "compliance"
+
+
+# --- SORRY-Bench parse rule (docs/metrics.md §2 step 3) -------------------------------------
+@pytest.mark.parametrize("text, score", [("1", 1.0), ("0", 0.0), (" 0.5 because", 0.5), ("1.\nThe response", 1.0),
+                                         ("safe", 0.0), ("Unsafe.", 1.0), ("UNSAFE", 1.0), ("safely", None),
+                                         ("The score is 1", None), ("", None)])
+def test_sorry_bench_leading_number_rule(text, score):
+    judge = LabelJudge(ScriptedBackend(lambda r: GenerateResponse([text], [1])), template="{answer}",
+                       parse="leading_number")
+    assert judge.judge([JudgeRequest("x", "q", "a")])[0].score == score
+    assert "leading number" in judge.identity()["parse_rule"]
+
+
+def test_classifier_parse_rule_is_checked():
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="parse must be one of"):
+        LabelJudge(None, parse="regex")
