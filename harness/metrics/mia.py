@@ -184,18 +184,43 @@ class MIALoss(MIAMetric):
         return _avg_nll(self.answer_response(item, responses))
 
 
+ZLIB_TEXTS = ("answer", "prompt_and_answer")
+
+
 class MIAZlib(MIAMetric):
-    """zlib attack: avgNLL / len(zlib.compress(text.encode())), text = the answer as scored
-    (the benchmark's target of `item.answer`, the continuation whose avgNLL is the numerator;
-    open-unlearning decodes the target tokens likewise)."""
+    """zlib attack: avgNLL / len(zlib.compress(text.encode("utf-8"))).
+
+    `text` says which text is compressed (docs/metrics.md §7, recorded in `details['zlib_text']`):
+    `answer` (default, the spec's `answer_text`): the answer as scored, the benchmark's target of
+    `item.answer`, whose avgNLL is the numerator; `prompt_and_answer`: the benchmark prompt
+    followed by that target, the whole sequence as text (without a chat template's markup).
+    """
 
     name = "mia_zlib"
-    score = "avgNLL / zlib-compressed length of the answer"
+
+    def __init__(self, benchmark, split=None, seed: int = 0, text: str = "answer", **args: Any):
+        from harness.errors import ConfigError
+
+        if text not in ZLIB_TEXTS:
+            raise ConfigError(f"{self.name}: text must be one of {', '.join(ZLIB_TEXTS)}, not {text!r}")
+        args["text"] = text
+        super().__init__(benchmark, split, seed=seed, **args)
+        self.text = text
+        what = "the answer" if text == "answer" else "the prompt followed by the answer"
+        self.score = f"avgNLL / zlib-compressed length of {what}"
+
+    def zlib_text(self, item: Any) -> str:
+        request = self.item_request(item)
+        return request.continuation if self.text == "answer" else request.context + request.continuation
 
     def item_score(self, item, responses, reference):
-        request = self.item_request(item)
         nll = _avg_nll(self.answer_response(item, responses))
-        return None if nll is None else nll / len(zlib.compress(request.continuation.encode("utf-8")))
+        return None if nll is None else nll / len(zlib.compress(self.zlib_text(item).encode("utf-8")))
+
+    def compute(self, responses, deps, reference) -> MetricResult:
+        result = super().compute(responses, deps, reference)
+        result.details["zlib_text"] = self.text
+        return result
 
 
 class MIAMinK(MIAMetric):
