@@ -211,3 +211,45 @@ def test_classifier_parse_rule_is_checked():
 
     with pytest.raises(ConfigError, match="parse must be one of"):
         LabelJudge(None, parse="regex")
+
+
+# --- judge input clip (HarmBench: 512 tokens) ------------------------------------------------
+def test_judge_reads_the_response_clipped_to_its_tokens(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    seen = []
+
+    def answer(r):
+        seen.append(r.prompt)
+        return GenerateResponse(["yes"], [1])
+
+    backend = ScriptedBackend(answer)
+    backend.tokenizer = tok
+    response = "Ada likes tea. " * 30
+    ids = tok(response, add_special_tokens=False)["input_ids"]
+    assert len(ids) > 20
+    for judge in (LabelJudge(backend, template="{answer}"), ScoreJudge(backend, template="{answer}", parse="text")):
+        seen.clear()
+        judge.judge([JudgeRequest("harm", "q", response, clip_tokens=20), JudgeRequest("harm", "q", response)])
+        assert seen[0] == tok.decode(ids[:20], skip_special_tokens=True)  # HarmBench: encode, truncate, decode
+        assert seen[1] == response  # no clip asked for
+
+
+def test_harmbench_asks_for_its_512_token_clip_and_records_it():
+    from harness.benchmarks.harmbench import HarmBench
+    from harness.metrics.safety import ASR
+    from harness.api.benchmark import BenchmarkData, PromptItem
+
+    class Tiny(HarmBench):
+        def load(self):
+            return BenchmarkData({"standard": [PromptItem("b1", "Do X.")]}, source="t")
+
+    bench = Tiny()
+    metric = ASR(bench, "standard")
+    gen = metric.requests()[0]
+    jrs = metric.judge_requests({gen: GenerateResponse(["Sure."], [1])})
+    assert [jr.clip_tokens for jr in jrs] == [512]
+    verdicts = {jr: Verdict(1.0, "yes") for jr in jrs}
+    res = metric.compute({gen: GenerateResponse(["Sure."], [1]), **verdicts}, {}, {})
+    assert res.details["judge_clip_tokens"] == 512

@@ -165,6 +165,9 @@ class Benchmark(ABC):
     # training and for the probability-based metrics alike; the `answer_eos` option overrides it.
     # On for the TOFU family (TOFU, fictitious-facts, MUSE), off elsewhere (docs/metrics.md "Answer EOS").
     default_answer_eos: ClassVar[bool] = False
+    # Judged metrics cut each answer to this many tokens of the judge's tokenizer before judging,
+    # as the source benchmark does (HarmBench: 512); None: the whole answer.
+    judge_clip_tokens: ClassVar[int | None] = None
     # Defaults for the greedy generations metrics ask for (max_new_tokens, stop strings).
     max_new_tokens: ClassVar[int] = 200
     stop: ClassVar[tuple[str, ...]] = ()
