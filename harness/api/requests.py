@@ -35,6 +35,8 @@ class GenerateResponse:
     n_tokens: list[int]
     # With `top_logprobs` > 0: per sample, per generated position, {token text: log-prob}.
     top_logprobs: list[list[dict[str, float]]] | None = None
+    # Input tokens the backend cut to fit the model (0: none); metrics count such answers.
+    truncated: int = 0
 
 
 @dataclass
@@ -50,6 +52,7 @@ class LoglikelihoodResponse:
     token_greedy: list[bool]
     token_mu: list[float]
     token_sigma: list[float]
+    truncated: int = 0  # input tokens the backend cut to fit the model (0: none)
 
     @property
     def n_tokens(self) -> int:
@@ -81,6 +84,7 @@ class HiddenStatesResponse:
 
     states: dict[int, list]
     n_positions: int | None = None
+    truncated: int = 0  # input tokens the backend cut to fit the model (0: none)
 
 
 @dataclass

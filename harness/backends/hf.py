@@ -20,6 +20,7 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -170,19 +171,21 @@ class HFBackend(Backend):
 
     def _encode_pair(self, request: LoglikelihoodRequest | HiddenStatesRequest) -> tuple[list[int], int]:
         """(context + continuation ids, continuation length), context cut from the left to fit."""
-        seq, n_cont, _ = self._encode_pair_pixels(request)
+        seq, n_cont, _, _ = self._encode_pair_pixels(request)
         return seq, n_cont
 
-    def _encode_pair_pixels(self, request: LoglikelihoodRequest | HiddenStatesRequest) -> tuple[list[int], int, Any]:
-        """`_encode_pair` plus the request's pixel_values (None without images)."""
+    def _encode_pair_pixels(self, request: LoglikelihoodRequest | HiddenStatesRequest) -> tuple[list[int], int, Any, int]:
+        """`_encode_pair` plus the request's pixel_values (None without images) and how many
+        input tokens were cut to fit the model (counted in the response's `truncated`)."""
         ctx, pixels = self.encode_with_images(request)
         cont = encode_answer(self.tokenizer, request.continuation, getattr(request, "answer_eos", False))
         limit = self._max_len()
+        n_in = len(ctx) + len(cont)
         if len(cont) >= limit:
             log.warning("continuation of %d tokens exceeds the model's %d; scoring its first %d", len(cont), limit, limit - 1)
             cont = cont[: limit - 1]
         ctx = self._cut(ctx, len(ctx) + len(cont) - limit, pixels)
-        return ctx + cont, len(cont), pixels
+        return ctx + cont, len(cont), pixels, n_in - len(ctx) - len(cont)
 
     def _cut(self, ids: list[int], excess: int, pixels: Any) -> list[int]:
         """`ids` without their first `excess` tokens; an image's tokens are never cut (one line instead)."""
@@ -288,9 +291,9 @@ class HFBackend(Backend):
             _, logits = self._forward([encoded[i][0] for i in chunk], keep, pixels=[encoded[i][2] for i in chunk])
             out = []
             for r, i in enumerate(chunk):
-                seq, nc, _ = encoded[i]
+                seq, nc, _, cut = encoded[i]
                 if nc == 0:
-                    out.append(LoglikelihoodResponse([], [], [], []))
+                    out.append(LoglikelihoodResponse([], [], [], [], truncated=cut))
                     continue
                 logp = logits[r, keep - 1 - nc: keep - 1].log_softmax(-1)  # rows predicting the continuation
                 target = torch.tensor(seq[-nc:], device=logp.device)
@@ -304,6 +307,7 @@ class HFBackend(Backend):
                     token_greedy=(logp.argmax(-1) == target).tolist(),
                     token_mu=mu.tolist(),
                     token_sigma=sigma.tolist(),
+                    truncated=cut,
                 ))
             return out
 
@@ -323,7 +327,7 @@ class HFBackend(Backend):
             if r.span not in ("continuation", "predicting"):
                 raise HarnessError(f"unknown span {r.span!r} (continuation, predicting)")
         encoded = [self._encode_pair_pixels(r) for r in requests]
-        for r, (_, nc, _) in zip(requests, encoded):
+        for r, (_, nc, _, _) in zip(requests, encoded):
             if r.span == "predicting" and nc == 0:
                 raise HarnessError("hidden states with span 'predicting' need a non-empty continuation")
         order = sorted(range(len(requests)), key=lambda i: -len(encoded[i][0]))
@@ -334,7 +338,7 @@ class HFBackend(Backend):
             hs = out_.hidden_states
             out = []
             for r, i in enumerate(chunk):
-                req, (seq, nc, _) = requests[i], encoded[i]
+                req, (seq, nc, _, cut) = requests[i], encoded[i]
                 span = nc or len(seq)
                 rows = slice(-span, None) if req.span == "continuation" else slice(-nc - 1, -1)
                 states: dict[int, list] = {}
@@ -345,7 +349,7 @@ class HFBackend(Backend):
                     pooled = (h.mean(0) if req.pooling == "mean" else h.sum(0) if req.pooling == "sum"
                               else h[-1] if req.pooling == "last" else h)
                     states[layer] = pooled.tolist()
-                out.append(HiddenStatesResponse(states=states, n_positions=span))
+                out.append(HiddenStatesResponse(states=states, n_positions=span, truncated=cut))
             return out
 
         done = self._map_batches("hidden_states", order, pool)
@@ -374,6 +378,10 @@ class HFBackend(Backend):
         limit = self._max_len()
         encoded = [self.encode_with_images(r) for r in requests]
         prompts = [self._cut(ids, len(ids) - max(1, limit - r.max_new_tokens), px) for (ids, px), r in zip(encoded, requests)]
+        cuts = [len(ids) - len(p) for (ids, _), p in zip(encoded, prompts)]
+        if any(cuts):
+            log.warning("%d prompts longer than the model's %d tokens (less max_new_tokens); their start was cut",
+                        sum(1 for c in cuts if c), limit)
         pixels = [px for _, px in encoded]
         greedy = sorted((i for i, r in enumerate(requests) if not r.sampled), key=lambda i: -len(prompts[i]))
         sampled = [i for i, r in enumerate(requests) if r.sampled]
@@ -381,6 +389,9 @@ class HFBackend(Backend):
             [requests[i] for i in c], [prompts[i] for i in c], [pixels[i] for i in c]))
         done.update(self._map_batches("sample", sampled, lambda c: self._generate(
             [requests[c[0]]], [prompts[c[0]]], [pixels[c[0]]]), fixed=1))
+        for i, c in enumerate(cuts):
+            if c:
+                done[i] = dataclasses.replace(done[i], truncated=c)
         return [done[i] for i in range(len(requests))]
 
     def _generate(self, reqs: list[GenerateRequest], prompts: list[list[int]],

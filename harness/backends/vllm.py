@@ -297,13 +297,19 @@ class VLLMBackend(Backend):
 
     # ---- log-likelihoods --------------------------------------------------------------
     def _encode_pair(self, request: LoglikelihoodRequest, limit: int) -> tuple[list[int], int]:
+        seq, nc, _ = self._encode_pair_cut(request, limit)
+        return seq, nc
+
+    def _encode_pair_cut(self, request: LoglikelihoodRequest, limit: int) -> tuple[list[int], int, int]:
+        """(context + continuation ids, continuation length, input tokens cut to fit `limit`)."""
         ctx = self.encode_prompt(request)
         cont = encode_answer(self.tokenizer, request.continuation, request.answer_eos)
+        n_in = len(ctx) + len(cont)
         if len(cont) >= limit:
             log.warning("continuation of %d tokens exceeds the model's %d; scoring its first %d", len(cont), limit, limit - 1)
             cont = cont[: limit - 1]
         ctx = ctx[max(0, len(ctx) + len(cont) - limit):]
-        return ctx + cont, len(cont)
+        return ctx + cont, len(cont), n_in - len(ctx) - len(cont)
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LoglikelihoodResponse]:
         if not requests:
@@ -321,11 +327,11 @@ class VLLMBackend(Backend):
                 f"model {self.spec.name!r}: the CPU build of vLLM cannot score log-likelihoods on a LoRA-enabled "
                 "engine; route loglikelihood to hf (the default) or set vllm.enable_lora: false"
             )
-        encoded = [self._encode_pair(r, engine.max_model_len - 1) for r in requests]  # room for 1 generated token
+        encoded = [self._encode_pair_cut(r, engine.max_model_len - 1) for r in requests]  # room for 1 generated token
         params = vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=-1, detokenize=False)
-        outs = self._run(engine, [seq for seq, _ in encoded], [params] * len(encoded))
+        outs = self._run(engine, [seq for seq, _, _ in encoded], [params] * len(encoded))
         responses = []
-        for (seq, nc), out in zip(encoded, outs):
+        for (seq, nc, cut), out in zip(encoded, outs):
             rows = out.prompt_logprobs or []
             lps, greedy, mus, sigmas = [], [], [], []
             for j in range(len(seq) - nc, len(seq)):
@@ -341,7 +347,8 @@ class VLLMBackend(Backend):
                 greedy.append(bool(ids[int(np.argmax(lp))] == seq[j]))
                 mus.append(mu)
                 sigmas.append(math.sqrt(max(var, 1e-6)))  # the HF backend clamps the same way
-            responses.append(LoglikelihoodResponse(token_logprobs=lps, token_greedy=greedy, token_mu=mus, token_sigma=sigmas))
+            responses.append(LoglikelihoodResponse(token_logprobs=lps, token_greedy=greedy, token_mu=mus, token_sigma=sigmas,
+                                                   truncated=cut))
         return responses
 
 

@@ -153,7 +153,8 @@ def mia_tokens(request: LoglikelihoodRequest, response: LoglikelihoodResponse) -
     if not getattr(request, "answer_eos", False) or response.n_tokens == 0:
         return response
     return LoglikelihoodResponse(token_logprobs=response.token_logprobs[:-1], token_greedy=response.token_greedy[:-1],
-                                 token_mu=response.token_mu[:-1], token_sigma=response.token_sigma[:-1])
+                                 token_mu=response.token_mu[:-1], token_sigma=response.token_sigma[:-1],
+                                 truncated=response.truncated)
 
 
 def _avg_nll(response) -> float | None:
