@@ -72,10 +72,12 @@ def with_normalised_avqi(df: pd.DataFrame) -> pd.DataFrame:
     """Add `avqi_normalised@...` rows: 100 (raw - min) / (max - min + 1e-8) over the rows
     (models x methods) of each benchmark, so 0 is the best of this leaderboard (docs/metrics.md §3).
 
-    Relative to the compared set, so it is derived here and never stored in a result file.
+    Relative to the compared set: the values a run stored (normalised over its own cells, with
+    their set's id) are replaced by ones over exactly the rows of this leaderboard.
     """
     from harness.metrics.avqi import normalise
 
+    df = df[~df.metric.str.startswith("avqi_normalised@")]
     raw = df[df.metric.str.startswith("avqi@") & df.value.notna()]
     extra = []
     for (_, metric), group in raw.groupby(["benchmark", "metric"]):

@@ -264,3 +264,29 @@ def render_csv_header(lb) -> str:
     from harness.reports.leaderboard import render_csv
 
     return render_csv(lb).splitlines()[0]
+
+
+def test_normalised_avqi_is_stored_with_its_model_set(tmp_path):
+    from harness.normalised import model_set_id, store_normalised_avqi
+    from harness.results import read_summary
+
+    raw = {("m", "none"): 1.0, ("m", "grace"): 3.0, ("r", "none"): 2.0}
+    _write(tmp_path, {k: {"avqi@adversarial": (v, v - 0.1, v + 0.1, 10), "asr@adversarial": (5.0, 4, 6, 10)}
+                      for k, v in raw.items()}, benchmark="probes")
+    _write(tmp_path, {("m", "none"): {"avqi@adversarial": (9.0, 8, 10, 10)}}, benchmark="other")  # another set
+    assert store_normalised_avqi(tmp_path, "probes") == 3
+    members = ["m/grace", "m/none", "r/none"]
+    got = {}
+    for (model, method), v in raw.items():
+        s = read_summary(cell_dir(tmp_path, model, method, "probes") / "summary.json")
+        m = s.metrics["avqi_normalised@adversarial"]
+        assert m.details["model_set"] == model_set_id(members) and m.details["members"] == members
+        assert m.details["raw"] == v and m.higher_is_better is False
+        got[(model, method)] = m.value
+    assert got == pytest.approx({("m", "none"): 0.0, ("m", "grace"): 100 * 2 / (2 + 1e-8), ("r", "none"): 50 * 2 / (2 + 1e-8)})
+    other = read_summary(cell_dir(tmp_path, "m", "none", "other") / "summary.json")
+    assert "avqi_normalised@adversarial" not in other.metrics  # a single member: nothing to normalise over
+    # the leaderboard recomputes over its own rows (here one benchmark of two), not the stored set
+    df = load_results(tmp_path)
+    rows = df[(df.metric == "avqi_normalised@adversarial") & (df.benchmark == "probes")]
+    assert len(rows) == 3 and sorted(rows.value.round(6)) == pytest.approx([0.0, 50.0, 100.0], abs=1e-4)

@@ -17,8 +17,9 @@ reported as `avqi@<split>[layer=<l>]`). With the benchmark option `avqi_pooler` 
 `grace/` directory) the main value embeds each completion with GRACE's trained layer-wise pooler
 (mean- or last-token pooled hidden states of layers 1..L, then the pooler), as the spec's default
 when a pooler exists; the fixed-layer baselines are then reported as parts. `details.embedding` says which.
-The normalised score across the models of one leaderboard is computed by the leaderboard
-(reports/leaderboard.py), never stored: it is relative to the compared set.
+The normalised score is relative to the compared set: after a run it is stored in each cell's
+results with the id of the set it was normalised over (`harness.normalised`), and the leaderboard
+recomputes it over the rows it shows (reports/leaderboard.py).
 """
 
 from __future__ import annotations
