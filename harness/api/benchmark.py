@@ -177,6 +177,7 @@ class Benchmark(ABC):
     def __init__(self, **options: Any):
         self.options = options
         self._data: BenchmarkData | None = None
+        _ = self.answer_eos  # a bad `answer_eos` fails when the benchmark is built (validate), not mid-run
 
     @classmethod
     def known_options(cls) -> dict[str, str]:
