@@ -229,3 +229,23 @@ def test_avqi_embeds_with_a_trained_grace_pooler(tmp_path):
     assert "avqi@adversarial[layer=-1]" in ev.results  # the last-layer baseline, as a part
     plain = evaluate(ToyPrompts(), resolve_metrics(ToyPrompts(), ["avqi@adversarial"], 0), ScriptedModel())
     assert plain.results["avqi@adversarial"].details["embedding"] == "layer -1"
+
+
+def test_avqi_middle_layer_baseline_is_resolved_by_the_backend(tiny_model_dir):
+    """`avqi_layers: [-1, middle]`: the middle layer is round(L/2) of the model's L layers, which
+    only the backend knows; its part equals AVQI asked at that index directly."""
+    from harness.backends.hf import HFBackend
+    from harness.zoo.specs import ModelSpec
+
+    backend = HFBackend(ModelSpec(name="t", path=str(tiny_model_dir), chat_template="none"), device="cpu")
+    n_layers = backend.model.config.num_hidden_layers
+    bench = ToyPrompts(avqi_layers=[-1, "middle"], limit=6)
+    ev = evaluate(bench, resolve_metrics(bench, ["avqi@adversarial"], 0), backend)
+    part = ev.results["avqi@adversarial[layer=middle]"]
+    assert part.details["middle_layer"] == [round(n_layers / 2)]
+    direct = ToyPrompts(avqi_layers=[round(n_layers / 2)], limit=6)
+    want = evaluate(direct, resolve_metrics(direct, ["avqi@adversarial"], 0), backend).results["avqi@adversarial"]
+    assert part.value == pytest.approx(want.value, rel=1e-5)
+    with pytest.raises(Exception, match="avqi_layers"):
+        bad = ToyPrompts(avqi_layers=["top"], limit=6)
+        evaluate(bad, resolve_metrics(bad, ["avqi@adversarial"], 0), backend)

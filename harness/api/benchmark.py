@@ -157,7 +157,7 @@ class Benchmark(ABC):
         "forget_split": "the split an unlearning method forgets (role `forget`)",
         "retain_split": "the split a method keeps (role `retain` for training)",
         "holdout_split": "never-trained items of the forget distribution (role `holdout`)",
-        "avqi_layers": "layers the avqi metric reads (default [-1], the last)",
+        "avqi_layers": "layers the avqi metric reads: indices or 'middle' (default [-1], the last)",
         "avqi_pooler": "a GRACE artefact's `grace/` directory: avqi embeds with its trained pooler (the spec's default "
                        "embedding), the layer baselines become parts",
         "answer_eos": "append the tokenizer's EOS to every answer trained and scored (open-unlearning's "

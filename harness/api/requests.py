@@ -85,6 +85,7 @@ class HiddenStatesResponse:
     states: dict[int, list]
     n_positions: int | None = None
     truncated: int = 0  # input tokens the backend cut to fit the model (0: none)
+    depth_layers: dict[str, int] | None = None  # the request's `depths` (as text) -> the layer read
 
 
 @dataclass
@@ -144,7 +145,7 @@ class LoglikelihoodRequest:
         _media(self)
 
 
-@request_kind("hidden_states", HiddenStatesResponse, key_omit_at_default={"span": "continuation"},
+@request_kind("hidden_states", HiddenStatesResponse, key_omit_at_default={"span": "continuation", "depths": ()},
               decode=_hidden_states_from_fields)
 @dataclass(frozen=True)
 class HiddenStatesRequest:
@@ -165,6 +166,9 @@ class HiddenStatesRequest:
     images: tuple[MediaRef, ...] = ()
     chat: bool = True
     span: Span = "continuation"
+    # Layers named by relative depth (0.5: the middle one), resolved by the backend to
+    # round(depth * L) of its L layers; the response says which (`depth_layers`).
+    depths: tuple[float, ...] = ()
     def __post_init__(self) -> None:
         _media(self)
 

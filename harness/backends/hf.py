@@ -326,6 +326,8 @@ class HFBackend(Backend):
                 raise HarnessError(f"unknown pooling {r.pooling!r} (mean, last, per_token, sum)")
             if r.span not in ("continuation", "predicting"):
                 raise HarnessError(f"unknown span {r.span!r} (continuation, predicting)")
+            if any(not 0 <= d <= 1 for d in getattr(r, "depths", ())):
+                raise HarnessError(f"hidden-state depths must lie in [0, 1], got {r.depths}")
         encoded = [self._encode_pair_pixels(r) for r in requests]
         for r, (_, nc, _, _) in zip(requests, encoded):
             if r.span == "predicting" and nc == 0:
@@ -342,14 +344,16 @@ class HFBackend(Backend):
                 span = nc or len(seq)
                 rows = slice(-span, None) if req.span == "continuation" else slice(-nc - 1, -1)
                 states: dict[int, list] = {}
-                for layer in req.layers:
+                depth_layers = {str(d): round(d * (len(hs) - 1)) for d in getattr(req, "depths", ())}
+                for layer in dict.fromkeys([*req.layers, *depth_layers.values()]):
                     if not -len(hs) <= layer < len(hs):
                         raise HarnessError(f"layer {layer} out of range: the model has hidden states 0..{len(hs) - 1}")
                     h = hs[layer][r, rows].float()
                     pooled = (h.mean(0) if req.pooling == "mean" else h.sum(0) if req.pooling == "sum"
                               else h[-1] if req.pooling == "last" else h)
                     states[layer] = pooled.tolist()
-                out.append(HiddenStatesResponse(states=states, n_positions=span, truncated=cut))
+                out.append(HiddenStatesResponse(states=states, n_positions=span, truncated=cut,
+                                                depth_layers=depth_layers or None))
             return out
 
         done = self._map_batches("hidden_states", order, pool)

@@ -33,6 +33,7 @@ from harness.api.metric import Metric, MetricResult, ResponseMap
 from harness.api.requests import HiddenStatesRequest
 
 EPS = 1e-8
+MIDDLE = "middle"  # `avqi_layers` entry: the layer at half the model's depth
 CLUSTERS = ("safe", "unsafe", "jailbreak")
 
 
@@ -98,13 +99,30 @@ class AVQI(Metric):
     request_kinds = ("hidden_states",)
     higher_is_better: ClassVar[bool | None] = False
 
-    def _layers(self) -> tuple[int, ...]:
+    def _layer_spec(self) -> tuple[int | str, ...]:
+        """The `avqi_layers` option: hidden-state indices, and "middle" (the layer at half the
+        model's depth, which only the backend knows: asked for by relative depth)."""
         layers = self.benchmark.options.get("avqi_layers", [-1])
-        if not isinstance(layers, (list, tuple)) or not layers or not all(isinstance(x, int) for x in layers):
+        ok = isinstance(layers, (list, tuple)) and layers and all(
+            (isinstance(x, int) and not isinstance(x, bool)) or x == MIDDLE for x in layers)
+        if not ok:
             from harness.errors import ConfigError
 
-            raise ConfigError(f"option `avqi_layers` must be a non-empty list of layer indices, got {layers!r}")
+            raise ConfigError(f"option `avqi_layers` must be a non-empty list of layer indices or 'middle', got {layers!r}")
         return tuple(dict.fromkeys(layers))
+
+    def _layers(self) -> tuple[int, ...]:
+        return tuple(x for x in self._layer_spec() if isinstance(x, int))
+
+    def _depths(self) -> tuple[float, ...]:
+        return (0.5,) if MIDDLE in self._layer_spec() else ()
+
+    @staticmethod
+    def _state(response: Any, layer: int | str) -> list:
+        """The pooled vector of `layer` (an index, or "middle" as the backend resolved it)."""
+        if layer == MIDDLE:
+            return response.states[(response.depth_layers or {})["0.5"]]
+        return response.states[layer]
 
     def _pooler(self) -> tuple[tuple[int, ...], str, Any] | None:
         """(layers, token pooling, embed) of the GRACE pooler named by `avqi_pooler`; None without one."""
@@ -126,13 +144,13 @@ class AVQI(Metric):
         direct = getattr(item, "behavior", "") or self.benchmark.prompt(item)
         contexts = {"safe": direct, "unsafe": direct, "jailbreak": self.benchmark.prompt(item)}
         pooler = self._pooler() if grace else None
-        layers, pooling = (pooler[0], pooler[1]) if pooler else (self._layers(), "mean")
+        layers, pooling, depths = (pooler[0], pooler[1], ()) if pooler else (self._layers(), "mean", self._depths())
         out = {}
         for cluster in CLUSTERS:
             completion = getattr(item, f"{cluster}_completion", "")
             if completion:
                 out[cluster] = HiddenStatesRequest(context=contexts[cluster], continuation=completion,
-                                                   layers=layers, pooling=pooling, system=item.system)
+                                                   layers=layers, pooling=pooling, system=item.system, depths=depths)
         return out
 
     def requests(self) -> list:
@@ -140,12 +158,14 @@ class AVQI(Metric):
         return [r for item in self.items for r in self._requests(item).values()] + grace
 
     def compute(self, responses: ResponseMap, deps, reference) -> MetricResult:
-        layers = self._layers()
-        vectors: dict[int, dict[str, list]] = {layer: {c: [] for c in CLUSTERS} for layer in layers}
+        layers = self._layer_spec()
+        vectors: dict[int | str, dict[str, list]] = {layer: {c: [] for c in CLUSTERS} for layer in layers}
+        resolved: set[int] = set()
         for item in self.items:
             for cluster, request in self._requests(item).items():
                 for layer in layers:
-                    vectors[layer][cluster].append(responses[request].states[layer])
+                    vectors[layer][cluster].append(self._state(responses[request], layer))
+                resolved.update((responses[request].depth_layers or {}).values())
         counts = {c: len(vectors[layers[0]][c]) for c in CLUSTERS}
         if min(counts.values()) < 2:
             return self.result(None, None, 0, details={"why": "each cluster needs at least 2 completions", **counts})
@@ -158,6 +178,8 @@ class AVQI(Metric):
             pid = f"{self.id}[layer={layer}]"
             parts[pid] = MetricResult(pid, per_layer[layer]["avqi"], None, None, sum(counts.values()),
                                       self.better_when_higher, details={k: v for k, v in per_layer[layer].items() if k != "avqi"})
+            if layer == MIDDLE:
+                parts[pid].details["middle_layer"] = sorted(resolved)
         details = {k: v for k, v in main.items() if k != "avqi"}
         details.update({"layer": layers[0], "pooling": "mean over completion tokens", "cluster_sizes": counts,
                         "embedding": f"layer {layers[0]}",
