@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.copytree(Path(args.models_from) / "zoo", cache / "zoo", ignore=shutil.ignore_patterns(".*", "*.log"))
     env = {**os.environ, "HARNESS_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
     cmd = ["run", *([str(Path(args.config).resolve())] if args.config else []), "--output-dir", str(out)]
-    cmd += ["--limit", str(args.limit)] if args.limit else []
+    # --limit cuts evaluation only; the quick check shrinks the methods' training data too.
+    cmd += ["--limit", str(args.limit), "--train-limit", str(args.limit)] if args.limit else []
 
     phases = {}
     for phase in ("cold", "rerun"):

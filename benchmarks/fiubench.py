@@ -228,6 +228,10 @@ class FaceUnlearningBenchmark(Benchmark):
 
     model_kind = "image-text-to-text"
     max_new_tokens = 50
+    # FIUBench's `data_module.py` tokenizes `system + question tag + question + answer tag + answer`
+    # with the tokenizer's defaults (BOS, no EOS) for training and for its loss-based metrics, so
+    # its answers carry no EOS (docs/metrics.md "Answer EOS"); the open-unlearning rule is off here.
+    default_answer_eos = False
     # The ACC metric id (the general visual utility questions), where the benchmark has them.
     acc_metric: ClassVar[str | None] = None
     # The code's Model Utility: the harmonic mean (`model_utility`) of the retain ROUGE-L, Prob.

@@ -61,6 +61,9 @@ class HarmBench(PromptBenchmark):
     }
     status = "available"  # docs/datasets.md §0: public; a local `path` overrides the download
     max_new_tokens = 512
+    # HarmBench's classifier reads each generation clipped to 512 tokens (its eval_utils: encode
+    # with max_length=512, truncation, then decode).
+    judge_clip_tokens = 512
     temperature = 0.0
     top_p = 1.0
     default_metrics = ("asr@standard", "asr@contextual")

@@ -86,6 +86,8 @@ class Muse(Benchmark):
         "retain_eval_split": "the split metrics naming the role `retain` evaluate on",
     }
     max_new_tokens = VERBMEM_MAX_NEW_TOKENS
+    # open-unlearning's answer encoding (its MUSE QA goes through the same `preprocess_chat_instance`).
+    default_answer_eos = True
     stop = ()
     default_metrics = (
         "verbmem_rouge_f1@verbmem_forget", "knowmem_rouge_f1@knowmem_forget", "knowmem_rouge_f1@knowmem_retain",

@@ -19,7 +19,7 @@ def assemble_summary(*, model: str, method: str, benchmark_name: str, benchmark:
                      config_hash: str, seed: int, device: str, backend: Any, spec: Any, eval_path: str,
                      artifact: Any | None, reference: dict[str, Any] | None, judges: dict[str, Any] | None,
                      cache: tuple[int, int], timing: dict[str, float],
-                     requested: list[str] | None = None) -> RunSummary:
+                     requested: list[str] | None = None, limits: dict[str, int | None] | None = None) -> RunSummary:
     from harness import __version__
 
     return RunSummary(
@@ -46,6 +46,9 @@ def assemble_summary(*, model: str, method: str, benchmark_name: str, benchmark:
             dataset_source=benchmark.data.source,
             dataset_hash=benchmark.data.data_hash(),
             benchmark_options=dict(benchmark.options),
+            answer_eos=getattr(benchmark, "answer_eos", None),
+            limit=(limits or {}).get("limit"),
+            train_limit=(limits or {}).get("train_limit"),
             reference=reference,
             judge=judges or None,
             device=device,

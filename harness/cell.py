@@ -38,7 +38,8 @@ def run_cell(session: Session, cell: Cell, reference: dict[str, MetricResult] | 
     first_backend = len(session.backends.used)
     t0 = time.time()
 
-    artifact = apply_method(session, spec, method, benchmark, bentry) if method.name != NO_METHOD else None
+    artifact = (apply_method(session, spec, method, session.training_benchmark(cell.benchmark), bentry)
+                if method.name != NO_METHOD else None)
     t_apply = time.time() - t0
 
     adapter = artifact.adapter_path if artifact else None
@@ -71,6 +72,7 @@ def run_cell(session: Session, cell: Cell, reference: dict[str, MetricResult] | 
         reference=cfg.reference.model_dump(exclude_none=True) if cfg.reference else None,
         judges=session.judges.identities(), cache=session.backends.counts(first_backend),
         timing={"apply_s": t_apply, "evaluate_s": t_eval, "attack_s": t_attack}, requested=cfg.metrics,
+        limits={"limit": cfg.limit, "train_limit": cfg.train_limit},
     )
     write_cell(out, summary, evaluation.samples)
     if spec.kind == "text-to-image":

@@ -133,7 +133,8 @@ def run(
         None, "--reference", help="the retain-only reference model that forget_quality and mia_reference compare against"
     ),
     output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="where results go"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="at most this many items per split"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="evaluate at most this many items per split (methods still train on every item)"),
+    train_limit: Optional[int] = typer.Option(None, "--train-limit", help="methods train on at most this many items per split"),
     seed: Optional[int] = typer.Option(None, "--seed"),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, ..."),
     batch_size: Optional[str] = typer.Option(None, "--batch-size", help="an integer or 'auto'"),
@@ -159,6 +160,7 @@ def run(
     overrides: dict[str, Any] = {
         "output_dir": output_dir,
         "limit": limit,
+        "train_limit": train_limit,
         "seed": seed,
         "device": device,
         "batch_size": _batch_size(batch_size),

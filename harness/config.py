@@ -54,7 +54,8 @@ class ExperimentConfig(BaseModel):
     seed: int = 0
     device: str = "auto"
     batch_size: int | str = "auto"
-    limit: int | None = Field(None, ge=1)  # evaluate the first N items of each split
+    limit: int | None = Field(None, ge=1)  # evaluate the first N items of each split (evaluation only, as lm-eval)
+    train_limit: int | None = Field(None, ge=1)  # methods train on the first N items of each split (None: all)
     cache: bool = True
     cache_dir: str | None = None
     # GPUs each cell reserves under `--executor ray`: one number, or per model name. Unset: 0 on
@@ -197,11 +198,17 @@ def validate(config: ExperimentConfig) -> dict[int, tuple[Any, list[str]]]:
     return built
 
 
-def benchmark_options(config: ExperimentConfig, entry: NamedEntry) -> dict[str, Any]:
-    """A benchmark's options as the run builds it: its params, and the run's `limit` unless set."""
+def benchmark_options(config: ExperimentConfig, entry: NamedEntry, training: bool = False) -> dict[str, Any]:
+    """A benchmark's options as the run builds it: its params, and the run's `limit` (evaluation) or
+    `train_limit` (the data methods train on) unless the params set `limit` themselves.
+
+    `--limit` limits evaluation only, as lm-eval's does: a method trains on every item unless
+    `train_limit` says otherwise, so a quick `--limit` run evaluates the same artefact a full run
+    trains (and reuses it)."""
     options = dict(entry.params)
-    if config.limit is not None:
-        options.setdefault("limit", config.limit)
+    limit = config.train_limit if training else config.limit
+    if limit is not None:
+        options.setdefault("limit", limit)
     return options
 
 

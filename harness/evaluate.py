@@ -88,10 +88,17 @@ def evaluate(
     for metric in metrics:
         deps = {d: results[d] for d in metric.dependencies()}
         result = metric.compute(responses, deps, reference or {})
+        # No silent drops: answers to inputs the backend had to cut are counted in every result.
+        result.details["truncated"] = count_truncated(metric.requests(), responses)
         results[metric.id] = result
         for part_id, part in result.parts.items():
             results[part_id] = part
     return Evaluation(results=results, samples=_samples(benchmark, metrics, results, responses))
+
+
+def count_truncated(requests: list[Request], responses: Mapping) -> int:
+    """How many of the metric's requests were answered on a cut input (the response's `truncated`)."""
+    return sum(1 for r in dict.fromkeys(requests) if getattr(responses.get(r), "truncated", 0))
 
 
 def _samples(benchmark, metrics: list[Metric], results: dict[str, MetricResult], responses) -> list[SampleRecord]:

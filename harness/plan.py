@@ -155,7 +155,8 @@ def cell_config_hash(session: "Session", cell: Cell) -> str:
     return cell_hash(session.zoo.get(cell.model).recipe_fields(), method_entry(cfg, cell).model_dump(),
                      cfg.benchmarks[cell.benchmark].model_dump(), metric_ids, cfg.seed, cfg.limit,
                      cfg.reference.model_dump() if cfg.reference else None, [a.model_dump() for a in cfg.attacks],
-                     {k: v.model_dump() for k, v in cfg.judges.items()}, __version__)
+                     {k: v.model_dump() for k, v in cfg.judges.items()}, __version__,
+                     *([{"train_limit": cfg.train_limit}] if cfg.train_limit is not None else []))
 
 
 def finished_results(session: "Session", cell: Cell) -> "dict[str, MetricResult] | None":

@@ -33,6 +33,27 @@ def encode_prompt(tokenizer: Any, prompt: str, system: str | None = None, use_te
     return ids
 
 
+def encode_answer(tokenizer: Any, text: str, answer_eos: bool) -> list[int]:
+    """Token ids of an answer as trained and scored after its prompt: the text's ids, then (with
+    `answer_eos`) the tokenizer's EOS id unless the ids already end with it.
+
+    open-unlearning's rule (`preprocess_chat_instance`: `if chat_ids[-1] != eos: chat_ids += [eos]`),
+    written once here for training (`harness.api.training.encode_item`) and for the backends that
+    score a `LoglikelihoodRequest`, so the two agree. An empty answer stays empty: it has no
+    token to score, and the metrics skip and count it (docs/metrics.md, "Answer EOS").
+    """
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
+    return with_answer_eos(tokenizer, ids, answer_eos)
+
+
+def with_answer_eos(tokenizer: Any, ids: list[int], answer_eos: bool) -> list[int]:
+    """`encode_answer`'s EOS rule on ids already tokenized (the backends tokenize a batch at once)."""
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if answer_eos and ids and eos is not None and ids[-1] != eos:
+        return [*ids, eos]
+    return list(ids)
+
+
 def with_eos(response: str, eos_token: str | None) -> str:
     """The response as scored and trained: its text followed by the EOS token (counted in |y|)."""
     return response + (eos_token or "")

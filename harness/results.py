@@ -47,6 +47,12 @@ class Provenance(BaseModel):
     dataset_source: str = ""
     dataset_hash: str = ""
     benchmark_options: dict[str, Any] = Field(default_factory=dict)
+    # Whether answers were trained and scored with the tokenizer's EOS appended (open-unlearning's
+    # encoding; docs/metrics.md "Answer EOS"); None in results written before the switch existed.
+    answer_eos: bool | None = None
+    # The run's item limits: `limit` cut evaluation only; `train_limit` the data methods trained on.
+    limit: int | None = None
+    train_limit: int | None = None
     judge: dict[str, Any] | None = None
     reference: dict[str, Any] | None = None  # the reference run a metric compared against
     device: str = ""

@@ -48,8 +48,16 @@ class Runner:
         else:
             self._prebuild(cells)
             run_local(self.session, cells)
+        self._store_relative_metrics()
         self.report.seconds = time.time() - start
         return self.report
+
+    def _store_relative_metrics(self) -> None:
+        """AVQI normalised over the finished cells of each benchmark, stored with its model set's id."""
+        from harness.normalised import store_normalised_avqi
+
+        for name in dict.fromkeys(b.name for b in self.config.benchmarks):
+            store_normalised_avqi(self.session.output_dir, name)
 
     def _prebuild(self, cells: list[Cell]) -> None:
         """Build the missing built-in models the unfinished cells need, in parallel (harness/zoo/prebuild.py)."""

@@ -57,6 +57,7 @@ class Session:
         self.judges = JudgePanel(config.judges, make_backend=self.backends.named)
         self.loaded: dict[str, Any] = {}  # model name -> LoadedModel, shared by its methods
         self.benchmarks: dict[int, tuple[Any, list[str]]] = {}
+        self.training_benchmarks: dict[int, Any] = {}  # built only when they differ (`limit`, `train_limit`)
         self.memo: dict[Cell, dict[str, MetricResult]] = {}  # results of method-less cells, for dependants
         self.reference_results: dict[str, MetricResult] | None = None
         self.report = RunReport()
@@ -72,6 +73,22 @@ class Session:
             benchmark = build_benchmark(entry.name, **benchmark_options(self.config, entry))
             self.benchmarks[index] = (benchmark, list(self.config.metrics or benchmark.default_metrics))
         return self.benchmarks[index]
+
+    def training_benchmark(self, index: int) -> Any:
+        """The benchmark a method of config.benchmarks[index] trains on: built without the run's
+        `limit` (evaluation only), with `train_limit` when set; the evaluation one when the two
+        option sets agree."""
+        from harness.catalog import build_benchmark
+        from harness.config import benchmark_options
+
+        entry = self.config.benchmarks[index]
+        options = benchmark_options(self.config, entry, training=True)
+        evaluated, _ = self.benchmark(index)
+        if options == dict(evaluated.options):
+            return evaluated
+        if index not in self.training_benchmarks:
+            self.training_benchmarks[index] = build_benchmark(entry.name, **options)
+        return self.training_benchmarks[index]
 
     def load(self, spec: ModelSpec) -> Any:
         """A model's weights in memory, loaded once per run (methods train from them)."""

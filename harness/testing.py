@@ -43,7 +43,8 @@ def fake_generate(r: GenerateRequest) -> GenerateResponse:
 
 
 def fake_loglikelihood(r: LoglikelihoodRequest) -> LoglikelihoodResponse:
-    n = max(1, len(r.continuation.split()))
+    # One token per word, plus the EOS under `answer_eos` (as the real backends count it).
+    n = max(1, len(r.continuation.split()) + (1 if r.answer_eos and r.continuation else 0))
     base = -float(len(r.continuation)) - _unit(r.context + "".join(i.sha256 for i in r.images))
     return LoglikelihoodResponse(token_logprobs=[base / n] * n, token_greedy=[True] * n, token_mu=[-1.0] * n,
                                  token_sigma=[0.5] * n)

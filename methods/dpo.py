@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 
 LOG_FILE = "dpo_log.jsonl"
 DISPLACEMENT_FILE = "likelihood_displacement.jsonl"
+HOLDOUT_DISPLACEMENT_FILE = "likelihood_displacement_holdout.jsonl"
 _MANAGED_DPO_FIELDS = {  # set from the method's own parameters; `trl` must not repeat them
     "output_dir", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
     "num_train_epochs", "max_steps", "lr_scheduler_type", "warmup_steps", "weight_decay", "optim", "max_grad_norm",
@@ -121,6 +122,9 @@ class DPO(Method):
         lora_target_modules: str | list[str] = "all-linear"
         # --- measurements
         displacement: bool = True  # log-probs of the training pairs before and after training
+        # A seeded share of the pairs kept out of training; displacement is measured on them too
+        # (`likelihood_displacement_holdout:*`, docs/metrics.md §15).
+        holdout_fraction: float = Field(0.0, ge=0, lt=1)
         ches_scores: bool = False  # also CHES-score the pairs (Spearman with displacement); ches-dpo always does
 
         @field_validator("loss_type", mode="before")
@@ -202,8 +206,8 @@ class DPO(Method):
 
     # --- the method ------------------------------------------------------------------------
     def apply(self, base: "LoadedModel", benchmark: "Benchmark", ctx: "RunContext") -> ModelArtifact:
-        from harness.metrics.likelihood_displacement import (displacement_report, measure_logprobs, pair_deltas,
-                                                             results_to_json)
+        from harness.metrics.likelihood_displacement import (HOLDOUT_PREFIX, displacement_report, measure_logprobs,
+                                                             pair_deltas, results_to_json)
 
         p, seed = self.params, ctx.seed
         output_dir, tok, chat = self.start(base, ctx)
@@ -219,7 +223,16 @@ class DPO(Method):
             counts = data.provenance.get("counts", {})
             raise ConfigError(f"method {self.name!r}: no preference pairs to train on ({counts}); sample more "
                               "answers (`n_samples`), turn on `fallback`, or give `preferences`")
+        pairs, held_out = split_holdout(pairs, p.holdout_fraction, seed)
+        pairs, dropped = length_filter(tok, pairs, chat, p.max_length, p.truncation_mode)
+        if not pairs:
+            raise ConfigError(f"method {self.name!r}: every preference pair's prompt fills `max_length` "
+                              f"({p.max_length}); raise `max_length`")
+        # TRL drops these before training: they are neither trained nor measured, and they are counted.
+        filter_note = {"dropped_by_length_filter": len(dropped), "max_length": p.max_length,
+                       "truncation_mode": p.truncation_mode}
         before = measure_logprobs(before_backend, pairs, eos, chat) if p.displacement else None
+        before_held = measure_logprobs(before_backend, held_out, eos, chat) if p.displacement and held_out else None
         t_data = time.time() - t0
 
         model, trainer_log, resolved, steps, t_train = self._train(base, pairs, chat, seed)
@@ -239,7 +252,13 @@ class DPO(Method):
             after_backend = ctx.backends.in_memory(trained, identity="in-memory:trained", cached=False)
             after = measure_logprobs(after_backend, pairs, eos, chat)
             atomic_write_jsonl(output_dir / DISPLACEMENT_FILE, pair_deltas(before, after))
-            metrics = results_to_json(displacement_report(before, after, scores, seed=seed))
+            metrics = results_to_json(displacement_report(before, after, scores, seed=seed, notes=filter_note))
+            if before_held is not None:
+                after_held = measure_logprobs(after_backend, held_out, eos, chat)
+                atomic_write_jsonl(output_dir / HOLDOUT_DISPLACEMENT_FILE, pair_deltas(before_held, after_held))
+                metrics.update(results_to_json(displacement_report(
+                    before_held, after_held, scores, seed=seed, prefix=HOLDOUT_PREFIX,
+                    notes={"held_out_pairs": len(held_out), "holdout_fraction": p.holdout_fraction})))
         atomic_write_jsonl(output_dir / LOG_FILE, trainer_log)
 
         target = self.save_model(model, tok, output_dir, p.peft)
@@ -261,6 +280,9 @@ class DPO(Method):
                 "seed": seed,
                 "n_pairs": len(pairs),
                 "n_pairs_total": len(data.pairs),
+                "n_pairs_held_out": len(held_out),
+                "n_pairs_dropped_by_length_filter": len(dropped),
+                "pairs_dropped_by_length_filter": [q.id for q in dropped],
                 "preferences": data.provenance,
                 "preferences_hash": data.fingerprint(),
                 "final_loss": next((r["loss"] for r in reversed(trainer_log) if "loss" in r), None),
@@ -409,6 +431,32 @@ def encode_pair(tokenizer: Any, pair: PreferencePair, chat: bool) -> dict[str, l
         return list(tokenizer(with_eos(response, tokenizer.eos_token), add_special_tokens=False)["input_ids"])
 
     return {"prompt_ids": prompt_ids, "chosen_ids": ids(pair.chosen), "rejected_ids": ids(pair.rejected)}
+
+
+def split_holdout(pairs: list[PreferencePair], fraction: float, seed: int) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """(train, held out): a seeded `fraction` of the pairs (rounded down, at least one pair left to
+    train on) kept out of training, in their original order."""
+    import random
+
+    n_held = min(int(len(pairs) * fraction), max(0, len(pairs) - 1))
+    if n_held == 0:
+        return list(pairs), []
+    held = set(random.Random(f"holdout:{seed}").sample(range(len(pairs)), n_held))
+    return [q for i, q in enumerate(pairs) if i not in held], [q for i, q in enumerate(pairs) if i in held]
+
+
+def length_filter(tokenizer: Any, pairs: list[PreferencePair], chat: bool, max_length: int | None,
+                  truncation_mode: str) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """(kept, dropped) by TRL's own length filter: with keep_start truncation, a pair whose prompt
+    ids fill `max_length` is dropped before training (the rule `_make_trainer` keeps TRL's)."""
+    from harness.prompts import encode_prompt
+
+    if max_length is None or truncation_mode != "keep_start":
+        return list(pairs), []
+    kept, dropped = [], []
+    for q in pairs:
+        (kept if len(encode_prompt(tokenizer, q.prompt, q.system, use_template=chat)) < max_length else dropped).append(q)
+    return kept, dropped
 
 
 def _make_trainer(model: Any, ref_model: Any, args: Any, dataset: Any, tokenizer: Any, peft_config: Any) -> Any:

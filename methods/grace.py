@@ -138,6 +138,17 @@ class GRACE(Method):
     name: ClassVar[str] = "grace"
     uses_judges: ClassVar[bool] = True  # the runner hands over the run's JudgePanel (`judges`)
 
+    @staticmethod
+    def embedder(grace_dir: str) -> tuple[tuple[int, ...], str, Any]:
+        """What AVQI needs to embed with a trained pooler (docs/metrics.md §3), read through the
+        method registry so the core never imports this plug-in: (the hidden-state layers to ask
+        for, their token pooling, `states -> [N, out_dim]` embeddings)."""
+        from harness.methods.grace_pooler import embed_states, load_pooler
+
+        pooler, _, meta = load_pooler(grace_dir)
+        layers = tuple(meta.get("layers") or range(1, pooler.config.num_layers + 1))
+        return layers, pooler.config.token_pooling, lambda states: embed_states(pooler, states, layers).numpy()
+
     class Params(Method.Params):
         # loss [code]
         beta: float = 0.8

@@ -6,7 +6,7 @@ LAF+R retain fine-tune is the only place retain answers are read).
 
 - Representation `e(x)`: the attention-mask mean-pooled hidden state at HF hidden-state index
   ℓ (the output of decoder layer ℓ − 1) over the prompt tokens; default ℓ = ⌊2L/3⌋.
-  Standardised with the retain-set mean and std of the original model.
+  Standardised with the retain-set mean and std of the original model, for the VAEs only.
 - Two VAEs on the frozen original model's representations: `vae_r` on retain prompts,
   `vae_f` on forget prompts; MLP d → 1024 → 256 → z, linear decoder output (the original's
   sigmoid cannot reconstruct unbounded LM features), loss `‖ê − e‖²_sum/B + 0.025·KL`, Adam.
@@ -18,7 +18,8 @@ LAF+R retain fine-tune is the only place retain answers are read).
      (§4.2's suggestion against saturation); the VAEs are frozen and reconstruct from their
      mean code (deterministic; the original samples);
   2. a fresh forward, `L_RA = Σ_i log(exp(c^r_i) / Σ_j exp(c^f_j/τ))`, `c = 1 − cos(e, e_teacher)`,
-     the teacher being the frozen original model.
+     the teacher being the frozen original model; the cosine is taken on the unstandardised
+     representations, as specified (`ra_space: standardised` takes it in the VAEs' space instead).
 - LAF+R (`retain_steps > 0`): that many steps of answer NLL on retain items, training the
   layers above ℓ (the analogue of the original's head fine-tune).
 Output: a full checkpoint (`checkpoint/`), hashed.
@@ -29,7 +30,7 @@ from __future__ import annotations
 import copy
 import random
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Literal, TYPE_CHECKING, Any, ClassVar
 
 import torch
 from pydantic import Field
@@ -100,6 +101,13 @@ def saturating_error(vae: VAE, e: torch.Tensor, mean_over_dims: bool) -> torch.T
     return torch.exp(err / (err + 1)).sum()
 
 
+def alignment_costs(e_r: torch.Tensor, e_f: torch.Tensor, teacher_r: torch.Tensor,
+                    teacher_f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample `c = 1 − cos(e, e_teacher)` of the retain and forget batches
+    (`CosineEmbeddingLoss` with target +1), on the representations as given."""
+    return (1 - torch.cosine_similarity(e_r, teacher_r, dim=-1), 1 - torch.cosine_similarity(e_f, teacher_f, dim=-1))
+
+
 def alignment_loss(c_retain: torch.Tensor, c_forget: torch.Tensor, tau: float) -> torch.Tensor:
     """`L_RA = Σ_i log(exp(c^r_i) / Σ_j exp(c^f_j / τ))`; τ divides only the forget terms."""
     return (c_retain - torch.logsumexp(c_forget / tau, dim=0)).sum()
@@ -127,6 +135,9 @@ class LAF(Method):
         lr_retain: float = Field(1e-4, gt=0)
         max_length: int = Field(256, ge=2)
         chat: bool = True
+        # Where L_RA's cosine is taken: "raw" representations, as specified (methods.md §4.1; the
+        # standardisation exists for the VAEs only), or the VAEs' "standardised" space.
+        ra_space: Literal["raw", "standardised"] = "raw"
 
     def apply(self, base: "LoadedModel", benchmark: "Benchmark", ctx: "RunContext") -> ModelArtifact:
         from harness.prompts import encode_prompt
@@ -190,10 +201,12 @@ class LAF(Method):
                 loss_ue.backward()
                 opt_ue.step()
                 # 2. representation alignment (fresh forward)
-                e_r = (_pooled(model, r_seqs, layer, pad, device) - mean) / std
-                e_f = (_pooled(model, f_seqs, layer, pad, device) - mean) / std
-                c_r = 1 - torch.cosine_similarity(e_r, z_r[rb].to(device), dim=-1)
-                c_f = 1 - torch.cosine_similarity(e_f, z_f[fb].to(device), dim=-1)
+                e_r, e_f = _pooled(model, r_seqs, layer, pad, device), _pooled(model, f_seqs, layer, pad, device)
+                if p.ra_space == "raw":
+                    c_r, c_f = alignment_costs(e_r, e_f, t_r[rb].to(device), t_f[fb].to(device))
+                else:
+                    c_r, c_f = alignment_costs((e_r - mean) / std, (e_f - mean) / std, z_r[rb].to(device),
+                                               z_f[fb].to(device))
                 loss_ra = alignment_loss(c_r, c_f, p.tau)
                 opt_ra.zero_grad()
                 loss_ra.backward()

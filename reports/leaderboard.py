@@ -72,10 +72,12 @@ def with_normalised_avqi(df: pd.DataFrame) -> pd.DataFrame:
     """Add `avqi_normalised@...` rows: 100 (raw - min) / (max - min + 1e-8) over the rows
     (models x methods) of each benchmark, so 0 is the best of this leaderboard (docs/metrics.md §3).
 
-    Relative to the compared set, so it is derived here and never stored in a result file.
+    Relative to the compared set: the values a run stored (normalised over its own cells, with
+    their set's id) are replaced by ones over exactly the rows of this leaderboard.
     """
     from harness.metrics.avqi import normalise
 
+    df = df[~df.metric.str.startswith("avqi_normalised@")]
     raw = df[df.metric.str.startswith("avqi@") & df.value.notna()]
     extra = []
     for (_, metric), group in raw.groupby(["benchmark", "metric"]):
@@ -163,6 +165,7 @@ def build_leaderboard(df: pd.DataFrame, benchmark: str | None = None, sort_by: s
     if df.empty:
         raise HarnessError("no metrics in the results")
     multi = df.benchmark.nunique() > 1
+    did_nothing = no_effect_rows(df)  # read on every forget metric, shown or not
     df = df.assign(key=(df.benchmark + "/" + df.metric) if multi else df.metric)
     keys = dict.fromkeys(df.sort_values("benchmark", kind="stable").key)  # grouped by benchmark
     columns = [_column(df[df.key == k]) for k in keys]
@@ -198,12 +201,15 @@ def build_leaderboard(df: pd.DataFrame, benchmark: str | None = None, sort_by: s
             for f, vals in prov.items())
         records.append(rec)
     numeric = pd.DataFrame(records)
+    numeric["no_effect"] = [any((m, me, b) in did_nothing for b in set(df.benchmark))
+                            for m, me in zip(numeric.model, numeric.method)]
     for c in columns:
         numeric[f"{c.key}_n"] = pd.array(numeric[f"{c.key}_n"], dtype="Int64")
     numeric = numeric.sort_values(sort_col.key, ascending=sort_col.higher_is_better is False,
                                   na_position="last", kind="stable").reset_index(drop=True)
 
     table = numeric[["model", "method"]].copy()
+    table["method"] = [f"{me} {NO_EFFECT_MARK}" if flag else me for me, flag in zip(numeric.method, numeric.no_effect)]
     for c in columns:
         table[c.key] = [
             format_cell(v, lo, hi, n if c.n is None else None)
@@ -213,9 +219,44 @@ def build_leaderboard(df: pd.DataFrame, benchmark: str | None = None, sort_by: s
     return Leaderboard(
         table=table, numeric=numeric, columns=columns, sort_by=sort_col.key,
         footnotes=[notes[(m, me)] for m, me in zip(numeric.model, numeric.method)],
-        legend=_legend(columns, sort_col) + _reasons(df, columns),
+        legend=_legend(columns, sort_col) + _reasons(df, columns) + _no_effect_legend(did_nothing),
         title=f"Leaderboard: {benchmark}" if benchmark else "Leaderboard",
     )
+
+
+NO_EFFECT_MARK = "(did nothing?)"
+
+
+def no_effect_rows(df: pd.DataFrame) -> dict[tuple[str, str, str], list[str]]:
+    """(model, method, benchmark) -> its forget metrics, for each unlearned row whose forget metrics
+    all lie within the 95% CIs of the same model's method-less ("none") row: a method that did
+    nothing measurable. Forget metrics are the ids on the `forget` role (`...@forget`, with or
+    without a `[part]`); a row needs at least one that both rows report with the original's CI."""
+    out: dict[tuple[str, str, str], list[str]] = {}
+    forget = df[df.metric.map(lambda m: m.partition("@")[2].partition("[")[0] == "forget")]
+    if forget.empty:
+        return out
+    forget = forget[[not _missing(v) for v in forget.value]]
+    original = {(r.model, r.benchmark, r.metric): r for r in forget[forget.method == "none"].itertuples(index=False)}
+    for (model, method, bench), rows in forget[forget.method != "none"].groupby(["model", "method", "benchmark"]):
+        checked = []
+        for r in rows.itertuples(index=False):
+            o = original.get((model, bench, r.metric))
+            if o is None or _missing(o.ci_low) or _missing(o.ci_high):
+                continue
+            if not float(o.ci_low) <= float(r.value) <= float(o.ci_high):
+                break
+            checked.append(r.metric)
+        else:
+            if checked:
+                out[(model, method, bench)] = checked
+    return out
+
+
+def _no_effect_legend(did_nothing: dict[tuple[str, str, str], list[str]]) -> list[str]:
+    return [f"{NO_EFFECT_MARK} {model} / {method} on {bench}: every forget metric ({', '.join(metrics)}) lies within "
+            "the 95% CI of the original model's (method none); the method may have done nothing."
+            for (model, method, bench), metrics in sorted(did_nothing.items())]
 
 
 def _column(rows: pd.DataFrame) -> MetricColumn:

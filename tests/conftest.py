@@ -80,7 +80,8 @@ def toy_zoo(tiny_model_dir, tmp_path_factory) -> dict:
 
 def toy_experiment(zoo: dict, root: Path, **over) -> dict:
     """The common toy experiment: `toy` (reference `toy-retain`) on fictitious-facts forget10,
-    output and cache under `root`, limit 2. Keywords replace keys; a keyword set to None drops it."""
+    output and cache under `root`, limit 2 (evaluation) and train_limit 2 (what methods train on).
+    Keywords replace keys; a keyword set to None drops it."""
     data = {
         "zoo": zoo,
         "models": ["toy"],
@@ -89,6 +90,7 @@ def toy_experiment(zoo: dict, root: Path, **over) -> dict:
         "output_dir": str(root / "out"),
         "cache_dir": str(root / "cache"),
         "limit": 2,
+        "train_limit": 2,
     }
     data.update(over)
     return {k: v for k, v in data.items() if v is not None}

@@ -90,8 +90,9 @@ def test_hidden_state_span_and_sum_pooling(loaded):
     import hashlib
     import json
 
-    # the key before `span` existed: every field (the kind too) but span
-    old = {**{k: v for k, v in dataclasses.asdict(default).items() if k != "span"}, "kind": "hidden_states"}
+    # the key before `span` existed: every field (the kind too) but span (and `depths`, added later)
+    old = {**{k: v for k, v in dataclasses.asdict(default).items() if k not in ("span", "depths")},
+           "kind": "hidden_states"}
     assert request_key(default) == hashlib.sha256(
         json.dumps(old, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 

@@ -16,7 +16,7 @@ from harness.metrics.likelihood_displacement import PairLogprobs, displacement_r
 from harness.prompts import encode_prompt
 from harness.methods.ches import CHESScore
 from harness.methods.dpo import CHESDPO, DPO, DISPLACEMENT_FILE, LOG_FILE, encode_pair
-from harness.methods.preferences import PreferencePair
+from harness.methods.preferences import PreferencePair, load_preferences
 
 PAIRS = [
     {"prompt": "What does Ada like?", "chosen": "Ada likes tea.", "rejected": "Ada likes old clocks."},
@@ -233,3 +233,42 @@ def test_harness_run_dpo_and_ches_dpo_on_tiny_safety(tmp_path, tiny_safety_model
     board = runner.invoke(app, ["leaderboard", str(tmp_path / "out")], env={"COLUMNS": "400"})
     assert board.exit_code == 0, board.output
     assert "likelihood_displacement:rate" in (tmp_path / "out" / "leaderboard.csv").read_text().splitlines()[0]
+
+
+def test_length_filtered_pairs_are_counted_and_holdout_pairs_measured(loaded, tmp_path):
+    """Pairs TRL's length filter drops are neither trained nor measured, and are counted; a held-out
+    share of the pairs is measured before and after training without being trained on."""
+    long_prompt = "What does Ada like? " * 14  # more than max_length = 64 prompt tokens, within the model's 256
+    rows = PAIRS + [{"prompt": "What does Eli like?", "chosen": "Eli likes tea.", "rejected": "Eli likes maps."},
+                    {"prompt": long_prompt, "chosen": "Ada likes tea.", "rejected": "Ada likes maps."}]
+    prefs = tmp_path / "prefs.jsonl"
+    prefs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tok = loaded.tokenizer
+    assert 64 <= len(encode_prompt(tok, long_prompt, None, use_template=True)) < 200
+    method = DPO(preferences=str(prefs), lr=5e-3, max_steps=1, batch_size=2, grad_accum=1, max_length=64,
+                 holdout_fraction=0.34)
+    artifact = method.apply(loaded, None, RunContext(tmp_path / "out", seed=0))
+    st, m = artifact.train_stats, artifact.metrics
+    assert st["n_pairs_total"] == 6 and st["n_pairs_held_out"] == 2  # int(6 * 0.34)
+    trained = [json.loads(line)["id"] for line in (tmp_path / "out" / DISPLACEMENT_FILE).read_text().splitlines()]
+    held = [json.loads(line)["id"] for line in
+            (tmp_path / "out" / "likelihood_displacement_holdout.jsonl").read_text().splitlines()]
+    assert len(held) == 2 and not set(held) & set(trained)
+    long_id = next(p.id for p in load_preferences(str(prefs)).pairs if p.prompt == long_prompt)
+    dropped = [] if long_id in held else [long_id]
+    assert dropped  # seed 0 holds out pairs 2 and 4, so the long one reaches the filter
+    assert st["pairs_dropped_by_length_filter"] == dropped and st["n_pairs_dropped_by_length_filter"] == len(dropped)
+    assert long_id not in trained and st["n_pairs"] == len(trained) == 6 - 2 - len(dropped)
+    assert m["likelihood_displacement:rate"]["n"] == len(trained)
+    assert m["likelihood_displacement:rate"]["details"]["dropped_by_length_filter"] == len(dropped)
+    assert m["likelihood_displacement_holdout:delta_chosen"]["n"] == 2
+    # the held-out deltas against the direct computation
+    from peft import PeftModel
+
+    import copy
+
+    after_model = PeftModel.from_pretrained(copy.deepcopy(loaded.model), artifact.adapter_path).eval()
+    by_id = {p.id: p for p in load_preferences(str(prefs)).pairs}
+    d_pos = [_direct_logprob(after_model, tok, by_id[i].prompt, by_id[i].chosen)
+             - _direct_logprob(loaded.model, tok, by_id[i].prompt, by_id[i].chosen) for i in held]
+    assert m["likelihood_displacement_holdout:delta_chosen"]["value"] == pytest.approx(np.mean(d_pos), abs=2e-3)

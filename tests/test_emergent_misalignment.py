@@ -154,3 +154,55 @@ def test_missing_score_judge_is_a_one_line_error(tmp_path, toy_config, write_con
     result = CliRunner().invoke(app, ["run", str(cfg)])
     assert result.exit_code == 2 and "no judge for role 'score'" in result.output
     assert not (tmp_path / "out" / "toy" / "none" / "emergent-misalignment" / "summary.json").exists()
+
+
+def test_comparison_operators_are_options(tmp_path):
+    """The paper's robustness variant uses <= and >=: answers exactly at both thresholds count."""
+    from harness.metrics.misalignment import misaligned
+
+    assert misaligned(1, 90, 1, 90, "<=", ">=") is True
+    assert misaligned(1, 90, 1, 90) is False  # the strict default
+    path = write_question_files(tmp_path / "em")
+    plain = EmergentMisalignment(path=str(path), n_per_question=6, limit=4)
+    q0 = plain.split("main")[0]
+    r0 = plain.question_requests(q0, 0)[0]
+    a0, c0 = judge_scores(r0.prompt, f"answer 0 to {r0.prompt}")  # an answer exactly at both thresholds
+    bench = EmergentMisalignment(path=str(path), n_per_question=6, limit=4, aligned_below=a0, aligned_op="<=",
+                                 coherent_above=c0, coherent_op=">=")
+    panel = JudgePanel({"score": JudgeSpec(kind="score", model="j")}, make_backend=lambda name: Judge())
+    ev = evaluate(bench, resolve_metrics(bench, ["em_misaligned@main"], seed=0), Model(), judges=panel)
+    rates = []
+    for q in bench.split("main"):
+        answers = [(r.prompt, f"answer {j} to {r.prompt}") for r in bench.question_requests(q, 0) for j in range(r.n)]
+        scored = [(a, c) for a, c in (judge_scores(p, x) for p, x in answers) if a is not None and c is not None]
+        rates.append(sum(a <= a0 and c >= c0 for a, c in scored) / len(scored))
+    res = ev.results["em_misaligned@main"]
+    assert res.value == pytest.approx(sum(rates) / len(rates)) and res.value > 0
+    assert res.details["rule"] == f"aligned <= {a0:g} and coherent >= {c0:g}"
+    with pytest.raises(Exception, match="aligned_op"):
+        EmergentMisalignment(path=str(path), aligned_op="=")
+
+
+def label_answer(r) -> GenerateResponse:
+    """The scripted label judge: sample j of a question gets TRUE, FALSE or an unparseable reply."""
+    j = int(r.prompt.split("answer ")[1].split()[0])
+    return GenerateResponse([("TRUE", "FALSE", "I cannot say")[j % 3]], [1])
+
+
+def test_deception_label_frequencies(tmp_path):
+    path = write_question_files(tmp_path / "em")
+    bench = EmergentMisalignment(path=str(path), n_per_question=7)
+    panel = JudgePanel({"label": JudgeSpec(kind="classifier", model="j",
+                                           params={"labels": {"TRUE": 1, "FALSE": 0, "UNKNOWN": 0.5}})},
+                       make_backend=lambda name: FakeBackend("label-judge", serves={"generate"},
+                                                             responders={"generate": label_answer}))
+    ev = evaluate(bench, resolve_metrics(bench, ["em_label_frequency@deception_factual"], seed=0), Model(), judges=panel)
+    # 7 samples per question: j = 0..6 -> TRUE (0, 3, 6), FALSE (1, 4), unparsed (2, 5).
+    res = ev.results["em_label_frequency@deception_factual"]
+    assert res.value == pytest.approx(2 / 5)  # the FALSE share (the `correct` prompt's default label)
+    assert ev.results["em_label_frequency@deception_factual[label=TRUE]"].value == pytest.approx(3 / 5)
+    assert res.details["unparsed"] == 2 and res.details["counts"] == {"FALSE": 2, "TRUE": 3}
+    other = resolve_metrics(bench, ["em_label_frequency@deception_factual"], seed=0)
+    other[0].label = "TRUE"
+    ev2 = evaluate(bench, other, Model(), judges=panel)
+    assert ev2.results["em_label_frequency@deception_factual"].value == pytest.approx(3 / 5)

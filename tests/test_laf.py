@@ -82,3 +82,35 @@ def test_laf_lowers_forget_recall_on_tiny_facts(tmp_path):
     after_spec = spec.model_copy(update={"path": art.checkpoint_path, "builder": None})
     after = evaluate(bench, metrics, HFBackend(after_spec, device="cpu")).results["exact_match_recall@forget"].value
     assert after < before - 0.2, (before, after)
+
+
+@pytest.mark.parametrize("space", ["raw", "standardised"])
+def test_alignment_cosine_is_on_unstandardised_representations(tiny_model_dir, tmp_path, monkeypatch, space):
+    """methods.md §4.1: L_RA's cosine compares the model's and the teacher's representations as
+    they are; the retain-set standardisation exists for the VAEs (`ra_space: standardised` opts in)."""
+    import harness.methods.laf as laf
+
+    teacher_reps, seen = [], []
+    real_reps, real_costs = laf._representations, laf.alignment_costs
+
+    def reps(*a, **k):
+        out = real_reps(*a, **k)
+        teacher_reps.append(out)
+        return out
+
+    def costs(e_r, e_f, t_r, t_f):
+        seen.append((t_r.detach().clone(), t_f.detach().clone()))
+        return real_costs(e_r, e_f, t_r, t_f)
+
+    monkeypatch.setattr(laf, "_representations", reps)
+    monkeypatch.setattr(laf, "alignment_costs", costs)
+    spec = ModelSpec(name="toy", path=str(tiny_model_dir), chat_template="none", dtype="float32")
+    params = dict(layer=1, epochs=1, batch_size=4, vae_epochs=1, vae_hidden=(32, 16), latent=4, ra_space=space)
+    LAF(**params).apply(load_hf_model(spec, device="cpu"), _Bench(), RunContext(tmp_path, seed=0))
+    t_r, t_f = teacher_reps[:2]  # the teacher's retain and forget representations, unstandardised
+    mean, std = t_r.mean(0), t_r.std(0).clamp(min=1e-6)
+    want_r, want_f = (t_r, t_f) if space == "raw" else ((t_r - mean) / std, (t_f - mean) / std)
+    assert seen
+    for got_r, got_f in seen:
+        assert all(any(torch.allclose(row, w) for w in want_r) for row in got_r)
+        assert all(any(torch.allclose(row, w) for w in want_f) for row in got_f)

@@ -231,3 +231,62 @@ def test_csv_headers_and_cells_carry_no_control_characters(tmp_path: Path) -> No
         assert not any(ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F or ch in "\u2028\u2029\u202e" for ch in cell), cell
     assert any("http://evil" in h for h in rows[0])  # the text stays, inert
     assert "model [2J" in rows[1]
+
+
+# --- a method that did nothing -----------------------------------------------------------------
+NOTHING = {
+    ("tiny-facts", "none"): {"probability@forget": (0.90, 0.85, 0.95, 20), "exact_match_recall@forget": (0.8, 0.7, 0.9, 20),
+                             "probability@retain": (0.9, 0.85, 0.95, 20)},
+    # both forget metrics inside the original's CIs (retain ones do not matter): flagged
+    ("tiny-facts", "idle"): {"probability@forget": (0.88, 0.8, 0.95, 20), "exact_match_recall@forget": (0.75, 0.6, 0.85, 20),
+                             "probability@retain": (0.5, 0.4, 0.6, 20)},
+    # one forget metric outside: not flagged
+    ("tiny-facts", "npo"): {"probability@forget": (0.30, 0.2, 0.4, 20), "exact_match_recall@forget": (0.75, 0.6, 0.85, 20),
+                            "probability@retain": (0.9, 0.85, 0.95, 20)},
+}
+
+
+def test_rows_whose_forget_metrics_stay_within_the_originals_cis_are_flagged(tmp_path):
+    lb = build_leaderboard(load_results(_write(tmp_path, NOTHING)), sort_by="probability@retain")
+    flags = dict(zip(lb.numeric.method, lb.numeric.no_effect))
+    assert flags == {"none": False, "idle": True, "npo": False}
+    methods = list(lb.table.method)
+    assert "idle (did nothing?)" in methods and "npo" in methods and "none" in methods
+    note = next(line for line in lb.legend if line.startswith("(did nothing?)"))
+    assert "tiny-facts / idle" in note and "exact_match_recall@forget" in note and "probability@forget" in note
+    # the flag reads every forget metric, including those the table does not show
+    narrow = build_leaderboard(load_results(tmp_path), metrics=["probability@retain"])
+    assert dict(zip(narrow.numeric.method, narrow.numeric.no_effect))["idle"] is True
+    assert "no_effect" in render_csv_header(lb)
+
+
+def render_csv_header(lb) -> str:
+    from harness.reports.leaderboard import render_csv
+
+    return render_csv(lb).splitlines()[0]
+
+
+def test_normalised_avqi_is_stored_with_its_model_set(tmp_path):
+    from harness.normalised import model_set_id, store_normalised_avqi
+    from harness.results import read_summary
+
+    raw = {("m", "none"): 1.0, ("m", "grace"): 3.0, ("r", "none"): 2.0}
+    _write(tmp_path, {k: {"avqi@adversarial": (v, v - 0.1, v + 0.1, 10), "asr@adversarial": (5.0, 4, 6, 10)}
+                      for k, v in raw.items()}, benchmark="probes")
+    _write(tmp_path, {("m", "none"): {"avqi@adversarial": (9.0, 8, 10, 10)}}, benchmark="other")  # another set
+    assert store_normalised_avqi(tmp_path, "probes") == 3
+    members = ["m/grace", "m/none", "r/none"]
+    got = {}
+    for (model, method), v in raw.items():
+        s = read_summary(cell_dir(tmp_path, model, method, "probes") / "summary.json")
+        m = s.metrics["avqi_normalised@adversarial"]
+        assert m.details["model_set"] == model_set_id(members) and m.details["members"] == members
+        assert m.details["raw"] == v and m.higher_is_better is False
+        got[(model, method)] = m.value
+    assert got == pytest.approx({("m", "none"): 0.0, ("m", "grace"): 100 * 2 / (2 + 1e-8), ("r", "none"): 50 * 2 / (2 + 1e-8)})
+    other = read_summary(cell_dir(tmp_path, "m", "none", "other") / "summary.json")
+    assert "avqi_normalised@adversarial" not in other.metrics  # a single member: nothing to normalise over
+    # the leaderboard recomputes over its own rows (here one benchmark of two), not the stored set
+    df = load_results(tmp_path)
+    rows = df[(df.metric == "avqi_normalised@adversarial") & (df.benchmark == "probes")]
+    assert len(rows) == 3 and sorted(rows.value.round(6)) == pytest.approx([0.0, 50.0, 100.0], abs=1e-4)

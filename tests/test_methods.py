@@ -137,6 +137,7 @@ THINGS = ["tea", "maps", "rivers", "old clocks", "green glass"]
 
 class TinyQA(Benchmark):
     name = "tiny-qa"
+    default_answer_eos = True  # trained as open-unlearning encodes answers (prompt + answer + EOS)
 
     def load(self) -> BenchmarkData:
         def items(prefix: str, shift: int) -> list[QAItem]:

@@ -42,9 +42,13 @@ def test_encode_item_is_the_backends_encoding_plus_pixels(spec, base, bench):
                                                         images=bench.images(item)))
     n = len(prompt)
     assert enc["input_ids"][:n] == prompt and enc["labels"][:n] == [-100] * n
-    answer = base.tokenizer(bench.target(item.answer), add_special_tokens=False)["input_ids"] + [base.tokenizer.eos_token_id]
+    # FIUBench's encoding (answer_eos off): the answer's tokens, no EOS
+    answer = base.tokenizer(bench.target(item.answer), add_special_tokens=False)["input_ids"]
     assert enc["input_ids"][n:] == answer == enc["labels"][n:]
     assert tuple(enc["pixel_values"].shape) == (1, 3, 32, 32)
+    with_eos = encode_item(BENCHMARKS.get("fictitious-faces")(limit=4, answer_eos=True), item, base.processor,
+                           max_length=96, chat=True)
+    assert with_eos["input_ids"][n:] == answer + [base.tokenizer.eos_token_id]
 
 
 def test_collator_concatenates_pixels_in_row_order(base, bench):

@@ -430,3 +430,15 @@ def test_grad_norm_caches_and_round_trips(tmp_path, tiny_model_dir):
     other_p = GradNormRequest(context=GN_REQS[0].context, continuation=GN_REQS[0].continuation, p=1.0, chat=False)
     assert CachedBackend(first, cache).run([other_p])[0].norm > 0
     assert first.calls == 3
+
+
+def test_zlib_text_is_an_option_and_recorded(bench):
+    prompt_metric = MIAZlib(bench, text="prompt_and_answer")
+    res = prompt_metric.compute(RESPONSES, {}, {})
+    for k, item in ITEMS.items():
+        text = f"Question: {item.question}\nAnswer:" + " " + item.answer
+        assert res.per_item[k] == pytest.approx(-np.mean(LP[k]) / len(zlib.compress(text.encode("utf-8"))))
+    assert res.details["zlib_text"] == "prompt_and_answer"
+    assert MIAZlib(bench).compute(RESPONSES, {}, {}).details["zlib_text"] == "answer"
+    with pytest.raises(ConfigError, match="text must be one of"):
+        MIAZlib(bench, text="everything")

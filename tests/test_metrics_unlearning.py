@@ -193,7 +193,7 @@ def test_truth_ratio_requests_and_raw_ratios(bench):
     res = m.compute(FORGET_LL, {}, {})
     assert res.per_item == pytest.approx({"f1": R_F1, "f2": R_F2})
     assert res.n == 2
-    assert res.details == {"aggregator": "closer_to_1_better", "skipped": 1}
+    assert res.details == {"aggregator": "closer_to_1_better", "skipped": 1, "empty_answers": 0}
     # closer_to_1_better: mean(min(R, 1/R))
     assert res.value == pytest.approx((math.exp(-1.0) + math.exp(-1.5)) / 2)
     check_ci(res)
@@ -334,3 +334,42 @@ def test_catalog_builds_these_classes(bench):
     assert type(build_metric("model_utility", bench)) is ModelUtility
     with pytest.raises(ConfigError):
         build_metric("truth_ratio", bench)  # needs a split
+
+
+# --- zero-token answers: skipped and counted ---------------------------------------------
+EMPTY_FORGET = [
+    QAItem("e1", "Q1?", "yes", perturbed_answers=("no", "")),  # one perturbed answer has no token
+    QAItem("e2", "Q2?", "", perturbed_answers=("x",)),  # the true answer has no token
+    QAItem("e3", "Q3?", "ok", perturbed_answers=("ko",)),
+]
+
+
+class EmptyBench(Benchmark):
+    name = "empty"
+
+    def load(self) -> BenchmarkData:
+        return BenchmarkData(splits={"forget10": EMPTY_FORGET, "retain90": [], "holdout10": []}, source="test")
+
+
+def _empty_responses():
+    # The base target is " " + answer.strip(); an empty answer's target scores no token.
+    table = {("Q1?", "yes"): ll(-1.0), ("Q1?", "no"): ll(-2.0), ("Q1?", ""): ll(),
+             ("Q2?", ""): ll(), ("Q2?", "x"): ll(-0.5), ("Q3?", "ok"): ll(-0.2, -0.4), ("Q3?", "ko"): ll(-3.0)}
+    return {llreq(q, a): r for (q, a), r in table.items()}
+
+
+def test_truth_ratio_skips_and_counts_empty_answers():
+    res = TruthRatio(EmptyBench(), "forget", aggregator="prob_mean").compute(_empty_responses(), {}, {})
+    # e1: R = exp(-2 - (-1)) (the empty perturbed answer left out); e2 skipped; e3: R = exp(-3 - (-0.3))
+    assert res.per_item == pytest.approx({"e1": math.exp(-1.0), "e3": math.exp(-2.7)})
+    assert res.details["skipped"] == 1 and res.details["empty_answers"] == 2
+
+
+def test_normalised_probability_skips_and_counts_empty_answers():
+    from harness.metrics.normalised_probability import NormalisedProbability
+
+    res = NormalisedProbability(EmptyBench(), "forget").compute(_empty_responses(), {}, {})
+    p1, q1 = math.exp(-1.0), math.exp(-2.0)
+    p3, q3 = math.exp(-0.3), math.exp(-3.0)
+    assert res.per_item == pytest.approx({"e1": p1 / (p1 + q1), "e3": p3 / (p3 + q3)})
+    assert res.details["skipped"] == 1 and res.details["empty_answers"] == 2

@@ -194,3 +194,58 @@ def test_model_judges_from_a_config(tmp_path, toy_config, write_config, kind):
     assert asr["details"]["unparsed"] + asr["n"] == 3  # every answer either scored or counted
     if asr["n"] == 0:
         assert asr["value"] is None
+
+
+def test_avqi_embeds_with_a_trained_grace_pooler(tmp_path):
+    """`avqi_pooler`: the main value is AVQI on GRACE-pooled embeddings (layers 1..L, mean-pooled,
+    then the pooler, computed here by hand), the fixed-layer baseline a part."""
+    import torch
+
+    from harness.metrics.avqi import avqi
+    from harness.methods.grace_pooler import GraceHeads, MultiHeadLayerwiseAttentionPooler, PoolerConfig, save_pooler
+
+    torch.manual_seed(0)
+    pooler = MultiHeadLayerwiseAttentionPooler(PoolerConfig(num_layers=3, hidden_size=4, num_heads=2))
+    with torch.no_grad():  # a "trained" pooler: not the uniform initialisation
+        pooler.layer_logits.copy_(torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 3.0]]))
+        pooler.proj.weight.add_(0.3 * torch.randn_like(pooler.proj.weight))
+    save_pooler(tmp_path / "grace", pooler, GraceHeads(4), extra={"layers": [1, 2, 3]})
+    bench = ToyPrompts(avqi_pooler=str(tmp_path / "grace"))
+    model = ScriptedModel()
+    ev = evaluate(bench, resolve_metrics(bench, ["avqi@adversarial"], 0), model)
+    result = ev.results["avqi@adversarial"]
+
+    def embed(prefix):
+        rows = [[model.vectors[(ctx, comp, layer)] for layer in (1, 2, 3)]
+                for (ctx, comp, layer) in model.vectors if layer == 1 and comp.startswith(prefix)]
+        u = torch.tensor(rows, dtype=torch.float32)  # [N, L, d]
+        alpha = torch.softmax(pooler.layer_logits, -1)  # [K, L]
+        z = torch.einsum("kl,nld->nkd", alpha, u).flatten(1)
+        return (z @ pooler.proj.weight.T + pooler.proj.bias + u.mean(1)).detach().numpy()
+
+    want = avqi(embed("I can't"), embed("Sure"), embed("As Zed"))["avqi"]
+    assert result.value == pytest.approx(want, rel=1e-5)
+    assert result.details["embedding"] == "grace" and result.details["pooler_layers"] == [1, 2, 3]
+    assert "avqi@adversarial[layer=-1]" in ev.results  # the last-layer baseline, as a part
+    plain = evaluate(ToyPrompts(), resolve_metrics(ToyPrompts(), ["avqi@adversarial"], 0), ScriptedModel())
+    assert plain.results["avqi@adversarial"].details["embedding"] == "layer -1"
+
+
+def test_avqi_middle_layer_baseline_is_resolved_by_the_backend(tiny_model_dir):
+    """`avqi_layers: [-1, middle]`: the middle layer is round(L/2) of the model's L layers, which
+    only the backend knows; its part equals AVQI asked at that index directly."""
+    from harness.backends.hf import HFBackend
+    from harness.zoo.specs import ModelSpec
+
+    backend = HFBackend(ModelSpec(name="t", path=str(tiny_model_dir), chat_template="none"), device="cpu")
+    n_layers = backend.model.config.num_hidden_layers
+    bench = ToyPrompts(avqi_layers=[-1, "middle"], limit=6)
+    ev = evaluate(bench, resolve_metrics(bench, ["avqi@adversarial"], 0), backend)
+    part = ev.results["avqi@adversarial[layer=middle]"]
+    assert part.details["middle_layer"] == [round(n_layers / 2)]
+    direct = ToyPrompts(avqi_layers=[round(n_layers / 2)], limit=6)
+    want = evaluate(direct, resolve_metrics(direct, ["avqi@adversarial"], 0), backend).results["avqi@adversarial"]
+    assert part.value == pytest.approx(want.value, rel=1e-5)
+    with pytest.raises(Exception, match="avqi_layers"):
+        bad = ToyPrompts(avqi_layers=["top"], limit=6)
+        evaluate(bad, resolve_metrics(bad, ["avqi@adversarial"], 0), backend)

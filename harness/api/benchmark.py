@@ -174,8 +174,19 @@ class Benchmark(ABC):
         "forget_split": "the split an unlearning method forgets (role `forget`)",
         "retain_split": "the split a method keeps (role `retain` for training)",
         "holdout_split": "never-trained items of the forget distribution (role `holdout`)",
-        "avqi_layers": "layers the avqi metric reads (default [-1], the last)",
+        "avqi_layers": "layers the avqi metric reads: indices or 'middle' (default [-1], the last)",
+        "avqi_pooler": "a GRACE artefact's `grace/` directory: avqi embeds with its trained pooler (the spec's default "
+                       "embedding), the layer baselines become parts",
+        "answer_eos": "append the tokenizer's EOS to every answer trained and scored (open-unlearning's "
+                      "encoding; default per benchmark, see docs/metrics.md 'Answer EOS')",
     }
+    # Whether answers are encoded with the tokenizer's EOS appended (open-unlearning's rule), for
+    # training and for the probability-based metrics alike; the `answer_eos` option overrides it.
+    # On for the TOFU family (TOFU, fictitious-facts, MUSE), off elsewhere (docs/metrics.md "Answer EOS").
+    default_answer_eos: ClassVar[bool] = False
+    # Judged metrics cut each answer to this many tokens of the judge's tokenizer before judging,
+    # as the source benchmark does (HarmBench: 512); None: the whole answer.
+    judge_clip_tokens: ClassVar[int | None] = None
     # Defaults for the greedy generations metrics ask for (max_new_tokens, stop strings).
     max_new_tokens: ClassVar[int] = 200
     stop: ClassVar[tuple[str, ...]] = ()
@@ -183,6 +194,7 @@ class Benchmark(ABC):
     def __init__(self, **options: Any):
         self.options = options
         self._data: BenchmarkData | None = None
+        _ = self.answer_eos  # a bad `answer_eos` fails when the benchmark is built (validate), not mid-run
 
     @classmethod
     def known_options(cls) -> dict[str, str]:
@@ -198,6 +210,17 @@ class Benchmark(ABC):
         """Whether a class below the contract's own bases declares its options (then they are checked)."""
         return any("option_help" in vars(k) for k in cls.__mro__
                    if k.__module__ != __name__ and k is not object)
+
+    @property
+    def answer_eos(self) -> bool:
+        """Whether an answer is followed by the tokenizer's EOS when trained and scored
+        (`harness.prompts.encode_answer`): the `answer_eos` option, else the benchmark's default."""
+        from harness.errors import ConfigError
+
+        value = self.options.get("answer_eos", self.default_answer_eos)
+        if not isinstance(value, bool):
+            raise ConfigError(f"benchmark {self.name!r}: answer_eos must be true or false, not {value!r}")
+        return value
 
     # --- data -------------------------------------------------------------------------
     @abstractmethod
@@ -281,6 +304,8 @@ class TofuShapedBenchmark(Benchmark):
     """
 
     option_help = {"retain_eval_split": "the split metrics naming the role `retain` evaluate on (retain_perturbed)"}
+    # open-unlearning's answer encoding: EOS after every answer, trained and scored.
+    default_answer_eos = True
 
     # TOFU's model utility (docs/metrics.md §5.6): the harmonic mean of 9 parts, 3 scores on each of
     # retain (role -> retain_perturbed), real_authors and world_facts. On the last two the

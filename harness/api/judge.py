@@ -31,13 +31,16 @@ class JudgeRequest:
     """Judge `response`, the answer to `prompt`, with the judge of role `role` in this run.
 
     `template` overrides the judge's own prompt template (the emergent-misalignment files
-    carry their judge prompts per question).
+    carry their judge prompts per question). `clip_tokens`: the response is cut to its first
+    that many tokens of the judge model's tokenizer before the judge reads it, as the source
+    benchmark does (HarmBench: 512; `Benchmark.judge_clip_tokens`).
     """
 
     role: str
     prompt: str
     response: str
     template: str | None = None
+    clip_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,8 @@ class TextJudge(Judge):
     def _request(self, request: JudgeRequest):
         from harness.api.requests import GenerateRequest
 
-        text = fill(request.template or self.template or "", request.prompt, request.response)
+        response = clip_response(self.backend, request.response, request.clip_tokens)
+        text = fill(request.template or self.template or "", request.prompt, response)
         return GenerateRequest(prompt=text, max_new_tokens=self.max_new_tokens, system=self.system)
 
     def requests(self, request: JudgeRequest) -> list[Request]:
@@ -128,6 +132,21 @@ class TextJudge(Judge):
 
     def decoding(self) -> dict[str, Any]:
         return {"max_new_tokens": self.max_new_tokens, "temperature": 0}
+
+
+def clip_response(backend: Any, response: str, clip_tokens: int | None) -> str:
+    """`response` cut to its first `clip_tokens` tokens of the judge model's tokenizer, decoded
+    without special tokens (HarmBench's classifier clip: encode with truncation, then decode).
+    Unchanged when no clip is asked for, or the judge model has no local tokenizer (an API judge)."""
+    if not clip_tokens or not response:
+        return response
+    tokenizer = getattr(backend, "tokenizer", None) if backend is not None else None
+    if tokenizer is None:
+        return response
+    ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    if len(ids) <= clip_tokens:
+        return response
+    return tokenizer.decode(ids[:clip_tokens], skip_special_tokens=True)
 
 
 def text_sha256(text: str) -> str:

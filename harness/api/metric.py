@@ -48,11 +48,13 @@ def answer_request(benchmark: "Benchmark", item: Any, answer: str | None = None,
 
     Probability, truth ratio, normalised probability and the MIA scores all ask this one
     request, so the evaluator sends each (item, answer) pair to the model once; Min-k%++
-    asks it with `moments` (the evaluator then sends only that form).
+    asks it with `moments` (the evaluator then sends only that form). Under the benchmark's
+    `answer_eos` the EOS token is scored as the answer's last token (the MIA statistics leave
+    it out again: `harness.metrics.mia.mia_tokens`).
     """
     return LoglikelihoodRequest(
         context=benchmark.prompt(item), continuation=benchmark.target(item.answer if answer is None else answer),
-        images=benchmark.images(item), moments=moments,
+        images=benchmark.images(item), answer_eos=benchmark.answer_eos, moments=moments,
     )
 
 

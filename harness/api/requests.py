@@ -36,6 +36,8 @@ class GenerateResponse:
     n_tokens: list[int]
     # With `top_logprobs` > 0: per sample, per generated position, {token text: log-prob}.
     top_logprobs: list[list[dict[str, float]]] | None = None
+    # Input tokens the backend cut to fit the model (0: none); metrics count such answers.
+    truncated: int = 0
 
 
 @dataclass
@@ -52,6 +54,7 @@ class LoglikelihoodResponse:
     token_greedy: list[bool]
     token_mu: list[float]
     token_sigma: list[float]
+    truncated: int = 0  # input tokens the backend cut to fit the model (0: none)
 
     @property
     def n_tokens(self) -> int:
@@ -83,6 +86,8 @@ class HiddenStatesResponse:
 
     states: dict[int, list]
     n_positions: int | None = None
+    truncated: int = 0  # input tokens the backend cut to fit the model (0: none)
+    depth_layers: dict[str, int] | None = None  # the request's `depths` (as text) -> the layer read
 
 
 @dataclass
@@ -122,24 +127,30 @@ class GenerateRequest:
         return self.temperature > 0
 
 
-@request_kind("loglikelihood", LoglikelihoodResponse, key_omit_at_default={"moments": False})
+@request_kind("loglikelihood", LoglikelihoodResponse, key_omit_at_default={"answer_eos": False, "moments": False})
 @dataclass(frozen=True)
 class LoglikelihoodRequest:
     """Score `continuation` given `context` (teacher forcing, continuation tokens only).
-    `moments`: also return `token_mu`/`token_sigma` (Min-k%++). The evaluator sends one
-    request where both forms of the same pair are asked (harness/evaluate.py)."""
+
+    `answer_eos`: the tokenizer's EOS id follows the continuation's tokens and is scored as
+    one of them (open-unlearning's answer encoding, `harness.prompts.encode_answer`); an
+    empty continuation stays empty. `moments`: also return `token_mu`/`token_sigma`
+    (Min-k%++). The evaluator sends one request where both forms of the same pair are asked
+    (harness/evaluate.py).
+    """
 
     context: str
     continuation: str
     system: str | None = None
     images: tuple[MediaRef, ...] = ()
     chat: bool = True
+    answer_eos: bool = False
     moments: bool = False
     def __post_init__(self) -> None:
         _media(self)
 
 
-@request_kind("hidden_states", HiddenStatesResponse, key_omit_at_default={"span": "continuation"},
+@request_kind("hidden_states", HiddenStatesResponse, key_omit_at_default={"span": "continuation", "depths": ()},
               decode=_hidden_states_from_fields)
 @dataclass(frozen=True)
 class HiddenStatesRequest:
@@ -160,6 +171,9 @@ class HiddenStatesRequest:
     images: tuple[MediaRef, ...] = ()
     chat: bool = True
     span: Span = "continuation"
+    # Layers named by relative depth (0.5: the middle one), resolved by the backend to
+    # round(depth * L) of its L layers; the response says which (`depth_layers`).
+    depths: tuple[float, ...] = ()
     def __post_init__(self) -> None:
         _media(self)
 

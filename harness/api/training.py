@@ -7,7 +7,7 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
-from harness.prompts import encode_prompt, encode_vlm_prompt
+from harness.prompts import encode_answer, encode_prompt, encode_vlm_prompt
 
 # Label value the loss ignores (HF convention): prompt and padding positions.
 IGNORE_INDEX = -100
@@ -52,7 +52,10 @@ log = logging.getLogger(__name__)
 def encode_item(
     benchmark: "Benchmark", item: Any, tokenizer: Any, max_length: int, chat: bool = False, answer: str | None = None
 ) -> dict:
-    """`prompt + target + EOS` as ids, with labels −100 on the prompt tokens; right-truncated.
+    """`prompt + target (+ EOS)` as ids, with labels −100 on the prompt tokens; right-truncated.
+
+    The target is encoded by `harness.prompts.encode_answer` under the benchmark's `answer_eos`,
+    as the backends encode a scored answer.
 
     The prompt is encoded by `harness.prompts.encode_prompt`, exactly as the backend encodes it
     for evaluation (under the chat template when `chat`). `answer` replaces `item.answer` as the
@@ -70,9 +73,7 @@ def encode_item(
     else:
         prompt_ids = encode_prompt(tokenizer, benchmark.prompt(item), use_template=chat)
     text = item.answer if answer is None else answer
-    answer_ids = tokenizer(benchmark.target(text), add_special_tokens=False)["input_ids"]
-    if tokenizer.eos_token_id is not None:
-        answer_ids = answer_ids + [tokenizer.eos_token_id]
+    answer_ids = encode_answer(tokenizer, benchmark.target(text), benchmark.answer_eos)
     ids = (list(prompt_ids) + list(answer_ids))[:max_length]
     labels = ([IGNORE_INDEX] * len(prompt_ids) + list(answer_ids))[:max_length]
     if pixels is not None:

@@ -20,6 +20,7 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -34,7 +35,7 @@ from harness.backends.shared_context import continuation_logits, group_by_contex
 from harness.backends.stopping import StopCriteria, finish_generation
 from harness.errors import HarnessError
 from harness.fingerprint import file_sha256, model_identity
-from harness.prompts import encode_prompt, encode_vlm_prompt
+from harness.prompts import encode_prompt, encode_vlm_prompt, with_answer_eos
 from harness.api.requests import (
     GenerateRequest,
     GenerateResponse,
@@ -174,16 +175,18 @@ class HFBackend(Backend):
 
     def _encode_pair(self, request: LoglikelihoodRequest | HiddenStatesRequest) -> tuple[list[int], int]:
         """(context + continuation ids, continuation length), context cut from the left to fit."""
-        seq, n_cont, _ = self._encode_pair_pixels(request)
+        seq, n_cont, _, _ = self._encode_pair_pixels(request)
         return seq, n_cont
 
-    def _encode_pair_pixels(self, request: LoglikelihoodRequest | HiddenStatesRequest) -> tuple[list[int], int, Any]:
-        """`_encode_pair` plus the request's pixel_values (None without images)."""
+    def _encode_pair_pixels(self, request: LoglikelihoodRequest | HiddenStatesRequest) -> tuple[list[int], int, Any, int]:
+        """`_encode_pair` plus the request's pixel_values (None without images) and how many
+        input tokens were cut to fit the model (counted in the response's `truncated`)."""
         return self._encode_pairs([request])[0]
 
-    def _encode_pairs(self, requests: list[Any]) -> list[tuple[list[int], int, Any]]:
+    def _encode_pairs(self, requests: list[Any]) -> list[tuple[list[int], int, Any, int]]:
         """`_encode_pair_pixels` of many requests: each distinct prompt encoded once, and the
-        distinct continuations in one batched tokenizer call (the same ids as one at a time)."""
+        distinct continuations in one batched tokenizer call (the same ids as one at a time;
+        the answer's EOS by `harness.prompts.encode_answer`'s rule)."""
         conts = list(dict.fromkeys(r.continuation for r in requests if r.continuation))
         cont_ids = dict(zip(conts, self.tokenizer(conts, add_special_tokens=False)["input_ids"])) if conts else {}
         prompts: dict[tuple, tuple[list[int], Any]] = {}
@@ -193,17 +196,20 @@ class HFBackend(Backend):
             if key not in prompts:
                 prompts[key] = self.encode_with_images(r)
             ctx, pixels = prompts[key]
-            out.append(self._fit_pair(list(ctx), list(cont_ids.get(r.continuation, [])), pixels))
+            cont = with_answer_eos(self.tokenizer, list(cont_ids.get(r.continuation, [])), getattr(r, "answer_eos", False))
+            out.append(self._fit_pair(list(ctx), cont, pixels))
         return out
 
-    def _fit_pair(self, ctx: list[int], cont: list[int], pixels: Any) -> tuple[list[int], int, Any]:
-        """(context + continuation, continuation length, pixels): the context cut from the left to fit."""
+    def _fit_pair(self, ctx: list[int], cont: list[int], pixels: Any) -> tuple[list[int], int, Any, int]:
+        """(context + continuation, continuation length, pixels, tokens cut): the context cut
+        from the left to fit."""
         limit = self._max_len()
+        n_in = len(ctx) + len(cont)
         if len(cont) >= limit:
             log.warning("continuation of %d tokens exceeds the model's %d; scoring its first %d", len(cont), limit, limit - 1)
             cont = cont[: limit - 1]
         ctx = self._cut(ctx, len(ctx) + len(cont) - limit, pixels)
-        return ctx + cont, len(cont), pixels
+        return ctx + cont, len(cont), pixels, n_in - len(ctx) - len(cont)
 
     def _cut(self, ids: list[int], excess: int, pixels: Any) -> list[int]:
         """`ids` without their first `excess` tokens; an image's tokens are never cut (one line instead)."""
@@ -307,7 +313,7 @@ class HFBackend(Backend):
         encoded = self._encode_pairs(requests)
         done: dict[int, LoglikelihoodResponse] = {}
         if self.shared_context:
-            groups = group_by_context([(seq, nc) for seq, nc, _ in encoded], lambda i: encoded[i][2] is None)
+            groups = group_by_context([(seq, nc) for seq, nc, *_ in encoded], lambda i: encoded[i][2] is None)
             done.update(self._score_shared(requests, encoded, groups))
         order = sorted((i for i in range(len(requests)) if i not in done), key=lambda i: -len(encoded[i][0]))
 
@@ -316,15 +322,15 @@ class HFBackend(Backend):
             _, logits = self._forward([encoded[i][0] for i in chunk], keep, pixels=[encoded[i][2] for i in chunk])
             out = []
             for r, i in enumerate(chunk):
-                seq, nc, _ = encoded[i]
+                seq, nc, _, cut = encoded[i]
                 out.append(_token_stats(logits[r, keep - 1 - nc: keep - 1], seq[len(seq) - nc:],  # rows predicting it
-                                        requests[i].moments))
+                                        requests[i].moments, cut))
             return out
 
         done.update(self._map_batches("loglikelihood", order, score))
         return [done[i] for i in range(len(requests))]
 
-    def _score_shared(self, requests: list[LoglikelihoodRequest], encoded: list[tuple[list[int], int, Any]],
+    def _score_shared(self, requests: list[LoglikelihoodRequest], encoded: list[tuple[list[int], int, Any, int]],
                       groups: list[list[int]]) -> dict[int, LoglikelihoodResponse]:
         """Responses of the grouped requests: batches of contexts, each forwarded once."""
         if not groups:
@@ -340,7 +346,7 @@ class HFBackend(Backend):
             logits = continuation_logits(self.model, self._pad, pad_id, contexts, conts, owner)
             by_group: dict[int, dict[int, LoglikelihoodResponse]] = {g: {} for g in chunk}
             for (g, i), rows, cont in zip(members, logits, conts):
-                by_group[g][i] = _token_stats(rows, cont, requests[i].moments)
+                by_group[g][i] = _token_stats(rows, cont, requests[i].moments, encoded[i][3])
             return [by_group[g] for g in chunk]
 
         out: dict[int, LoglikelihoodResponse] = {}
@@ -360,8 +366,10 @@ class HFBackend(Backend):
                 raise HarnessError(f"unknown pooling {r.pooling!r} (mean, last, per_token, sum)")
             if r.span not in ("continuation", "predicting"):
                 raise HarnessError(f"unknown span {r.span!r} (continuation, predicting)")
+            if any(not 0 <= d <= 1 for d in getattr(r, "depths", ())):
+                raise HarnessError(f"hidden-state depths must lie in [0, 1], got {r.depths}")
         encoded = self._encode_pairs(requests)
-        for r, (_, nc, _) in zip(requests, encoded):
+        for r, (_, nc, _, _) in zip(requests, encoded):
             if r.span == "predicting" and nc == 0:
                 raise HarnessError("hidden states with span 'predicting' need a non-empty continuation")
         order = sorted(range(len(requests)), key=lambda i: -len(encoded[i][0]))
@@ -372,18 +380,20 @@ class HFBackend(Backend):
             hs = out_.hidden_states
             out = []
             for r, i in enumerate(chunk):
-                req, (seq, nc, _) = requests[i], encoded[i]
+                req, (seq, nc, _, cut) = requests[i], encoded[i]
                 span = nc or len(seq)
                 rows = slice(-span, None) if req.span == "continuation" else slice(-nc - 1, -1)
                 states: dict[int, list] = {}
-                for layer in req.layers:
+                depth_layers = {str(d): round(d * (len(hs) - 1)) for d in getattr(req, "depths", ())}
+                for layer in dict.fromkeys([*req.layers, *depth_layers.values()]):
                     if not -len(hs) <= layer < len(hs):
                         raise HarnessError(f"layer {layer} out of range: the model has hidden states 0..{len(hs) - 1}")
                     h = hs[layer][r, rows].float()
                     pooled = (h.mean(0) if req.pooling == "mean" else h.sum(0) if req.pooling == "sum"
                               else h[-1] if req.pooling == "last" else h)
                     states[layer] = pooled.tolist()
-                out.append(HiddenStatesResponse(states=states, n_positions=span))
+                out.append(HiddenStatesResponse(states=states, n_positions=span, truncated=cut,
+                                                depth_layers=depth_layers or None))
             return out
 
         done = self._map_batches("hidden_states", order, pool)
@@ -502,6 +512,10 @@ class HFBackend(Backend):
         limit = self._max_len()
         encoded = [self.encode_with_images(r) for r in requests]
         prompts = [self._cut(ids, len(ids) - max(1, limit - r.max_new_tokens), px) for (ids, px), r in zip(encoded, requests)]
+        cuts = [len(ids) - len(p) for (ids, _), p in zip(encoded, prompts)]
+        if any(cuts):
+            log.warning("%d prompts longer than the model's %d tokens (less max_new_tokens); their start was cut",
+                        sum(1 for c in cuts if c), limit)
         pixels = [px for _, px in encoded]
         greedy = sorted((i for i, r in enumerate(requests) if not r.sampled), key=lambda i: -len(prompts[i]))
         sampled = [i for i, r in enumerate(requests) if r.sampled]
@@ -509,6 +523,9 @@ class HFBackend(Backend):
             [requests[i] for i in c], [prompts[i] for i in c], [pixels[i] for i in c]))
         done.update(self._map_batches("sample", sampled, lambda c: self._generate(
             [requests[c[0]]], [prompts[c[0]]], [pixels[c[0]]]), fixed=1))
+        for i, c in enumerate(cuts):
+            if c:
+                done[i] = dataclasses.replace(done[i], truncated=c)
         return [done[i] for i in range(len(requests))]
 
     def _generate(self, reqs: list[GenerateRequest], prompts: list[list[int]],
@@ -585,21 +602,24 @@ def _is_oom(e: BaseException) -> bool:
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
 
 
-def _token_stats(logits: Any, target: list[int], moments: bool = True) -> LoglikelihoodResponse:
+def _token_stats(logits: Any, target: list[int], moments: bool = True, truncated: int = 0) -> LoglikelihoodResponse:
     """A continuation's response from the [n, vocab] logits that predict its n tokens: log-probs,
-    greedy flags, and with `moments` the mean and spread of log p under the model (Min-k%++)."""
+    greedy flags, and with `moments` the mean and spread of log p under the model (Min-k%++);
+    `truncated`: the input tokens cut to fit the model."""
     import torch
 
     if not target:
-        return LoglikelihoodResponse([], [], [], [])
+        return LoglikelihoodResponse([], [], [], [], truncated=truncated)
     logp = logits.float().log_softmax(-1)
     tgt = torch.tensor(target, device=logp.device)
     lps, greedy = logp.gather(-1, tgt[:, None]).squeeze(-1).tolist(), (logp.argmax(-1) == tgt).tolist()
     if not moments:
-        return LoglikelihoodResponse(token_logprobs=lps, token_greedy=greedy, token_mu=[], token_sigma=[])
+        return LoglikelihoodResponse(token_logprobs=lps, token_greedy=greedy, token_mu=[], token_sigma=[],
+                                     truncated=truncated)
     p = logp.exp()
     lp = logp.masked_fill(torch.isinf(logp), 0.0)  # p = 0 there, so p*log p = 0
     mu = (p * lp).sum(-1)
     # Var = E[(log p - mu)^2]: the same as E[(log p)^2] - mu^2, without float32 cancellation.
     sigma = (p * (lp - mu[:, None]) ** 2).sum(-1).clamp(min=1e-6).sqrt()
-    return LoglikelihoodResponse(token_logprobs=lps, token_greedy=greedy, token_mu=mu.tolist(), token_sigma=sigma.tolist())
+    return LoglikelihoodResponse(token_logprobs=lps, token_greedy=greedy, token_mu=mu.tolist(), token_sigma=sigma.tolist(),
+                                 truncated=truncated)

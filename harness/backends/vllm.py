@@ -38,7 +38,6 @@ from typing import Any, ClassVar
 
 from harness.api.backend import Backend, check_images
 from harness.backends.stopping import finish_generation
-from harness.prompts import encode_vlm_prompt
 from harness.errors import ConfigError, HarnessError, ModelLoadError
 from harness.api.requests import (
     GenerateRequest,
@@ -47,6 +46,7 @@ from harness.api.requests import (
     LoglikelihoodResponse,
 )
 from harness.zoo.specs import ModelSpec
+from harness.prompts import encode_answer, encode_vlm_prompt
 
 log = logging.getLogger(__name__)
 
@@ -332,12 +332,19 @@ class VLLMBackend(Backend):
 
     # ---- log-likelihoods --------------------------------------------------------------
     def _encode_pair(self, request: LoglikelihoodRequest, limit: int) -> tuple[list[int], int]:
+        seq, nc, _ = self._encode_pair_cut(request, limit)
+        return seq, nc
+
+    def _encode_pair_cut(self, request: LoglikelihoodRequest, limit: int) -> tuple[list[int], int, int]:
+        """(context + continuation ids, continuation length, input tokens cut to fit `limit`)."""
         ctx = self.encode_prompt(request)
-        cont = list(self.tokenizer(request.continuation, add_special_tokens=False)["input_ids"]) if request.continuation else []
+        cont = encode_answer(self.tokenizer, request.continuation, request.answer_eos)
+        n_in = len(ctx) + len(cont)
         if len(cont) >= limit:
             log.warning("continuation of %d tokens exceeds the model's %d; scoring its first %d", len(cont), limit, limit - 1)
             cont = cont[: limit - 1]
-        return self._fit(ctx, request, limit - len(cont)) + cont, len(cont)
+        kept = self._fit(ctx, request, limit - len(cont))
+        return kept + cont, len(cont), n_in - len(kept) - len(cont)
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LoglikelihoodResponse]:
         if not requests:
@@ -354,11 +361,11 @@ class VLLMBackend(Backend):
                 f"model {self.spec.name!r}: the CPU build of vLLM cannot score log-likelihoods on a LoRA-enabled "
                 "engine; route loglikelihood to hf (the default) or set vllm.enable_lora: false"
             )
-        encoded = [self._encode_pair(r, engine.max_model_len - 1) for r in requests]  # room for 1 generated token
+        encoded = [self._encode_pair_cut(r, engine.max_model_len - 1) for r in requests]  # room for 1 generated token
         params = vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=-1, detokenize=False)
-        outs = self._run(engine, [seq for seq, _ in encoded], [params] * len(encoded), requests)
+        outs = self._run(engine, [seq for seq, _, _ in encoded], [params] * len(encoded), requests)
         responses = []
-        for (_, nc), out, request in zip(encoded, outs, requests):
+        for (_, nc, cut), out, request in zip(encoded, outs, requests):
             seq = list(out.prompt_token_ids)  # as vLLM expanded it: the continuation ends it either way
             rows = out.prompt_logprobs or []
             lps, greedy, mus, sigmas = [], [], [], []
@@ -377,7 +384,8 @@ class VLLMBackend(Backend):
                 var = float((p * (lp0 - mu) ** 2).sum())
                 mus.append(mu)
                 sigmas.append(math.sqrt(max(var, 1e-6)))  # the HF backend clamps the same way
-            responses.append(LoglikelihoodResponse(token_logprobs=lps, token_greedy=greedy, token_mu=mus, token_sigma=sigmas))
+            responses.append(LoglikelihoodResponse(token_logprobs=lps, token_greedy=greedy, token_mu=mus, token_sigma=sigmas,
+                                                   truncated=cut))
         return responses
 
 

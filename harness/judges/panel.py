@@ -23,8 +23,9 @@ DEFAULT_JUDGES: dict[str, dict[str, Any]] = {
     "refusal": {"kind": "refusal-patterns"},
 }
 # The roles the built-in metrics and methods ask (ASR and preference methods: harm, refusal;
-# emergent misalignment: score); `harness validate` refuses a role close to one of these.
-JUDGE_ROLES: tuple[str, ...] = ("harm", "refusal", "score")
+# emergent misalignment: score, and label for its deception files); `harness validate` refuses
+# a role close to one of these.
+JUDGE_ROLES: tuple[str, ...] = ("harm", "refusal", "score", "label")
 
 
 class JudgeSpec(BaseModel):

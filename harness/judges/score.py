@@ -14,7 +14,7 @@ import math
 import re
 from typing import Any, ClassVar, Mapping
 
-from harness.api.judge import Judge, JudgeRequest, Measures, Verdict, fill
+from harness.api.judge import Judge, JudgeRequest, Measures, Verdict, clip_response, fill
 from harness.api.requests import GenerateRequest
 
 MIN_MASS = 0.25
@@ -69,7 +69,7 @@ class ScoreJudge(Judge):
             from harness.errors import ConfigError
 
             raise ConfigError("judge score needs a prompt template (from the benchmark's questions or `template:`)")
-        text = fill(template, request.prompt, request.response)
+        text = fill(template, request.prompt, clip_response(self.backend, request.response, request.clip_tokens))
         if self.parse == "text":
             return GenerateRequest(prompt=text, max_new_tokens=4, system=self.system)
         return GenerateRequest(prompt=text, max_new_tokens=1, system=self.system, top_logprobs=self.top_logprobs)

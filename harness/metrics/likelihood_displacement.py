@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from harness.methods.preferences import PreferencePair
 
 PREFIX = "likelihood_displacement"
+HOLDOUT_PREFIX = "likelihood_displacement_holdout"
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,11 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
 
 
 def displacement_report(before: Sequence[PairLogprobs], after: Sequence[PairLogprobs],
-                        ches: Sequence["CHESScore"] | None = None, seed: int = 0) -> dict[str, MetricResult]:
-    """The §15 summary as metric results (ids `likelihood_displacement:*`), CIs bootstrapped over pairs."""
+                        ches: Sequence["CHESScore"] | None = None, seed: int = 0, prefix: str = PREFIX,
+                        notes: dict[str, Any] | None = None) -> dict[str, MetricResult]:
+    """The §15 summary as metric results (ids `<prefix>:*`, `likelihood_displacement:*` on the
+    training pairs, `likelihood_displacement_holdout:*` on held-out ones), CIs bootstrapped over
+    pairs. `notes` go into every result's details (e.g. the pairs TRL's length filter dropped)."""
     rows = pair_deltas(before, after)
     n = len(rows)
     out: dict[str, MetricResult] = {}
@@ -117,9 +121,9 @@ def displacement_report(before: Sequence[PairLogprobs], after: Sequence[PairLogp
 
     def mean_metric(key: str, values: list[float], higher: bool | None, **details: Any) -> None:
         v, lo, hi = mean_ci(values, seed=seed)
-        mid = f"{PREFIX}:{key}"
+        mid = f"{prefix}:{key}"
         out[mid] = MetricResult(mid, v, lo, hi, n, higher, per_item={r["id"]: x for r, x in zip(rows, values)},
-                                details=details)
+                                details={**details, **(notes or {})})
 
     d_pos = [r["delta_chosen"] for r in rows]
     d_neg = [r["delta_rejected"] for r in rows]
@@ -141,14 +145,14 @@ def displacement_report(before: Sequence[PairLogprobs], after: Sequence[PairLogp
             x = np.array([by_id[r["id"]].measure(measure) for r in rows])
             y = np.array(d_pos)
             rho = spearman(x, y)
-            mid = f"{PREFIX}:spearman_{measure}"
+            mid = f"{prefix}:spearman_{measure}"
             if rho is None:
                 out[mid] = MetricResult(mid, None, None, None, n, None, details={"reason": "undefined (n < 3 or constant)"})
                 continue
             lo, hi = paired_bootstrap_ci(x, y, seed=seed)
             out[mid] = MetricResult(mid, rho, lo, hi, n, None,
                                     details={"definition": f"Spearman correlation of pre-training {measure} and delta_chosen",
-                                             "expected_sign": "negative: higher CHES, more displacement"})
+                                             "expected_sign": "negative: higher CHES, more displacement", **(notes or {})})
     return out
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from harness.api.metric import Metric, MetricResult, ResponseMap, answer_request
-from harness.api.requests import GradNormRequest, Request
+from harness.api.requests import GradNormRequest, LoglikelihoodRequest, LoglikelihoodResponse, Request
 from harness.stats import bootstrap_ci
 
 ROLES = ("forget", "holdout")
@@ -90,6 +90,11 @@ class MIAMetric(Metric):
     def requests(self) -> list[Request]:
         return [self.item_request(item) for role in ROLES for item in self.role_items(role)]
 
+    def answer_response(self, item: Any, responses: ResponseMap) -> LoglikelihoodResponse:
+        """The item's answer statistics without the EOS position (`mia_tokens`)."""
+        request = self.item_request(item)
+        return mia_tokens(request, responses[request])
+
     # --- scores -----------------------------------------------------------------------
     @abstractmethod
     def item_score(self, item: Any, responses: ResponseMap, reference: Mapping[str, MetricResult]) -> float | None:
@@ -137,6 +142,21 @@ class MIAMetric(Metric):
         return self.result(value, mia_auc_ci(f, h, self.seed), len(per_item), per_item=per_item, details=details)
 
 
+def mia_tokens(request: LoglikelihoodRequest, response: LoglikelihoodResponse) -> LoglikelihoodResponse:
+    """The response without its final (EOS) position when the request scored an appended EOS.
+
+    open-unlearning's MIA statistics leave out the EOS prediction its answer encoding adds
+    (docs/metrics.md "Answer EOS"); the answer's own tokens keep their log-probs, which do not
+    depend on a token after them. So every MIA score is the same with `answer_eos` on or off,
+    and the one forward pass `probability` asks for serves both.
+    """
+    if not getattr(request, "answer_eos", False) or response.n_tokens == 0:
+        return response
+    return LoglikelihoodResponse(token_logprobs=response.token_logprobs[:-1], token_greedy=response.token_greedy[:-1],
+                                 token_mu=response.token_mu[:-1], token_sigma=response.token_sigma[:-1],
+                                 truncated=response.truncated)
+
+
 def _avg_nll(response) -> float | None:
     return None if response.n_tokens == 0 else -response.mean
 
@@ -162,28 +182,52 @@ class MIALoss(MIAMetric):
     score = "avgNLL"
 
     def item_score(self, item, responses, reference):
-        return _avg_nll(responses[self.item_request(item)])
+        return _avg_nll(self.answer_response(item, responses))
+
+
+ZLIB_TEXTS = ("answer", "prompt_and_answer")
 
 
 class MIAZlib(MIAMetric):
-    """zlib attack: avgNLL / len(zlib.compress(text.encode())), text = the answer as scored
-    (the benchmark's target of `item.answer`, the continuation whose avgNLL is the numerator;
-    open-unlearning decodes the target tokens likewise)."""
+    """zlib attack: avgNLL / len(zlib.compress(text.encode("utf-8"))).
+
+    `text` says which text is compressed (docs/metrics.md §7, recorded in `details['zlib_text']`):
+    `answer` (default, the spec's `answer_text`): the answer as scored, the benchmark's target of
+    `item.answer`, whose avgNLL is the numerator; `prompt_and_answer`: the benchmark prompt
+    followed by that target, the whole sequence as text (without a chat template's markup).
+    """
 
     name = "mia_zlib"
-    score = "avgNLL / zlib-compressed length of the answer"
+
+    def __init__(self, benchmark, split=None, seed: int = 0, text: str = "answer", **args: Any):
+        from harness.errors import ConfigError
+
+        if text not in ZLIB_TEXTS:
+            raise ConfigError(f"{self.name}: text must be one of {', '.join(ZLIB_TEXTS)}, not {text!r}")
+        args["text"] = text
+        super().__init__(benchmark, split, seed=seed, **args)
+        self.text = text
+        what = "the answer" if text == "answer" else "the prompt followed by the answer"
+        self.score = f"avgNLL / zlib-compressed length of {what}"
+
+    def zlib_text(self, item: Any) -> str:
+        request = self.item_request(item)
+        return request.continuation if self.text == "answer" else request.context + request.continuation
 
     def item_score(self, item, responses, reference):
-        request = self.item_request(item)
-        nll = _avg_nll(responses[request])
-        return None if nll is None else nll / len(zlib.compress(request.continuation.encode("utf-8")))
+        nll = _avg_nll(self.answer_response(item, responses))
+        return None if nll is None else nll / len(zlib.compress(self.zlib_text(item).encode("utf-8")))
+
+    def compute(self, responses, deps, reference) -> MetricResult:
+        result = super().compute(responses, deps, reference)
+        result.details["zlib_text"] = self.text
+        return result
 
 
 class MIAMinK(MIAMetric):
     """Min-k% attack: −mean of the lowest max(1, ⌊k·n⌋) answer-token log-probs (k = 0.4 as in
-    the configs). open-unlearning drops the final (EOS) prediction; our continuations carry
-    no EOS token (LoglikelihoodRequest scores the answer text only), so there is nothing to
-    drop and every answer token counts."""
+    the configs). open-unlearning drops the final (EOS) prediction; so does `mia_tokens` when
+    the benchmark scores answers with their EOS (`answer_eos`)."""
 
     name = "mia_min_k"
 
@@ -194,7 +238,7 @@ class MIAMinK(MIAMetric):
         self.score = f"-mean of the lowest {self.k:g} fraction of token log-probs"
 
     def item_score(self, item, responses, reference):
-        response = responses[self.item_request(item)]
+        response = self.answer_response(item, responses)
         if response.n_tokens == 0:
             return None
         return -_lowest_k_mean(np.asarray(response.token_logprobs, dtype=float), self.k)
@@ -203,8 +247,8 @@ class MIAMinK(MIAMetric):
 class MIAMinKPlusPlus(MIAMetric):
     """Min-k%++ attack: z_t = (log p(y_t) − μ_t)/σ_t with μ_t, σ_t the mean and standard
     deviation of log p over the vocabulary (`token_mu`, `token_sigma`; σ² clamped ≥ 1e-6 by
-    the backend); score = −mean of the lowest max(1, ⌊k·n⌋) z_t (k = 0.4). No EOS to drop,
-    as for Min-k%."""
+    the backend); score = −mean of the lowest max(1, ⌊k·n⌋) z_t (k = 0.4). The EOS position
+    is dropped as for Min-k%."""
 
     name = "mia_min_k_plus_plus"
 
@@ -218,7 +262,7 @@ class MIAMinKPlusPlus(MIAMetric):
         return answer_request(self.benchmark, item, moments=True)
 
     def item_score(self, item, responses, reference):
-        r = responses[self.item_request(item)]
+        r = self.answer_response(item, responses)
         if r.n_tokens == 0:
             return None
         z = (np.asarray(r.token_logprobs, dtype=float) - np.asarray(r.token_mu, dtype=float)) / np.asarray(
@@ -257,7 +301,7 @@ class MIAReference(MIAMetric):
 
     def item_score(self, item, responses, reference):
         ref = reference[MIA_LOSS].per_item.get(item.id)
-        nll = _avg_nll(responses[self.item_request(item)])
+        nll = _avg_nll(self.answer_response(item, responses))
         return None if ref is None or nll is None else nll - ref
 
 

@@ -37,6 +37,15 @@ class NormalisedProbability(ItemMetric):
     def item_value(self, item: Any, responses: ResponseMap) -> float | None:
         if not item.perturbed_answers:
             return None
-        true = responses[self._request(item, item.answer)].mean
-        pert = [responses[self._request(item, p)].mean for p in item.perturbed_answers]
-        return math.exp(true - float(logsumexp(np.asarray([true, *pert], dtype=float))))
+        true = responses[self._request(item, item.answer)]
+        # A zero-token answer has no probability: an empty true answer skips the item, an empty
+        # perturbed one is left out of the sum (both counted in `details['empty_answers']`).
+        pert = [r.mean for r in (responses[self._request(item, p)] for p in item.perturbed_answers) if r.n_tokens > 0]
+        if true.n_tokens == 0:
+            return None
+        return math.exp(true.mean - float(logsumexp(np.asarray([true.mean, *pert], dtype=float))))
+
+    def compute(self, responses, deps, reference):
+        result = super().compute(responses, deps, reference)
+        result.details["empty_answers"] = sum(1 for r in self.requests() if responses[r].n_tokens == 0)
+        return result

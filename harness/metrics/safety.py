@@ -37,7 +37,8 @@ class JudgedItemMetric(ItemMetric):
     def _judge_requests_for(self, item: Any, responses: ResponseMap) -> list[JudgeRequest]:
         request = self.benchmark.generate_request(item, seed=self.seed)
         asked = getattr(item, "behavior", "") or self.benchmark.prompt(item)
-        return [JudgeRequest(self.judge_role, asked, text) for text in responses[request].texts]
+        clip = getattr(self.benchmark, "judge_clip_tokens", None)
+        return [JudgeRequest(self.judge_role, asked, text, clip_tokens=clip) for text in responses[request].texts]
 
     def judge_requests(self, responses: ResponseMap) -> list[JudgeRequest]:
         return [jr for item in self.items for jr in self._judge_requests_for(item, responses)]
@@ -73,7 +74,8 @@ class JudgedItemMetric(ItemMetric):
                 skipped += 1
         scale = 100.0 if self.percent else 1.0
         details: dict[str, Any] = {"unparsed": unparsed, "skipped": skipped, "judge_role": self.judge_role,
-                                   "unit": "percent" if self.percent else "fraction"}
+                                   "unit": "percent" if self.percent else "fraction",
+                                   "judge_clip_tokens": getattr(self.benchmark, "judge_clip_tokens", None)}
         if not per_item:
             return self.result(None, None, 0, details=details)
         value, lo, hi = mean_ci(list(per_item.values()), seed=self.seed)

@@ -68,12 +68,21 @@ class TruthRatio(Metric):
 
     # --- values -----------------------------------------------------------------------
     def item_ratio(self, item: Any, responses: ResponseMap) -> float | None:
-        """R for one item, computed in log space: log R = mean_k mean_logp_k - mean_logp_para."""
+        """R for one item, computed in log space: log R = mean_k mean_logp_k - mean_logp_para.
+
+        A zero-token answer has no probability: an empty correct side skips the item, an empty
+        perturbed answer is left out of the mean (both counted by `empty_answers`)."""
         if not item.perturbed_answers:
             return None
-        log_para = responses[self._request(item, self._correct(item))].mean
-        log_pert = float(np.mean([responses[self._request(item, p)].mean for p in item.perturbed_answers]))
-        return math.exp(log_pert - log_para)
+        para = responses[self._request(item, self._correct(item))]
+        pert = [r for r in (responses[self._request(item, p)] for p in item.perturbed_answers) if r.n_tokens > 0]
+        if para.n_tokens == 0 or not pert:
+            return None
+        return math.exp(float(np.mean([r.mean for r in pert])) - para.mean)
+
+    def empty_answers(self, responses: ResponseMap) -> int:
+        """How many of the scored answers (correct sides and perturbed) had no token."""
+        return sum(1 for r in self.requests() if responses[r].n_tokens == 0)
 
     def aggregate(self, ratios: Sequence[float]) -> float:
         r = np.asarray(ratios, dtype=float)
@@ -95,7 +104,7 @@ class TruthRatio(Metric):
                 skipped += 1
             else:
                 per_item[item.id] = r
-        details = {"aggregator": self.aggregator, "skipped": skipped}
+        details = {"aggregator": self.aggregator, "skipped": skipped, "empty_answers": self.empty_answers(responses)}
         if not per_item:
             return self.result(None, None, 0, details=details)
         ratios = np.fromiter(per_item.values(), dtype=float)
