@@ -64,6 +64,9 @@ def test_grouping_rules():
     pairs = [([1, 2, 3, 9], 1), ([1, 2, 3, 8, 8], 2), ([1, 2, 3], 0), ([5, 9], 1), ([1, 2, 3, 7], 1), ([4], 1)]
     assert group_by_context(pairs, lambda i: True) == [[0, 1, 4]]  # [5] alone; an empty context never groups
     assert group_by_context(pairs, lambda i: i != 4) == [[0, 1]]
+    # a short context with long continuations: the saved context tokens (1 x 2) are fewer than
+    # the continuation tokens (8), so the one-pass path scores them
+    assert group_by_context([([1, 2, 5, 6, 7, 8], 4), ([1, 2, 9, 9, 9, 9], 4)], lambda i: True) == []
 
 
 def test_switch(monkeypatch):
