@@ -42,6 +42,7 @@ from typing import Any
 from harness.api.benchmark import BenchmarkData, ImageQAItem, check_limit
 from harness.api.media import MediaRef
 from harness.benchmarks.fiubench import FaceUnlearningBenchmark, parse_qa, qa_item
+from harness.io import save_png_once
 from harness.metrics.fiubench import yes_no
 
 GENERATOR_VERSION = "v1"
@@ -526,19 +527,6 @@ def image_dir() -> Path:
     return cache_dir() / "data" / "fictitious-faces" / GENERATOR_VERSION
 
 
-def _saved(path: Path, image: Any) -> Path:
-    """`image` as a PNG at `path`, written atomically unless already there (drawing is deterministic)."""
-    import io
-
-    from harness.io import atomic_write_bytes
-
-    if not path.exists():
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
-        atomic_write_bytes(path, buf.getvalue())
-    return path
-
-
 class FictitiousFaces(FaceUnlearningBenchmark):
     """fictitious-faces as a benchmark: FIUBench's splits and roles over the generated persons.
 
@@ -555,7 +543,7 @@ class FictitiousFaces(FaceUnlearningBenchmark):
     def load(self) -> BenchmarkData:
         limit = check_limit(self.options.get("limit"))
         folder = image_dir()
-        refs = {p.unique_id: MediaRef.from_path(_saved(folder / f"{p.unique_id}.png", p.image()))
+        refs = {p.unique_id: MediaRef.from_path(save_png_once(folder / f"{p.unique_id}.png", p.image()))
                 for p in generate_persons()}
         splits: dict[str, list[Any]] = {}
         for split in (*SPLIT_INDICES, "retain", "trained"):
@@ -563,7 +551,7 @@ class FictitiousFaces(FaceUnlearningBenchmark):
                              for p in split_persons(split) for k, qa in enumerate(qa_list(p))]
         visual = []
         for q in visual_questions("test"):
-            ref = MediaRef.from_path(_saved(folder / f"{q.scene.scene_id}.png", q.scene.image()))
+            ref = MediaRef.from_path(save_png_once(folder / f"{q.scene.scene_id}.png", q.scene.image()))
             visual.append(ImageQAItem(id=q.id, question=q.question, answer=q.answer + ".", entity=q.kind, images=(ref,)))
         splits[VISUAL_SPLIT] = visual
         if limit is not None:

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from harness.api.benchmark import Benchmark, BenchmarkData, ImageQAItem, QAItem, check_limit
 from harness.api.media import MediaRef
+from harness.datafiles import pinned_snapshot
 from harness.errors import ConfigError, DatasetUnavailableError
 
 BENCH = "fiubench"
@@ -320,7 +321,7 @@ class FIUBench(FaceUnlearningBenchmark):
         limit = check_limit(self.options.get("limit"))
         path, source = self.options.get("path"), None
         if path is None and self.options.get("hub"):
-            path, source = self._snapshot(str(self.options["hub"]), self.options.get("revision"))
+            path, source = pinned_snapshot(str(self.options["hub"]), self.options.get("revision"), BENCH, _HOW)
         data = load_fiubench(path, self.options.get("split_file"), self.options.get("image_root"),
                              self.options.get("max_persons", MAX_PERSONS))
         refs = {uid: MediaRef.from_path(p.image_path) for uid, p in data.persons.items()}
@@ -332,17 +333,3 @@ class FIUBench(FaceUnlearningBenchmark):
         splits.update({name: items if limit is None else items[:limit] for name, items in visual.items()})
         meta = {**data.source, "limit": limit, **{f"n_{name}": len(items) for name, items in visual.items()}}
         return BenchmarkData(splits=splits, source=source or str(data.source["full_json"]), meta=meta)
-
-    @staticmethod
-    def _snapshot(hub: str, revision: Any) -> tuple[str, str]:
-        """(local folder, `hub@revision`) of a pinned hub snapshot; one line when it cannot be had."""
-        if not isinstance(revision, str) or len(revision) != 40 or any(c not in "0123456789abcdef" for c in revision):
-            raise ConfigError(f"{BENCH}: option `hub` needs `revision` pinned to a 40-hex commit, got {revision!r}")
-        try:
-            from huggingface_hub import snapshot_download
-
-            folder = snapshot_download(hub, repo_type="dataset", revision=revision)
-        except Exception as e:  # offline, gated, unknown id or revision: all user-fixable
-            msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise _fail(f"cannot fetch {hub}@{revision} ({type(e).__name__}: {msg})") from None
-        return folder, f"{hub}@{revision}"

@@ -26,6 +26,7 @@ from harness.api.benchmark import Benchmark, BenchmarkData, SceneItem, check_lim
 from harness.api.media import MediaRef
 from harness.benchmarks.scenes_drawing import CONCEPTS, scenes
 from harness.errors import ConfigError, DatasetUnavailableError
+from harness.io import save_png_once
 
 GENERATOR_VERSION = "v1"
 SCENE_SEED = 2  # the benchmark's scenes; the tiny model trains on seed 1, the detector on 7
@@ -132,7 +133,7 @@ class SyntheticScenes(SceneUnlearningBenchmark):
             n = n_forget if c == concept else n_retain
             for k, scene in enumerate(scenes(c, n, SCENE_SEED)):
                 stem = f"{c.strip('<>')}-{k:03d}"
-                refs = {part: MediaRef.from_path(_saved(folder / part / f"{stem}.png", image))
+                refs = {part: MediaRef.from_path(save_png_once(folder / part / f"{stem}.png", image))
                         for part, image in (("orig", scene.original()), ("bg", scene.background()), ("mask", scene.mask()))}
                 item = SceneItem(id=stem, prompt=c, concept=c, seed=1000 + k, **refs)
                 splits["forget" if c == concept else "retain"].append(item)
@@ -194,14 +195,3 @@ def _count(options: dict[str, Any], key: str, default: int) -> int:
     return v
 
 
-def _saved(path: Path, image: Any) -> Path:
-    """`image` written to `path` as PNG once (the drawing is deterministic, so an existing file is it)."""
-    if not path.exists():
-        import io
-
-        from harness.io import atomic_write_bytes
-
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
-        atomic_write_bytes(path, buf.getvalue())
-    return path

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 from harness.api.benchmark import Benchmark, BenchmarkData, ImageQAItem, check_limit
 from harness.api.media import MediaRef
+from harness.datafiles import pinned_snapshot
 from harness.errors import ConfigError, DatasetUnavailableError
 
 BENCH = "unlok-vqa"
@@ -259,20 +260,6 @@ def load_unlok_vqa(path: str | Path | None, coco_root: str | Path | None = None,
                      _roots(neighborhood_image_roots, "neighborhood_image_roots"))
 
 
-def _snapshot(hub: str, revision: Any) -> tuple[str, str]:
-    """(local folder, `hub@revision`) of a pinned hub snapshot; one line when it cannot be had."""
-    if not isinstance(revision, str) or len(revision) != 40 or any(c not in "0123456789abcdef" for c in revision):
-        raise ConfigError(f"{BENCH}: option `hub` needs `revision` pinned to a 40-hex commit, got {revision!r}")
-    try:
-        from huggingface_hub import snapshot_download
-
-        folder = snapshot_download(hub, repo_type="dataset", revision=revision)
-    except Exception as e:  # offline, gated, unknown id or revision: all user-fixable
-        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise _fail(f"cannot fetch {hub}@{revision} ({type(e).__name__}: {msg})") from None
-    return folder, f"{hub}@{revision}"
-
-
 class UnlokVQA(Benchmark):
     """UnLOK-VQA (Patil et al., TMLR; arXiv 2505.01456): delete one OK-VQA fact about a COCO image at a time.
 
@@ -317,7 +304,7 @@ class UnlokVQA(Benchmark):
             path = self.options.get("path")
             self._source = None
             if path is None and self.options.get("hub"):
-                path, self._source = _snapshot(str(self.options["hub"]), self.options.get("revision"))
+                path, self._source = pinned_snapshot(str(self.options["hub"]), self.options.get("revision"), BENCH, _HOW)
             if self.options.get("coco_root") is None:
                 raise ConfigError(f"{BENCH}: set the option `coco_root` to the MS-COCO 2017 folder "
                                   "(with train2017/ and val2017/): every item shows its COCO image")

@@ -18,10 +18,10 @@ Every problem is one line (DatasetUnavailableError) naming the file and line.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.datafiles import read_json_rows
 from harness.errors import DatasetUnavailableError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -89,22 +89,6 @@ def load_mme(root: str | Path) -> list[YesNoQuestion]:
     return out
 
 
-def _pope_rows(path: Path) -> list[object]:
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-        return data if isinstance(data, list) else [data]
-    except json.JSONDecodeError:
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise _fail(f"POPE {path.name} line {n}: not JSON ({e.msg})") from e
-        return rows
-
-
 def load_pope(questions: str | Path, image_root: str | Path | None = None) -> list[YesNoQuestion]:
     """Every question of a POPE file; images under `image_root` (default: the file's folder)."""
     path = Path(questions).expanduser()
@@ -112,7 +96,8 @@ def load_pope(questions: str | Path, image_root: str | Path | None = None) -> li
         raise _fail(f"POPE: no question file at {path} (e.g. coco_pope_random.json; point `pope_file` at it)")
     root = Path(image_root).expanduser() if image_root is not None else path.parent
     out: list[YesNoQuestion] = []
-    for n, row in enumerate(_pope_rows(path), 1):
+    rows = read_json_rows(path, "POPE", "point `pope_file` at a POPE question file (JSON lines or a JSON array)")
+    for n, row in enumerate(rows, 1):
         where = f"POPE {path.name} row {n}"
         if not isinstance(row, dict):
             raise _fail(f"{where}: expected an object")
@@ -124,6 +109,4 @@ def load_pope(questions: str | Path, image_root: str | Path | None = None) -> li
             raise _fail(f"{where}: image {image!r} not found under {root} (set `pope_image_root`, e.g. COCO val2014)")
         out.append(YesNoQuestion(f"pope-{row.get('question_id', n)}", image_path, question.strip(),
                                  yes_or_no(label, where), "pope"))
-    if not out:
-        raise _fail(f"POPE: {path} holds no questions")
     return out

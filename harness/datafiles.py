@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.errors import DatasetUnavailableError
+from harness.errors import ConfigError, DatasetUnavailableError
 
 # One rule for every loader: a single text field (a prompt, an answer, a CSV cell) may hold at
 # most this many characters. Real benchmark texts are far shorter (HarmBench's longest context
@@ -96,3 +96,20 @@ def check_text_sizes(rows: list[Any], bench: str, where: str, how: str) -> list[
                 f"{bench}: {where} row {n} has a text field over {MAX_FIELD_CHARS:,} characters (the limit for one "
                 f"field in every loader); {how}")
     return rows
+
+
+def pinned_snapshot(hub: str, revision: Any, bench: str, how: str) -> tuple[str, str]:
+    """(local folder, `hub@revision`) of a hub dataset snapshot pinned to a commit, fetched with
+    huggingface_hub into its cache (results must say which data they were computed on). A
+    revision that is not a 40-hex commit is a ConfigError; a fetch that fails (offline, gated,
+    unknown id or revision: all user-fixable) a one-line DatasetUnavailableError ending in `how`."""
+    if not isinstance(revision, str) or len(revision) != 40 or any(c not in "0123456789abcdef" for c in revision):
+        raise ConfigError(f"{bench}: option `hub` needs `revision` pinned to a 40-hex commit, got {revision!r}")
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(hub, repo_type="dataset", revision=revision)
+    except Exception as e:  # noqa: BLE001 - every failure here is the user's to fix, in one line
+        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise DatasetUnavailableError(f"{bench}: cannot fetch {hub}@{revision} ({type(e).__name__}: {msg}); {how}") from None
+    return folder, f"{hub}@{revision}"

@@ -91,3 +91,15 @@ def remove_stale_temp_files(directory: str | Path) -> int:
             tmp.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def save_png_once(path: Path, image: Any) -> Path:
+    """A PIL `image` as a PNG at `path`, written atomically unless already there: the drawn
+    data sets are deterministic, so an existing file is that picture."""
+    if not path.exists():
+        import io
+
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        atomic_write_bytes(path, buf.getvalue())
+    return path
