@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from harness.api.benchmark import Benchmark, BenchmarkData, ImageQAItem, QAItem, check_limit
 from harness.api.media import MediaRef
-from harness.datafiles import pinned_snapshot
+from harness.datafiles import json_or_json_lines, pinned_snapshot
 from harness.errors import ConfigError, DatasetUnavailableError
 
 BENCH = "fiubench"
@@ -88,12 +88,9 @@ def _read_full(path: Path) -> list[Any]:
         raise _fail(f"full.json not found at {path}")
     text = path.read_text(encoding="utf-8")
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        try:
-            data = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as e:
-            raise _fail(f"cannot read {path} as JSON or JSON lines ({e})") from e
+        data = json_or_json_lines(text)
+    except json.JSONDecodeError as e:
+        raise _fail(f"cannot read {path} as JSON or JSON lines ({e})") from e
     if not isinstance(data, list) or not data:
         raise _fail(f"{path} must hold a non-empty list of persons")
     return data

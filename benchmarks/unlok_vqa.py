@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from harness.api.benchmark import Benchmark, BenchmarkData, ImageQAItem, check_limit
 from harness.api.media import MediaRef
-from harness.datafiles import pinned_snapshot
+from harness.datafiles import json_or_json_lines, pinned_snapshot
 from harness.errors import ConfigError, DatasetUnavailableError
 
 BENCH = "unlok-vqa"
@@ -160,12 +160,9 @@ def read_rows(file: Path) -> list[Any]:
     except Exception as e:  # unreadable file, bad parquet: the user's file to fix
         raise _fail(f"cannot read {file} ({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''})") from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        try:
-            data = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as e:
-            raise _fail(f"cannot read {file} as JSON or JSON lines ({e})") from None
+        data = json_or_json_lines(text)
+    except json.JSONDecodeError as e:
+        raise _fail(f"cannot read {file} as JSON or JSON lines ({e})") from None
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list)]
         data = lists[0] if len(lists) == 1 else data

@@ -98,6 +98,15 @@ def check_text_sizes(rows: list[Any], bench: str, where: str, how: str) -> list[
     return rows
 
 
+def json_or_json_lines(text: str) -> Any:
+    """A file's text read as one JSON document, else as JSON lines (the released data sets come
+    both ways); raises json.JSONDecodeError when it is neither."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
 def pinned_snapshot(hub: str, revision: Any, bench: str, how: str) -> tuple[str, str]:
     """(local folder, `hub@revision`) of a hub dataset snapshot pinned to a commit, fetched with
     huggingface_hub into its cache (results must say which data they were computed on). A

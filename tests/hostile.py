@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.test_leaderboard import _unescaped_pipes
 from harness.results import MetricValue, Provenance, ReportLayout, RunSummary, SampleRecord, cell_dir, write_cell
 
 SCRIPT = "<script>window.__pwned=1;alert(1)</script>"
@@ -94,15 +95,3 @@ def assert_markdown_and_csv_intact(root: Path, rows: int = 2, formula_cell: str 
         assert "\x1b" not in cell and "\n" not in cell
     if formula_cell is not None:
         assert any(c == "'" + formula_cell for r in table for c in r)
-
-
-def _unescaped_pipes(line: str) -> int:
-    count, escaped = 0, False
-    for ch in line:
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == "|":
-            count += 1
-    return count

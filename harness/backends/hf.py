@@ -338,14 +338,17 @@ class HFBackend(Backend):
         order = sorted(range(len(groups)), key=lambda g: -len(encoded[groups[g][0]][0]))
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
+        def split(i: int) -> tuple[list[int], list[int]]:
+            seq, nc = encoded[i][0], encoded[i][1]
+            return seq[: len(seq) - nc], seq[len(seq) - nc:]
+
         def score(chunk: list[int]) -> list[dict[int, LoglikelihoodResponse]]:
-            members = [(g, i) for g in chunk for i in groups[g]]
-            contexts = [encoded[groups[g][0]][0][: len(encoded[groups[g][0]][0]) - encoded[groups[g][0]][1]] for g in chunk]
-            conts = [encoded[i][0][len(encoded[i][0]) - encoded[i][1]:] for _, i in members]
-            owner = [chunk.index(g) for g, _ in members]
-            logits = continuation_logits(self.model, self._pad, pad_id, contexts, conts, owner)
+            members = [(k, g, i) for k, g in enumerate(chunk) for i in groups[g]]
+            contexts = [split(groups[g][0])[0] for g in chunk]  # a group's members share it
+            conts = [split(i)[1] for _, _, i in members]
+            logits = continuation_logits(self.model, self._pad, pad_id, contexts, conts, [k for k, _, _ in members])
             by_group: dict[int, dict[int, LoglikelihoodResponse]] = {g: {} for g in chunk}
-            for (g, i), rows, cont in zip(members, logits, conts):
+            for (_, g, i), rows, cont in zip(members, logits, conts):
                 by_group[g][i] = _token_stats(rows, cont, requests[i].moments, encoded[i][3])
             return [by_group[g] for g in chunk]
 
