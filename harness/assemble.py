@@ -58,5 +58,6 @@ def assemble_summary(*, model: str, method: str, benchmark_name: str, benchmark:
         timing={k: round(v, 2) for k, v in timing.items()},
         layout=ReportLayout(headline=list(benchmark.headline_metrics),
                             views={title: list(ids) for title, ids in benchmark.views.items()},
-                            requested=list(requested or ())),
+                            requested=list(requested or ()), rows_by=getattr(benchmark, "rows_by", None),
+                            column_names=dict(getattr(benchmark, "column_names", {}))),
     )

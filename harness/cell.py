@@ -37,6 +37,8 @@ def run_cell(session: Session, cell: Cell, reference: dict[str, MetricResult] | 
     label = f"{cell.model} × {method.name} × {bentry.name}"
     first_backend = len(session.backends.used)
     t0 = time.time()
+    if getattr(benchmark, "per_instance", False):
+        return run_per_instance_cell(session, cell, benchmark, method, spec, out, label, first_backend)
 
     artifact = (apply_method(session, spec, method, session.training_benchmark(cell.benchmark), bentry)
                 if method.name != NO_METHOD else None)
@@ -86,6 +88,36 @@ def run_cell(session: Session, cell: Cell, reference: dict[str, MetricResult] | 
         f"{t_apply:.1f}s apply, {t_eval:.1f}s eval, {t_attack:.1f}s attacks)"
     )
     return results
+
+
+def run_per_instance_cell(session: Session, cell: Cell, benchmark: Any, method: NamedEntry, spec: ModelSpec, out: Any,
+                          label: str, first_backend: int) -> dict[str, MetricResult]:
+    """A benchmark run one instance at a time (harness/edit_protocol.py): the method is a
+    defence applied to each instance of the fresh model, attacked, and undone."""
+    from harness.catalog import METHODS
+    from harness.edit_protocol import run_edit_protocol
+
+    cfg = session.config
+    bentry = cfg.benchmarks[cell.benchmark]
+    defence = METHODS.get(method.name)(**method.params) if method.name != NO_METHOD else None
+    backend = session.backends.make(spec)
+    session.console.print(f"[bold]edit → attack → restore[/bold] {label}")
+    run = run_edit_protocol(benchmark, spec, backend, session.backends, defence, cfg.seed, session.console)
+    summary = assemble_summary(
+        model=cell.model, method=method.name, benchmark_name=bentry.name, benchmark=benchmark, results=run.results,
+        config_hash=cell_config_hash(session, cell), seed=cfg.seed, device=cfg.device, backend=backend.backend,
+        spec=spec, eval_path=spec.path or "", artifact=None, reference=None, judges={},
+        cache=session.backends.counts(first_backend),
+        timing={"apply_s": 0.0, "evaluate_s": run.seconds, "attack_s": 0.0}, requested=cfg.metrics,
+        limits={"limit": cfg.limit, "train_limit": cfg.train_limit},
+    )
+    write_cell(out, summary, run.samples)
+    session.report.cells.append(out)
+    session.report.cache_hits += summary.cache.hits
+    session.report.cache_misses += summary.cache.misses
+    session.console.print(f"  wrote {out} (cache: {summary.cache.hits} hits, {summary.cache.misses} misses; "
+                          f"{len(run.edit_losses)} edits made; {run.seconds:.1f}s)")
+    return run.results
 
 
 def _write_grid(session: Session, spec: ModelSpec, method: str, benchmark: Any, metric_ids: list[str], backend: Any,

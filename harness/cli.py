@@ -325,14 +325,16 @@ def _leaderboard(results_dir: Path, sort_by: Optional[str] = None, benchmark: Op
                  print_table: bool = True) -> dict[str, Path]:
     """Write the leaderboard files and print the same tables: per benchmark the metrics the run
     asked for (its headline when none were asked), sort column first, then its views."""
-    from harness.reports.leaderboard import load_results, render_rich, report_tables, write_leaderboard
+    from harness.reports.leaderboard import breakdown_csv, load_results, render_rich, report_tables, write_leaderboard
 
     from harness.results import report_layouts
 
     df = load_results(results_dir)
     layouts = report_layouts(results_dir)  # what each benchmark wants shown, from its result files
     full, tables = report_tables(df, layouts, sort_by=sort_by, benchmark=benchmark)
-    paths = write_leaderboard(full, results_dir, tables)
+    breakdowns = {name: breakdown_csv(df, name, layout) for name, layout in layouts.items()
+                  if layout.rows_by and name in set(df.benchmark) and benchmark in (None, name)}
+    paths = write_leaderboard(full, results_dir, tables, breakdowns)
     if print_table:
         for table in tables:
             out_console.print(render_rich(table))

@@ -179,6 +179,7 @@ def validate(config: ExperimentConfig) -> dict[int, tuple[Any, list[str]]]:
             METRICS.check(parse_metric_id(metric_id)[0])
         for spec in specs:
             check_capabilities(spec, cls, config.device, metric_ids)
+        check_per_instance(cls, config.methods)
     check_output_dir(config.output_dir)
     if config.reference and config.reference.results:
         from harness.results import SUMMARY_FILE
@@ -296,6 +297,25 @@ def check_capabilities(spec: Any, benchmark_cls: Any, device: str | None, metric
             f"benchmark {benchmark_cls.name!r} shows the model images, but model {spec.name!r} is a {spec.kind} "
             "model and cannot see them (use an image-text-to-text model)"
         )
+
+
+def check_per_instance(benchmark_cls: Any, methods: list[NamedEntry]) -> None:
+    """A benchmark run per instance (edit → attack → restore, harness/edit_protocol.py) takes
+    per-instance defences as its methods, and a defence runs only on such a benchmark."""
+    from harness.catalog import METHODS
+
+    per_instance = getattr(benchmark_cls, "per_instance", False)
+    for m in methods:
+        if m.name == NO_METHOD:
+            continue
+        defence = getattr(METHODS.get(m.name), "per_instance", False)
+        if per_instance and not defence:
+            defences = [n for n in METHODS.names() if getattr(METHODS.get(n), "per_instance", False)]
+            raise ConfigError(f"benchmark {benchmark_cls.name!r} edits one instance at a time, so its methods are "
+                              f"per-instance defences ({', '.join(defences)}), not {m.name!r}")
+        if defence and not per_instance:
+            raise ConfigError(f"method {m.name!r} is a per-instance defence; benchmark {benchmark_cls.name!r} is not "
+                              "run per instance (use tiny-vqa or unlok-vqa)")
 
 
 def check_data_paths(entry: NamedEntry) -> None:

@@ -73,6 +73,10 @@ class ReportLayout(BaseModel):
     views: dict[str, list[str]] = Field(default_factory=dict)
     # The metric ids the run asked for (`--metrics`); shown instead of the headline when given.
     requested: list[str] = Field(default_factory=list)
+    # A breakdown key whose values become rows (UnLOK-VQA: "attack", one row per defence × attack),
+    # and the source's own column names for the metrics, used by the pivoted CSV.
+    rows_by: str | None = None
+    column_names: dict[str, str] = Field(default_factory=dict)
 
 
 class RunSummary(BaseModel):

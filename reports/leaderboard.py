@@ -354,6 +354,9 @@ def report_tables(df: pd.DataFrame, layouts: dict, sort_by: str | None = None,
         present = list(dict.fromkeys(df.loc[df.benchmark == name, "metric"]))
         layout = layouts.get(name)
         asked = bool(layout is not None and layout.requested)
+        if layout is not None and layout.rows_by:
+            tables += breakdown_tables(df, name, layout)
+            continue
         chosen = shown[name]
         note = (f"Showing {len(chosen)} of {len(present)} metrics ({'those asked for' if asked else 'the headline'}); "
                 "every metric is in leaderboard.csv.") if len(chosen) < len(present) else None
@@ -363,6 +366,63 @@ def report_tables(df: pd.DataFrame, layouts: dict, sort_by: str | None = None,
             if chosen:
                 tables += _narrow(df, name, chosen, f"{name}: {title}")
     return full, tables
+
+
+def pivot_breakdown(df: pd.DataFrame, benchmark: str, key: str) -> pd.DataFrame:
+    """One benchmark's rows with breakdown `key` turned into rows: metric `asr[attack=bb]` of
+    method m becomes metric `asr` of method "m / bb"; metrics without the key (per-cell values
+    such as Δ-Acc) are repeated on each of the cell's rows, as the authors' result tables do."""
+    part = df[df.benchmark == benchmark]
+    pattern = re.compile(rf"^(?P<name>[^\[]+)\[{re.escape(key)}=(?P<value>[^\]]+)\]$")
+    split = part.metric.str.extract(pattern)
+    broken = part[split["name"].notna()].assign(metric=split["name"].dropna(),
+                                                 _value=split["value"].dropna())
+    plain = part[split["name"].isna()]
+    rows = []
+    for (model, method), cell in broken.groupby(["model", "method"], sort=False):
+        for value in dict.fromkeys(cell["_value"]):
+            own = cell[cell["_value"] == value].drop(columns="_value")
+            shared = plain[(plain.model == model) & (plain.method == method)]
+            rows.append(pd.concat([own, shared]).assign(method=f"{method} / {value}"))
+    return pd.concat(rows, ignore_index=True) if rows else part.iloc[0:0]
+
+
+def breakdown_tables(df: pd.DataFrame, benchmark: str, layout: object) -> list[Leaderboard]:
+    """The tables of a benchmark whose layout turns a breakdown into rows (`rows_by`): its
+    headline metrics (else all) with one row per method × breakdown value."""
+    key = layout.rows_by  # type: ignore[attr-defined]
+    pivot = pivot_breakdown(df, benchmark, key)
+    if pivot.empty:
+        return []
+    present = list(dict.fromkeys(pivot.metric))
+    chosen = _matching(layout.requested or layout.headline or [], present) or present  # type: ignore[attr-defined]
+    return _narrow(pivot, benchmark, chosen, f"Leaderboard: {benchmark} (rows: method / {key})")
+
+
+def breakdown_csv(df: pd.DataFrame, benchmark: str, layout: object) -> str:
+    """The pivoted table in the source's own column layout (UnLOK-VQA: result_agg.csv's): one row
+    per method / breakdown value, columns renamed by the layout's `column_names`, each metric's
+    CI and n beside it."""
+    pivot = pivot_breakdown(df, benchmark, layout.rows_by)  # type: ignore[attr-defined]
+    names = layout.column_names  # type: ignore[attr-defined]
+    order = [m for m in names if m in set(pivot.metric)] + sorted(set(pivot.metric) - set(names))
+    lb = build_leaderboard(pivot, benchmark=benchmark, metrics=order) if order else None
+    if lb is None:
+        return ""
+    out = lb.numeric.rename(columns=lambda c: _renamed(c, names))
+    keep = ["model", "method", *(c for m in order for c in (names.get(m, m), f"{names.get(m, m)}_ci_low",
+                                                           f"{names.get(m, m)}_ci_high", f"{names.get(m, m)}_n"))]
+    out = out[[c for c in keep if c in out.columns]]
+    out.insert(0, "Name", out["model"] + " / " + out["method"])
+    return render_csv(Leaderboard(table=out, numeric=out, columns=[], sort_by=""))
+
+
+def _renamed(column: str, names: dict[str, str]) -> str:
+    for metric, new in names.items():
+        for suffix in ("", "_ci_low", "_ci_high", "_n"):
+            if column == metric + suffix:
+                return new + suffix
+    return column
 
 
 def _narrow(df: pd.DataFrame, benchmark: str, metrics: list[str], title: str, note: str | None = None) -> list[Leaderboard]:
@@ -456,16 +516,22 @@ def _csv_text(value: object) -> object:
     return csv_safe(one_line(value)) if isinstance(value, str) else value
 
 
-def write_leaderboard(lb: Leaderboard, out_dir: str | Path, tables: list[Leaderboard] | None = None) -> dict[str, Path]:
-    """Write leaderboard.md (the `tables` when given, else `lb` as one table) and leaderboard.csv
-    (all of `lb`) atomically; returns {"markdown": …, "csv": …}."""
+def write_leaderboard(lb: Leaderboard, out_dir: str | Path, tables: list[Leaderboard] | None = None,
+                      breakdowns: dict[str, str] | None = None) -> dict[str, Path]:
+    """Write leaderboard.md (the `tables` when given, else `lb` as one table), leaderboard.csv
+    (all of `lb`) and each `breakdowns` CSV (benchmark -> `breakdown_csv` text, as
+    `leaderboard_<benchmark>.csv`) atomically; returns {"markdown": …, "csv": …, <benchmark>: …}."""
     out = Path(out_dir)
     paths = {"markdown": out / "leaderboard.md", "csv": out / "leaderboard.csv"}
     with exclusive(out / ".leaderboard.lock"):  # runs finishing together write one after the other
-        for stale in out.glob(".leaderboard.*.tmp"):  # left by a writer that was killed
+        for stale in out.glob(".leaderboard*.tmp"):  # left by a writer that was killed
             stale.unlink(missing_ok=True)
         atomic_write_text(paths["markdown"], render_report_markdown(lb, tables) if tables else render_markdown(lb))
         atomic_write_text(paths["csv"], render_csv(lb))
+        for name, text in (breakdowns or {}).items():
+            if text:
+                paths[name] = out / f"leaderboard_{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.csv"
+                atomic_write_text(paths[name], text)
     return paths
 
 

@@ -290,3 +290,43 @@ def test_normalised_avqi_is_stored_with_its_model_set(tmp_path):
     df = load_results(tmp_path)
     rows = df[(df.metric == "avqi_normalised@adversarial") & (df.benchmark == "probes")]
     assert len(rows) == 3 and sorted(rows.value.round(6)) == pytest.approx([0.0, 50.0, 100.0], abs=1e-4)
+
+
+def test_a_breakdown_becomes_rows_and_the_authors_columns(tmp_path: Path) -> None:
+    """UnLOK-VQA's layout (rows_by "attack"): `asr[attack=bb]` becomes column `asr` of row
+    "<defence> / bb", per-cell values repeat on each row, and leaderboard_<bench>.csv carries
+    result_agg.csv's column names with the numbers unchanged."""
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+    from harness.results import ReportLayout
+
+    root = tmp_path / "results"
+    cells = {
+        ("m", "fact-erasure"): {"asr[attack=bb]": (0.25, 0.1, 0.4, 8), "asr_pre[attack=bb]": (0.875, 0.6, 1.0, 8),
+                                "asr[attack=hp]": (0.5, 0.2, 0.8, 8), "asr_pre[attack=hp]": (1.0, 1.0, 1.0, 8),
+                                "delta_accuracy": (0.125, 0.0, 0.3, 8)},
+        ("m", "empty-response"): {"asr[attack=bb]": (0.125, 0.0, 0.3, 8), "asr_pre[attack=bb]": (0.875, 0.6, 1.0, 8),
+                                  "asr[attack=hp]": (0.75, 0.5, 1.0, 8), "asr_pre[attack=hp]": (1.0, 1.0, 1.0, 8),
+                                  "delta_accuracy": (0.25, 0.1, 0.4, 8)},
+    }
+    for (model, method), metrics in cells.items():
+        s = _summary(model, method, metrics, "tiny-vqa")
+        s.layout = ReportLayout(headline=["asr", "asr_pre", "delta_accuracy"], rows_by="attack",
+                                column_names={"asr": "tgt_in_sample", "asr_pre": "tgt_in_sample_pre",
+                                              "delta_accuracy": "delta_accuracy"})
+        write_cell(cell_dir(root, model, method, "tiny-vqa"), s, [])
+    out = CliRunner().invoke(app, ["leaderboard", str(root)], env={"COLUMNS": "250"})
+    assert out.exit_code == 0, out.output
+    md = (root / "leaderboard.md").read_text()
+    rows = {line.split("|")[2].strip(): line for line in _table_lines(md) if "/ " in line}
+    assert set(rows) == {"fact-erasure / bb", "fact-erasure / hp", "empty-response / bb", "empty-response / hp"}
+    assert r"0.250 \[0.100, 0.400\]" in rows["fact-erasure / bb"]  # markdown-escaped brackets
+    assert r"0.125 \[0.000, 0.300\]" in rows["fact-erasure / hp"]  # Δ-Acc repeated on each attack row
+    agg = list(csv.DictReader(io.StringIO((root / "leaderboard_tiny-vqa.csv").read_text())))
+    assert list(agg[0])[:4] == ["Name", "model", "method", "tgt_in_sample"]
+    by_name = {r["Name"]: r for r in agg}
+    assert float(by_name["m / empty-response / hp"]["tgt_in_sample"]) == 0.75
+    assert float(by_name["m / empty-response / hp"]["tgt_in_sample_pre"]) == 1.0
+    assert float(by_name["m / empty-response / hp"]["delta_accuracy"]) == 0.25
+    assert float(by_name["m / fact-erasure / bb"]["tgt_in_sample_ci_low"]) == 0.1

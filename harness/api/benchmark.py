@@ -164,6 +164,10 @@ class Benchmark(ABC):
     # Further titled tables the terminal shows after the headline one (title -> metric ids;
     # shell-style patterns such as "asr@adversarial[attack_family=*]" match data-dependent ids).
     views: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # A breakdown key ("attack") whose values the report turns into rows (metric `asr[attack=bb]`
+    # becomes column `asr` of row "<method> / bb"), and the source's own names for those columns.
+    rows_by: ClassVar[str | None] = None
+    column_names: ClassVar[dict[str, str]] = {}
     # Metric ids whose harmonic mean is the model utility on this benchmark.
     utility_metrics: ClassVar[tuple[str, ...]] = ()
     # The options the benchmark reads (name -> one line on what it does), merged along the class

@@ -34,6 +34,12 @@ TOP_K = 4
 ORDERS = {0: "head projection", 1: "probability delta", 2: "second difference (PD², hess)"}
 
 
+def default_layers(n_layers: int) -> tuple[int, ...]:
+    """The hidden states the attacks (and the defences against them) read by default: the upper
+    half and the last (indices 0..n_layers), at least three so that PD² has one difference."""
+    return tuple(range(max(0, min(n_layers // 2, n_layers - 2)), n_layers + 1))
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Softmax over the last axis, shifted by the maximum for stability."""
     z = np.asarray(logits, dtype=np.float64)
