@@ -320,12 +320,9 @@ class HFBackend(Backend):
         def score(chunk: list[int]) -> list[LoglikelihoodResponse]:
             keep = max(encoded[i][1] for i in chunk) + 1
             _, logits = self._forward([encoded[i][0] for i in chunk], keep, pixels=[encoded[i][2] for i in chunk])
-            out = []
-            for r, i in enumerate(chunk):
-                seq, nc, _, cut = encoded[i]
-                out.append(_token_stats(logits[r, keep - 1 - nc: keep - 1], seq[len(seq) - nc:],  # rows predicting it
-                                        requests[i].moments, cut))
-            return out
+            blocks = [logits[r, keep - 1 - encoded[i][1]: keep - 1] for r, i in enumerate(chunk)]  # rows predicting it
+            return _token_stats_many(blocks, [encoded[i][0][len(encoded[i][0]) - encoded[i][1]:] for i in chunk],
+                                     [requests[i].moments for i in chunk], [encoded[i][3] for i in chunk])
 
         done.update(self._map_batches("loglikelihood", order, score))
         return [done[i] for i in range(len(requests))]
@@ -348,8 +345,10 @@ class HFBackend(Backend):
             conts = [split(i)[1] for _, _, i in members]
             logits = continuation_logits(self.model, self._pad, pad_id, contexts, conts, [k for k, _, _ in members])
             by_group: dict[int, dict[int, LoglikelihoodResponse]] = {g: {} for g in chunk}
-            for (_, g, i), rows, cont in zip(members, logits, conts):
-                by_group[g][i] = _token_stats(rows, cont, requests[i].moments, encoded[i][3])
+            stats = _token_stats_many(logits, conts, [requests[i].moments for _, _, i in members],
+                                      [encoded[i][3] for _, _, i in members])
+            for (_, g, i), response in zip(members, stats):
+                by_group[g][i] = response
             return [by_group[g] for g in chunk]
 
         out: dict[int, LoglikelihoodResponse] = {}
@@ -605,6 +604,32 @@ def _is_oom(e: BaseException) -> bool:
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
 
 
+def _token_stats_many(blocks: list[Any], targets: list[list[int]], moments: list[bool],
+                      truncated: list[int]) -> list[LoglikelihoodResponse]:
+    """`_token_stats` of many continuations at once. Those without `moments` are scored together:
+    their logit rows stacked once, then one log-sum-exp, gather and argmax over all of them
+    (log p = logit − logsumexp: no [n, vocab] log-softmax is written per continuation)."""
+    import torch
+
+    out: list[LoglikelihoodResponse | None] = [None] * len(blocks)
+    plain = [k for k in range(len(blocks)) if not moments[k] and targets[k]]
+    for k in range(len(blocks)):
+        if k not in plain:
+            out[k] = _token_stats(blocks[k], targets[k], moments[k], truncated[k])
+    if plain:
+        flat = torch.cat([blocks[k] for k in plain]).float()
+        tgt = torch.tensor([t for k in plain for t in targets[k]], device=flat.device)
+        lps = (flat.gather(-1, tgt[:, None]).squeeze(-1) - flat.logsumexp(-1)).tolist()
+        greedy = (flat.argmax(-1) == tgt).tolist()
+        start = 0
+        for k in plain:
+            stop = start + len(targets[k])
+            out[k] = LoglikelihoodResponse(token_logprobs=lps[start:stop], token_greedy=greedy[start:stop], token_mu=[],
+                                           token_sigma=[], truncated=truncated[k])
+            start = stop
+    return out  # type: ignore[return-value]
+
+
 def _token_stats(logits: Any, target: list[int], moments: bool = True, truncated: int = 0) -> LoglikelihoodResponse:
     """A continuation's response from the [n, vocab] logits that predict its n tokens: log-probs,
     greedy flags, and with `moments` the mean and spread of log p under the model (Min-k%++);
@@ -613,12 +638,14 @@ def _token_stats(logits: Any, target: list[int], moments: bool = True, truncated
 
     if not target:
         return LoglikelihoodResponse([], [], [], [], truncated=truncated)
-    logp = logits.float().log_softmax(-1)
-    tgt = torch.tensor(target, device=logp.device)
-    lps, greedy = logp.gather(-1, tgt[:, None]).squeeze(-1).tolist(), (logp.argmax(-1) == tgt).tolist()
+    logits = logits.float()
+    tgt = torch.tensor(target, device=logits.device)
+    lse = logits.logsumexp(-1)  # log p = logit − logsumexp, as `_token_stats_many` computes it
+    lps, greedy = (logits.gather(-1, tgt[:, None]).squeeze(-1) - lse).tolist(), (logits.argmax(-1) == tgt).tolist()
     if not moments:
         return LoglikelihoodResponse(token_logprobs=lps, token_greedy=greedy, token_mu=[], token_sigma=[],
                                      truncated=truncated)
+    logp = logits - lse[:, None]
     p = logp.exp()
     lp = logp.masked_fill(torch.isinf(logp), 0.0)  # p = 0 there, so p*log p = 0
     mu = (p * lp).sum(-1)
