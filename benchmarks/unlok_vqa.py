@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.api.benchmark import Benchmark, BenchmarkData, ImageQAItem, check_limit
+from harness.api.edit import EditInstance
 from harness.api.media import MediaRef
 from harness.datafiles import json_or_json_lines, pinned_snapshot
 from harness.errors import ConfigError, DatasetUnavailableError
@@ -269,6 +270,7 @@ class UnlokVQA(Benchmark):
     """
 
     name = "unlok-vqa"
+    per_instance: ClassVar[bool] = True  # edit -> attack -> restore, one instance at a time (harness/api/edit.py)
     status: ClassVar[str] = "available"  # public on HF; license not stated, so never shipped
     model_kind = "image-text-to-text"
     request_kinds = ("generate", "loglikelihood")
@@ -308,6 +310,24 @@ class UnlokVQA(Benchmark):
             self._unlok = load_unlok_vqa(path, self.options["coco_root"], self.options.get("paraphrase_image_roots"),
                                          self.options.get("neighborhood_image_roots"))
         return self._unlok
+
+    def edit_instances(self) -> list[EditInstance]:
+        """The records (the first `limit`) as EditInstance: question `src`, answer `pred`, the COCO
+        image, `rephrase`, the `loc` questions with `loc_ans`, the paraphrase images of every
+        level whose root is configured and holds the record's file, `subject` and `alt_ans[0]`."""
+        limit = check_limit(self.options.get("limit"))
+        data = self.unlok_data()
+        records = data.records if limit is None else data.records[:limit]
+        out = []
+        for r in records:
+            paras = tuple((lv, MediaRef.from_path(data.paraphrase_roots[lv] / f"{r.id}.jpg")) for lv in LEVELS
+                          if lv in data.paraphrase_roots and (data.paraphrase_roots[lv] / f"{r.id}.jpg").is_file())
+            alt = r.extra.get("alt_ans", ())
+            out.append(EditInstance(
+                id=str(r.id), question=r.src, answer=r.pred, images=(MediaRef.from_path(data.coco_image(r)),),
+                rephrasings=tuple(r.extra.get("rephrase", ())), neighborhood=tuple(zip(r.loc_questions, r.loc_ans)),
+                image_paraphrases=paras, subject=r.extra.get("subject", ""), wrong_answer=alt[0] if alt else ""))
+        return out
 
     def load(self) -> BenchmarkData:
         limit = check_limit(self.options.get("limit"))

@@ -36,6 +36,7 @@ for name, target, desc in [
      "tiny LLaVA on every fictitious-faces person"),
     ("tiny-faces-retain", "harness.benchmarks.fictitious_faces_models:build_tiny_faces_retain",
      "tiny LLaVA without the forget persons"),
+    ("tiny-vqa", "harness.benchmarks.tiny_vqa_models:build_tiny_vqa", "tiny LLaVA on every tiny-vqa object fact"),
     ("tiny-scenes", "harness.benchmarks.synthetic_scenes_models:build_tiny_scenes",
      "tiny pixel-space text-to-image model on drawn scenes"),
 ]:
@@ -50,6 +51,8 @@ for name, target, desc in [
      "tiny LLaVA trained offline on every trained fictitious-faces person (the VLM to unlearn)"),
     ("tiny-faces-retain", "harness.benchmarks.fictitious_faces_models:TINY_FACES_RETAIN",
      "tiny LLaVA trained without any forget1/5/10 person (the retain-only reference)"),
+    ("tiny-vqa", "harness.benchmarks.tiny_vqa_models:TINY_VQA",
+     "tiny LLaVA trained offline on every tiny-vqa object fact (the VLM UnLOK-VQA-style deletions edit)"),
     ("tiny-scenes", "harness.benchmarks.synthetic_scenes_models:TINY_SCENES",
      "tiny pixel-space text-to-image model (IF-style diffusers pipeline) trained offline on drawn scenes"),
     ("tiny-safety", "harness.benchmarks.tiny_safety:TINY_SAFETY",
@@ -68,6 +71,8 @@ for name, target, desc in [
     ("unlok-vqa", "harness.benchmarks.unlok_vqa:UnlokVQA",
      "UnLOK-VQA data (local `path` or pinned `hub`, COCO `coco_root`): forget + neighbourhood splits; "
      "the edit/attack/restore protocol and its metrics are not wired yet (no default metrics)"),
+    ("tiny-vqa", "harness.benchmarks.tiny_vqa:TinyVQA",
+     "UnLOK-VQA-shaped per-instance deletion on 28 drawn invented objects (2 hidden facts each, 3 image levels), offline"),
     ("muse", "harness.benchmarks.muse:Muse",
      "MUSE news/books unlearning: VerbMem, KnowMem, PrivLeak (hub muse-bench/MUSE-News|Books or a local copy)"),
     ("wmdp", "harness.benchmarks.wmdp:Wmdp", "WMDP hazardous-knowledge 4-way MCQ: bio, chem, cyber (hub cais/wmdp or a local copy)"),

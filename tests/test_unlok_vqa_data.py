@@ -128,6 +128,41 @@ def test_the_benchmark_builds_forget_and_neighbourhood_items_with_their_images(r
         bench.resolve_split("holdout")
 
 
+def test_edit_instances_map_records_to_the_per_instance_contract(release, tmp_path):
+    from harness.api.edit import EditInstance
+
+    rows = [dict(ROWS[0], alt_ans=["surfing", "sailing"]), ROWS[1], ROWS[2]]
+    (release["path"] / "unlok_vqa.json").write_text(json.dumps(rows))
+    medium = tmp_path / "parap_medium"
+    _picture(medium / "0.jpg", "purple")
+    _picture(medium / "7.jpg", "orange")
+    cls = BENCHMARKS.get("unlok-vqa")
+    assert cls.per_instance is True
+    bench = cls(path=str(release["path"]), coco_root=str(release["coco"]),
+                paraphrase_image_roots={"easy": str(release["para"]), "medium": str(medium)})
+    insts = bench.edit_instances()
+    assert all(isinstance(i, EditInstance) for i in insts) and [i.id for i in insts] == ["0", "7", "9"]
+    first, second, third = insts
+    assert (first.question, first.answer, first.subject, first.wrong_answer) == (
+        "What sport can you use this for?", "kite", "this", "surfing")
+    assert first.images == (MediaRef.from_path(release["coco"] / "train2017" / "000000000139.jpg"),)
+    assert first.rephrasings == ("What is this used for?",)
+    assert first.neighborhood == (("What colour is the sky?", "blue"), ("Is it windy?", "yes"))
+    # only configured levels whose file exists: record 0 has no easy image, record 7 has both
+    assert first.image_paraphrases == (("medium", MediaRef.from_path(medium / "0.jpg")),)
+    assert second.image_paraphrases == (("easy", MediaRef.from_path(release["para"] / "7.jpg")),
+                                        ("medium", MediaRef.from_path(medium / "7.jpg")))
+    assert second.wrong_answer == "" and third.rephrasings == () and third.neighborhood == ()
+    assert third.image_paraphrases == () and third.subject == "man"
+    assert len(cls(path=str(release["path"]), coco_root=str(release["coco"]), limit=2).edit_instances()) == 2
+    with pytest.raises(ConfigError) as e:
+        cls(path=str(release["path"])).edit_instances()
+    assert "\n" not in str(e.value) and "coco_root" in str(e.value)
+    with pytest.raises(DatasetUnavailableError) as e:
+        cls(path=str(tmp_path / "nowhere"), coco_root=str(release["coco"])).edit_instances()
+    assert "\n" not in str(e.value)
+
+
 def _row(**change):
     row = dict(ROWS[1])
     row.update(change)
