@@ -31,6 +31,7 @@ from harness.api.benchmark import Benchmark, BenchmarkData, ImageQAItem, check_l
 from harness.api.edit import IMAGE_LEVELS, EditInstance
 from harness.api.media import MediaRef
 from harness.benchmarks.unlok_vqa import PROMPT
+from harness.benchmarks.unlok_attacks import UnlokProtocol
 from harness.errors import ConfigError
 from harness.io import save_png_once
 
@@ -316,7 +317,7 @@ def edit_instances(n_instances: int = DEFAULT_INSTANCES) -> list[EditInstance]:
     return out
 
 
-class TinyVQA(Benchmark):
+class TinyVQA(UnlokProtocol, Benchmark):
     """tiny-vqa as a benchmark: UnLOK-VQA's per-instance deletion on drawn invented objects.
 
     Splits: `forget` (one item per instance: the fact question, its one-word answer, the
@@ -331,6 +332,7 @@ class TinyVQA(Benchmark):
     max_new_tokens = 36
     default_metrics = ()
     option_help = {
+        **UnlokProtocol.protocol_options,
         "n_instances": f"how many instances (facts to delete), the first N of {2 * len(NAMES)}, spread over "
                        f"the object kinds (default {DEFAULT_INSTANCES}); `limit` caps it too",
         "forget_split": None, "retain_split": None, "holdout_split": None,
@@ -347,6 +349,9 @@ class TinyVQA(Benchmark):
 
     def prompt(self, item: Any) -> str:
         return PROMPT.format(question=item.question)
+
+    def prompt_text(self, question: str) -> str:
+        return PROMPT.format(question=question)
 
     def n_instances(self) -> int:
         n = check_n_instances(self.options.get("n_instances", DEFAULT_INSTANCES))

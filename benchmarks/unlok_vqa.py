@@ -30,6 +30,7 @@ from harness.api.benchmark import Benchmark, BenchmarkData, ImageQAItem, check_l
 from harness.api.edit import EditInstance
 from harness.api.media import MediaRef
 from harness.datafiles import json_or_json_lines, pinned_snapshot
+from harness.benchmarks.unlok_attacks import UnlokProtocol
 from harness.errors import ConfigError, DatasetUnavailableError
 
 BENCH = "unlok-vqa"
@@ -258,7 +259,7 @@ def load_unlok_vqa(path: str | Path | None, coco_root: str | Path | None = None,
                      _roots(neighborhood_image_roots, "neighborhood_image_roots"))
 
 
-class UnlokVQA(Benchmark):
+class UnlokVQA(UnlokProtocol, Benchmark):
     """UnLOK-VQA (Patil et al., TMLR; arXiv 2505.01456): delete one OK-VQA fact about a COCO image at a time.
 
     Splits: `forget` (one item per instance: the question whose answer is deleted, its COCO
@@ -277,6 +278,7 @@ class UnlokVQA(Benchmark):
     max_new_tokens = 36  # the code's black-box attack budget (docs/metrics.md §12)
     default_metrics = ()
     option_help = {
+        **UnlokProtocol.protocol_options,
         "path": "local copy of the release: its data file, or the folder holding it (no download)",
         "hub": "a hub dataset id to fetch instead of `path` (needs `revision`)",
         "revision": "the 40-hex hub commit `hub` is pinned to",
@@ -297,6 +299,9 @@ class UnlokVQA(Benchmark):
 
     def prompt(self, item: Any) -> str:
         return PROMPT.format(question=item.question)
+
+    def prompt_text(self, question: str) -> str:
+        return PROMPT.format(question=question)
 
     def unlok_data(self) -> UnlokData:
         if getattr(self, "_unlok", None) is None:
