@@ -264,10 +264,9 @@ class UnlokVQA(UnlokProtocol, Benchmark):
 
     Splits: `forget` (one item per instance: the question whose answer is deleted, its COCO
     image) and `neighborhood` (each instance's `loc` questions about the same image, id
-    `<id>-loc<j>`). The per-instance edit → attack → restore protocol, its defences and its
-    attacks (docs/metrics.md §11-12) are not wired yet: the benchmark has no default metrics,
-    and the data (`UnlokVQA.unlok_data`) with its image lookups and `require(field)` is what
-    that protocol will read.
+    `<id>-loc<j>`). Run per instance (`UnlokProtocol`): each record is an `EditInstance` that
+    the cell's defence edits into the fresh model, the attacks of docs/metrics.md §11-12 probe,
+    and the protocol undoes (harness/edit_protocol.py); its values are the benchmark's metrics.
     """
 
     name = "unlok-vqa"
