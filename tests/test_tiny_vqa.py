@@ -133,5 +133,5 @@ def test_tiny_vqa_answers_the_hidden_facts_from_the_picture(tiny_vqa_model):
     assert neigh >= NEIGH_THRESHOLD, neigh
 
 
-ACC_THRESHOLD = 0.7
-NEIGH_THRESHOLD = 0.7
+ACC_THRESHOLD = 0.75  # measured 0.857 (48 of 56), build 57 CPU-s
+NEIGH_THRESHOLD = 0.6  # measured 0.714
