@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from harness.api.edit import IMAGE_LEVELS, EditInstance
 from harness.api.benchmark import ImageQAItem
+from harness.api.edit import IMAGE_LEVELS, EditInstance
 from harness.benchmarks import tiny_vqa as tq
 from harness.benchmarks.unlok_vqa import PROMPT
 from harness.catalog import BENCHMARKS, BUILDERS, MODELS
@@ -31,12 +31,19 @@ def test_the_world_is_invented_and_every_kind_is_drawn_apart():
     assert tq.draw(tq.canonical_render(0)).size == (tq.SIZE, tq.SIZE) == (32, 32)
 
 
-def test_instances_are_deterministic_with_byte_equal_images():
-    a, b = tq.edit_instances(10), tq.edit_instances(10)
-    assert a == b
-    assert all(isinstance(i, EditInstance) for i in a)
+def test_instances_are_deterministic_with_byte_equal_images(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "one"))
+    a = tq.edit_instances(10)
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "two"))  # drawn and written again, elsewhere
+    b = tq.edit_instances(10)
+    assert a[0].images[0].path != b[0].images[0].path
+    assert [i.id for i in a] == [i.id for i in b] and all(isinstance(i, EditInstance) for i in a)
+    strip = [(i.question, i.answer, i.rephrasings, i.neighborhood, i.subject, i.wrong_answer) for i in a]
+    assert strip == [(i.question, i.answer, i.rephrasings, i.neighborhood, i.subject, i.wrong_answer) for i in b]
     for x, y in zip(a, b):
-        for rx, ry in zip((*x.images, *(m for _, m in x.image_paraphrases)), (*y.images, *(m for _, m in y.image_paraphrases))):
+        refs_x = (*x.images, *(m for _, m in x.image_paraphrases))
+        refs_y = (*y.images, *(m for _, m in y.image_paraphrases))
+        for rx, ry in zip(refs_x, refs_y):
             assert rx.sha256 == ry.sha256 and _bytes(rx) == _bytes(ry)
     # drawing again (not reading the cached file) gives the same pixels
     assert tq.draw(tq.paraphrase_render(3, "hard")).tobytes() == tq.draw(tq.paraphrase_render(3, "hard")).tobytes()
@@ -49,7 +56,8 @@ def test_every_instance_has_what_the_protocol_needs():
         assert len(inst.answer.split()) == 1 and inst.answer.lower() not in inst.question.lower()
         assert inst.subject and inst.subject.lower() not in inst.question.lower()
         assert len(inst.rephrasings) == 4 and inst.question not in inst.rephrasings
-        assert all(inst.subject.lower() not in q.lower() and inst.answer.lower() not in q.lower() for q in inst.rephrasings)
+        assert all(inst.subject.lower() not in q.lower() and inst.answer.lower() not in q.lower()
+                   for q in inst.rephrasings)
         assert 2 <= len(inst.neighborhood) <= 3
         assert all(len(a.split()) == 1 and a != inst.answer for _, a in inst.neighborhood)
         assert inst.wrong_answer and inst.wrong_answer != inst.answer and len(inst.wrong_answer.split()) == 1
@@ -133,5 +141,5 @@ def test_tiny_vqa_answers_the_hidden_facts_from_the_picture(tiny_vqa_model):
     assert neigh >= NEIGH_THRESHOLD, neigh
 
 
-ACC_THRESHOLD = 0.7
-NEIGH_THRESHOLD = 0.7
+ACC_THRESHOLD = 0.75  # measured 0.857 (48 of 56), build 57 CPU-s
+NEIGH_THRESHOLD = 0.6  # measured 0.714
