@@ -27,7 +27,7 @@ N_TRAIN_RENDERS = 2  # random re-renders per kind, besides the canonical scene
 # Sized to build in about a minute of one CPU (docs/datasets.md §2b). Width matters more than
 # epochs here: at hidden 64 (the tiny-faces default) 10 epochs never learnt to read the picture.
 TVQA_RECIPE = TinyVLMRecipe(vision_hidden=128, vision_heads=4, vision_intermediate=256, vocab_size=512,
-                            text_hidden=128, text_layers=4, text_heads=4, text_intermediate=384, max_len=64,
+                            text_hidden=128, text_layers=4, text_heads=4, text_intermediate=384, max_len=128,
                             epochs=18, batch_size=16, lr=1e-3)
 
 

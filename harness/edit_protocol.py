@@ -42,7 +42,7 @@ def n_decoder_layers(spec: Any) -> int:
     """Decoder layers of the model the spec names, from its config alone (no weights loaded)."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(spec.path, trust_remote_code=False)
+    config = AutoConfig.from_pretrained(spec.resolve_path(), trust_remote_code=False)
     text = getattr(config, "text_config", None) or config
     n = getattr(text, "num_hidden_layers", None)
     if not n:

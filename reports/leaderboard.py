@@ -151,9 +151,10 @@ def format_cell(value: float | None, ci_low: float | None, ci_high: float | None
 
 
 def build_leaderboard(df: pd.DataFrame, benchmark: str | None = None, sort_by: str | None = None,
-                      metrics: list[str] | None = None) -> Leaderboard:
+                      metrics: list[str] | None = None, in_order: bool = False) -> Leaderboard:
     """Rows = model × method, best first by `sort_by` (default: the first metric column), which
-    becomes the first metric column so the order is explained by what is read first."""
+    becomes the first metric column so the order is explained by what is read first.
+    `in_order`: keep the rows in the order `df` lists them instead (a defence × attack table)."""
     missing_cols = [c for c in COLUMNS if c not in df.columns]
     if missing_cols:
         raise HarnessError(f"results table lacks columns: {', '.join(missing_cols)}")
@@ -181,7 +182,9 @@ def build_leaderboard(df: pd.DataFrame, benchmark: str | None = None, sort_by: s
     df = df[df.key.isin([c.key for c in columns])]
 
     lookup = {(r.model, r.method, r.key): r for r in df.itertuples(index=False)}
-    pairs = sorted(set(zip(df.model, df.method)), key=lambda p: (p[0], p[1] != "none", p[1]))
+    pairs = list(dict.fromkeys(zip(df.model, df.method)))
+    if not in_order:
+        pairs = sorted(pairs, key=lambda p: (p[0], p[1] != "none", p[1]))
     records, notes = [], {}
     for model, method in pairs:
         rec: dict = {"model": model, "method": method}
@@ -205,8 +208,9 @@ def build_leaderboard(df: pd.DataFrame, benchmark: str | None = None, sort_by: s
                             for m, me in zip(numeric.model, numeric.method)]
     for c in columns:
         numeric[f"{c.key}_n"] = pd.array(numeric[f"{c.key}_n"], dtype="Int64")
-    numeric = numeric.sort_values(sort_col.key, ascending=sort_col.higher_is_better is False,
-                                  na_position="last", kind="stable").reset_index(drop=True)
+    if not in_order:
+        numeric = numeric.sort_values(sort_col.key, ascending=sort_col.higher_is_better is False,
+                                      na_position="last", kind="stable").reset_index(drop=True)
 
     table = numeric[["model", "method"]].copy()
     table["method"] = [f"{me} {NO_EFFECT_MARK}" if flag else me for me, flag in zip(numeric.method, numeric.no_effect)]
@@ -371,7 +375,9 @@ def report_tables(df: pd.DataFrame, layouts: dict, sort_by: str | None = None,
 def pivot_breakdown(df: pd.DataFrame, benchmark: str, key: str) -> pd.DataFrame:
     """One benchmark's rows with breakdown `key` turned into rows: metric `asr[attack=bb]` of
     method m becomes metric `asr` of method "m / bb"; metrics without the key (per-cell values
-    such as Δ-Acc) are repeated on each of the cell's rows, as the authors' result tables do."""
+    such as Δ-Acc) are repeated on each of the cell's rows, as the authors' result tables do. Rows:
+    per model, "none" first, then the methods by name; within a method the values in the order
+    the results list them (the run's attack order)."""
     part = df[df.benchmark == benchmark]
     pattern = re.compile(rf"^(?P<name>[^\[]+)\[{re.escape(key)}=(?P<value>[^\]]+)\]$")
     split = part.metric.str.extract(pattern)
@@ -379,7 +385,9 @@ def pivot_breakdown(df: pd.DataFrame, benchmark: str, key: str) -> pd.DataFrame:
                                                  _value=split["value"].dropna())
     plain = part[split["name"].isna()]
     rows = []
-    for (model, method), cell in broken.groupby(["model", "method"], sort=False):
+    groups = dict(list(broken.groupby(["model", "method"], sort=False)))
+    for model, method in sorted(groups, key=lambda p: (p[0], p[1] != "none", p[1])):  # as the other tables
+        cell = groups[(model, method)]
         for value in dict.fromkeys(cell["_value"]):
             own = cell[cell["_value"] == value].drop(columns="_value")
             shared = plain[(plain.model == model) & (plain.method == method)]
@@ -396,7 +404,8 @@ def breakdown_tables(df: pd.DataFrame, benchmark: str, layout: object) -> list[L
         return []
     present = list(dict.fromkeys(pivot.metric))
     chosen = _matching(layout.requested or layout.headline or [], present) or present  # type: ignore[attr-defined]
-    return _narrow(pivot, benchmark, chosen, f"Leaderboard: {benchmark} (rows: method / {key})")
+    return _narrow(pivot, benchmark, chosen, f"Leaderboard: {benchmark} (rows: method / {key})",
+                   in_order=True)
 
 
 def breakdown_csv(df: pd.DataFrame, benchmark: str, layout: object) -> str:
@@ -406,7 +415,7 @@ def breakdown_csv(df: pd.DataFrame, benchmark: str, layout: object) -> str:
     pivot = pivot_breakdown(df, benchmark, layout.rows_by)  # type: ignore[attr-defined]
     names = layout.column_names  # type: ignore[attr-defined]
     order = [m for m in names if m in set(pivot.metric)] + sorted(set(pivot.metric) - set(names))
-    lb = build_leaderboard(pivot, benchmark=benchmark, metrics=order) if order else None
+    lb = build_leaderboard(pivot, benchmark=benchmark, metrics=order, in_order=True) if order else None
     if lb is None:
         return ""
     out = lb.numeric.rename(columns=lambda c: _renamed(c, names))
@@ -425,14 +434,15 @@ def _renamed(column: str, names: dict[str, str]) -> str:
     return column
 
 
-def _narrow(df: pd.DataFrame, benchmark: str, metrics: list[str], title: str, note: str | None = None) -> list[Leaderboard]:
+def _narrow(df: pd.DataFrame, benchmark: str, metrics: list[str], title: str, note: str | None = None,
+            in_order: bool = False) -> list[Leaderboard]:
     """One table, or several of at most MAX_COLUMNS metrics each, every one led by (and sorted
     by) the first metric."""
     head, rest = metrics[0], metrics[1:]
     chunks = [rest[i:i + MAX_COLUMNS - 1] for i in range(0, len(rest), MAX_COLUMNS - 1)] or [[]]
     out = []
     for k, chunk in enumerate(chunks, 1):
-        lb = build_leaderboard(df, benchmark=benchmark, sort_by=head, metrics=[head, *chunk])
+        lb = build_leaderboard(df, benchmark=benchmark, sort_by=head, metrics=[head, *chunk], in_order=in_order)
         lb.title = title + (f" ({k}/{len(chunks)})" if len(chunks) > 1 else "")
         if note:
             lb.legend.append(note)
