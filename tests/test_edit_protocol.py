@@ -216,3 +216,36 @@ def test_black_box_prompts(instances):
         assert "\n" not in str(e.value)
     with pytest.raises(ConfigError, match="unknown attack 'bbb'"):
         ToyEdits(instances, attacks=["bbb"]).attacks()
+
+
+def test_a_run_killed_mid_way_resumes_at_the_instance_it_was_on(instances, spec, tmp_path):
+    """The finished instances' answers are stored as each finishes: after a crash on the third
+    instance's edit, the next run edits only that one and answers the first two from the cache."""
+    from harness.methods.unlok_defences import FactErasure
+
+    class Crashing(FactErasure):
+        name = "fact-erasure"  # the same recipe as fact-erasure: the cache keys must not differ
+        crash = True
+
+        def loss(self, batch):
+            if Crashing.crash and batch.answer_token.shape[0] and self._current == "i2":
+                raise KeyboardInterrupt  # stands in for kill -9 mid-edit
+            return super().loss(batch)
+
+        def rows(self, instance, rephrasings=()):
+            self._current = instance.id
+            return super().rows(instance, rephrasings)
+
+    bench = ToyEdits(instances, **FAST)
+    params = {"norm_constraint": 0.05, "lr": 0.01, "steps": 3}
+    factory = _factory(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_edit_protocol(bench, spec, factory.make(spec), factory, Crashing(**params), seed=0)
+    Crashing.crash = False
+    factory = _factory(tmp_path)
+    resumed = run_edit_protocol(bench, spec, factory.make(spec), factory, Crashing(**params), seed=0)
+    assert sorted(resumed.edit_losses) == ["i2"]  # i0 and i1 came back from the cache
+    fresh_factory = BackendFactory(cache=ResponseCache(tmp_path / "other.sqlite"), device="cpu")
+    uninterrupted = run_edit_protocol(bench, spec, fresh_factory.make(spec), fresh_factory,
+                                      METHODS.get("fact-erasure")(**params), seed=0)
+    assert {k: r.value for k, r in resumed.results.items()} == {k: r.value for k, r in uninterrupted.results.items()}
