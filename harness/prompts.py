@@ -11,6 +11,27 @@ from typing import Any, Sequence
 
 
 def encode_prompt(tokenizer: Any, prompt: str, system: str | None = None, use_template: bool = False) -> list[int]:
+    return encode_prompts(tokenizer, [(prompt, system, use_template)])[0]
+
+
+def encode_prompts(tokenizer: Any, prompts: Sequence[tuple[str, str | None, bool]]) -> list[list[int]]:
+    """`encode_prompt` of many (prompt, system, use_template) at once: the texts built one by
+    one, tokenized in one batched call per special-token setting (the same ids as one at a time)."""
+    texts = [_prompt_text(tokenizer, *p) for p in prompts]
+    out: list[list[int]] = [[] for _ in texts]
+    for add_special in (True, False):
+        idx = [i for i, (_, a) in enumerate(texts) if a is add_special]
+        if idx:
+            encoded = tokenizer([texts[i][0] for i in idx], add_special_tokens=add_special)["input_ids"]
+            for i, ids in zip(idx, encoded):
+                out[i] = list(ids)
+    start = next((t for t in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None), 0)
+    return [ids or [start] for ids in out]  # something must predict the first continuation token
+
+
+def _prompt_text(tokenizer: Any, prompt: str, system: str | None, use_template: bool) -> tuple[str, bool]:
+    """(the text to tokenize, whether the tokenizer adds its special tokens): chat-templated as a
+    user turn (plus a system turn) with the generation prompt, BOS never doubled."""
     if use_template:
         msgs = [{"role": "user", "content": prompt}]
         if system:
@@ -22,15 +43,8 @@ def encode_prompt(tokenizer: Any, prompt: str, system: str | None = None, use_te
                 raise
             merged = [{"role": "user", "content": f"{system}\n\n{prompt}"}]
             text = tokenizer.apply_chat_template(merged, add_generation_prompt=True, tokenize=False)
-        add_special = not (tokenizer.bos_token and tokenizer.bos_token in text)
-    else:
-        text = f"{system}\n\n{prompt}" if system else prompt
-        add_special = True
-    ids = list(tokenizer(text, add_special_tokens=add_special)["input_ids"])
-    if not ids:  # something must predict the first continuation token
-        start = next((t for t in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None), 0)
-        ids = [start]
-    return ids
+        return text, not (tokenizer.bos_token and tokenizer.bos_token in text)
+    return (f"{system}\n\n{prompt}" if system else prompt), True
 
 
 def encode_answer(tokenizer: Any, text: str, answer_eos: bool) -> list[int]:

@@ -61,12 +61,15 @@ def test_shared_context_equals_the_plain_path(tiny_chat_model_dir):
 
 
 def test_grouping_rules():
-    pairs = [([1, 2, 3, 9], 1), ([1, 2, 3, 8, 8], 2), ([1, 2, 3], 0), ([5, 9], 1), ([1, 2, 3, 7], 1), ([4], 1)]
+    ctx = [1, 2, 3, 4, 5, 6]
+    pairs = [(ctx + [9], 1), (ctx + [8, 8], 2), ([1, 2, 3], 0), ([5, 9], 1), (ctx + [7], 1), ([4], 1)]
     assert group_by_context(pairs, lambda i: True) == [[0, 1, 4]]  # [5] alone; an empty context never groups
-    assert group_by_context(pairs, lambda i: i != 4) == [[0, 1]]
+    assert group_by_context(pairs, lambda i: i != 4) == [[0, 1]]  # saves 6 context tokens for 3 continuation ones
     # a short context with long continuations: the saved context tokens (1 x 2) are fewer than
     # the continuation tokens (8), so the one-pass path scores them
     assert group_by_context([([1, 2, 5, 6, 7, 8], 4), ([1, 2, 9, 9, 9, 9], 4)], lambda i: True) == []
+    # saving more than the continuation tokens but less than MIN_SAVING (2) times them: one pass
+    assert group_by_context([([1, 2, 3, 4, 5, 8, 8, 8], 3), ([1, 2, 3, 4, 5, 9, 9, 9], 3)], lambda i: True) == []
 
 
 def test_switch(monkeypatch):

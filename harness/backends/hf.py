@@ -26,8 +26,9 @@ import inspect
 import json
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterator
 
 from harness.api.backend import Backend
 from harness.backends.gradients import gradient_norms
@@ -35,7 +36,7 @@ from harness.backends.shared_context import continuation_logits, group_by_contex
 from harness.backends.stopping import StopCriteria, finish_generation
 from harness.errors import HarnessError
 from harness.fingerprint import file_sha256, model_identity
-from harness.prompts import encode_prompt, encode_vlm_prompt, with_answer_eos
+from harness.prompts import encode_prompt, encode_prompts, encode_vlm_prompt, with_answer_eos
 from harness.api.requests import (
     GenerateRequest,
     GenerateResponse,
@@ -190,6 +191,11 @@ class HFBackend(Backend):
         conts = list(dict.fromkeys(r.continuation for r in requests if r.continuation))
         cont_ids = dict(zip(conts, self.tokenizer(conts, add_special_tokens=False)["input_ids"])) if conts else {}
         prompts: dict[tuple, tuple[list[int], Any]] = {}
+        if not self.sees_images:  # text prompts: every distinct one tokenized in one call
+            keys = list(dict.fromkeys((r.context, r.system, r.chat, r.images) for r in requests))
+            use = self.chat_template is not None
+            encoded = encode_prompts(self.tokenizer, [(c, s, chat and use) for c, s, chat, _ in keys])
+            prompts = {k: (ids, None) for k, ids in zip(keys, encoded)}
         out = []
         for r in requests:
             key = (r.context, r.system, r.chat, r.images)
@@ -310,6 +316,10 @@ class HFBackend(Backend):
         rest, and every request with images, one full sequence per row."""
         if not requests:  # nothing to ask: do not load the weights
             return []
+        with _gc_paused():
+            return self._loglikelihood(requests)
+
+    def _loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LoglikelihoodResponse]:
         encoded = self._encode_pairs(requests)
         done: dict[int, LoglikelihoodResponse] = {}
         if self.shared_context:
@@ -598,6 +608,25 @@ class HFBackend(Backend):
         return logits[:, -1].cpu().clone()
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the duration (as it was before, afterwards).
+
+    Scoring makes thousands of small acyclic objects (token lists, responses), which reference
+    counting frees; each of them also counts towards the collector's next full pass over every
+    object the process holds (a run keeps its earlier results), measured at about a fifth of
+    the scoring time of 2,100 requests (docs/benchmarks.md)."""
+    import gc
+
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def _is_oom(e: BaseException) -> bool:
     import torch
 
@@ -606,18 +635,21 @@ def _is_oom(e: BaseException) -> bool:
 
 def _token_stats_many(blocks: list[Any], targets: list[list[int]], moments: list[bool],
                       truncated: list[int]) -> list[LoglikelihoodResponse]:
-    """`_token_stats` of many continuations at once. Those without `moments` are scored together:
+    """`_token_stats` of many continuations at once (a block: the [n, vocab] logits predicting
+    a continuation's n tokens, or a tuple of views that stack to them). Those without `moments` are scored together:
     their logit rows stacked once, then one log-sum-exp, gather and argmax over all of them
     (log p = logit − logsumexp: no [n, vocab] log-softmax is written per continuation)."""
     import torch
 
     out: list[LoglikelihoodResponse | None] = [None] * len(blocks)
+    pieces = [b if isinstance(b, tuple) else (b,) for b in blocks]  # a block may come as views to stack
     plain = [k for k in range(len(blocks)) if not moments[k] and targets[k]]
+    chosen = set(plain)
     for k in range(len(blocks)):
-        if k not in plain:
-            out[k] = _token_stats(blocks[k], targets[k], moments[k], truncated[k])
+        if k not in chosen:
+            out[k] = _token_stats(torch.cat(pieces[k]), targets[k], moments[k], truncated[k])
     if plain:
-        flat = torch.cat([blocks[k] for k in plain]).float()
+        flat = torch.cat([p for k in plain for p in pieces[k]]).float()
         tgt = torch.tensor([t for k in plain for t in targets[k]], device=flat.device)
         lps = (flat.gather(-1, tgt[:, None]).squeeze(-1) - flat.logsumexp(-1)).tolist()
         greedy = (flat.argmax(-1) == tgt).tolist()
