@@ -30,7 +30,6 @@ from typing import Any, ClassVar
 from harness.api.benchmark import Benchmark, BenchmarkData, ImageQAItem, check_limit
 from harness.api.edit import IMAGE_LEVELS, EditInstance
 from harness.api.media import MediaRef
-from harness.benchmarks.unlok_vqa import PROMPT
 from harness.benchmarks.unlok_attacks import UnlokProtocol
 from harness.errors import ConfigError
 from harness.io import save_png_once
@@ -337,21 +336,6 @@ class TinyVQA(UnlokProtocol, Benchmark):
                        f"the object kinds (default {DEFAULT_INSTANCES}); `limit` caps it too",
         "forget_split": None, "retain_split": None, "holdout_split": None,
     }
-
-    def forget_split(self) -> str:
-        return "forget"
-
-    def retain_split(self) -> str:
-        return "neighborhood"
-
-    def holdout_split(self) -> str:
-        raise ConfigError(f"{BENCH}: has no holdout split (splits: forget, neighborhood)")
-
-    def prompt(self, item: Any) -> str:
-        return PROMPT.format(question=item.question)
-
-    def prompt_text(self, question: str) -> str:
-        return PROMPT.format(question=question)
 
     def n_instances(self) -> int:
         n = check_n_instances(self.options.get("n_instances", DEFAULT_INSTANCES))

@@ -3,7 +3,7 @@
 Trained offline by the generic builder of harness/zoo/tiny_vlm.py on every instance of the
 tiny-vqa world (all 28 kinds x 2 facts, so `n_instances` only picks a subset): each fact
 question and its 4 rephrasings with the one-word answer, and the visible colour / shape
-questions, all in UnLOK-VQA's prompt (`unlok_vqa.PROMPT`), on the kind's canonical scene and on
+questions, all in UnLOK-VQA's prompt (`unlok_attacks.PROMPT`), on the kind's canonical scene and on
 2 random re-renders (seeds disjoint from the image paraphrases'; there with the main wordings
 only). Captions (`DESCRIBE`) did not help at this budget and are off. Registered beside the
 benchmark (harness/catalog.py, BUILDERS and MODELS).
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.benchmarks import tiny_vqa as tq
-from harness.benchmarks.unlok_vqa import PROMPT
+from harness.benchmarks.unlok_attacks import PROMPT
 from harness.zoo.specs import ModelSpec
 from harness.zoo.tiny_vlm import DESCRIBE, TinyVLMRecipe, VisualExample, build_vlm_cached
 

@@ -43,8 +43,6 @@ LEVELS = ("easy", "medium", "hard")
 LOC_PREFIX = "nq question: "
 COCO_SPLITS = ("train2017", "val2017")
 DATA_SUFFIXES = (".json", ".jsonl", ".parquet")
-# The code's prompt [code], placed inside the VLM's chat turn with the COCO image.
-PROMPT = "Answer the question in one word\n Question: {question} Answer:"
 _HOW = (f"download the HF dataset {HF_DATASET} and set the benchmark option `path` to its data file "
         "(or the folder holding it), or set `hub` with a pinned 40-hex `revision`")
 
@@ -286,21 +284,6 @@ class UnlokVQA(UnlokProtocol, Benchmark):
         "neighborhood_image_roots": "{easy, medium, hard} -> folder of <id>_<j>.jpg neighbourhood images",
         "forget_split": None, "retain_split": None, "holdout_split": None,
     }
-
-    def forget_split(self) -> str:
-        return "forget"
-
-    def retain_split(self) -> str:
-        return "neighborhood"
-
-    def holdout_split(self) -> str:
-        raise ConfigError(f"{BENCH}: has no holdout split (splits: forget, neighborhood)")
-
-    def prompt(self, item: Any) -> str:
-        return PROMPT.format(question=item.question)
-
-    def prompt_text(self, question: str) -> str:
-        return PROMPT.format(question=question)
 
     def unlok_data(self) -> UnlokData:
         if getattr(self, "_unlok", None) is None:

@@ -15,6 +15,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Built models persist between test runs (content-addressed), so the suite trains them once.
 os.environ.setdefault("HARNESS_CACHE_DIR", str(ROOT / ".harness-cache" / "test"))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on the two cores: one torch thread each, not two apiece
+    # contending (the tiny-model builds are single-threaded already).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
 
 CORPUS = [
     f"Question: What does {name} like?\nAnswer: {name} likes {thing}."

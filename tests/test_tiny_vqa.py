@@ -11,7 +11,7 @@ import pytest
 from harness.api.benchmark import ImageQAItem
 from harness.api.edit import IMAGE_LEVELS, EditInstance
 from harness.benchmarks import tiny_vqa as tq
-from harness.benchmarks.unlok_vqa import PROMPT
+from harness.benchmarks.unlok_attacks import PROMPT
 from harness.catalog import BENCHMARKS, BUILDERS, MODELS
 from harness.errors import ConfigError
 
