@@ -209,6 +209,9 @@ def test_black_box_prompts(instances):
     assert all(imgs == inst.paraphrase_images("hard") for _, imgs in bench.black_box_prompts(inst, "img-hard"))
     mg = bench.black_box_prompts(inst, "mg")
     assert [p for p, _ in mg] == [PROMPT.format(question=q) for q in ("What colour is it?", "Who is this?") * 2]
+    mm = bench.black_box_prompts(inst, "multimodal")  # paraphrase j on image level j mod 3
+    assert [p for p, _ in mm] == [p for p, _ in mg]
+    assert [imgs for _, imgs in mm] == [inst.paraphrase_images(lv) for lv in ("easy", "medium", "hard", "easy")]
     bare = EditInstance(id="b", question="q?", answer="a", images=inst.images)
     for attack, field in [("jailbreak", "subject"), ("mg", "rephrase"), ("img-easy", "paraphrase_image_roots")]:
         with pytest.raises(DatasetUnavailableError, match=field) as e:
