@@ -1,15 +1,16 @@
 """The demo (`harness run`, no arguments): a cold run vs a cached rerun, wall time and peak memory.
 
-Runs the demo twice in child processes, with the same output dir and response cache:
-  cold  - a fresh HARNESS_CACHE_DIR: both tiny models are built, every method is trained,
-          every response is computed (`--models-from DIR` copies already built tiny models
-          from DIR/zoo instead, so "cold" then means an empty response cache only);
-  rerun - the same command again: adapters reused, every response from the cache.
+Runs the demo three times in child processes, with the same output dir and response cache:
+  cold   - a fresh HARNESS_CACHE_DIR: the tiny models are built, every method is trained,
+           every response is computed (`--models-from DIR` copies already built tiny models
+           from DIR/zoo instead, so "cold" then means an empty response cache only);
+  rerun  - the same command again: the finished cells are taken as they are;
+  forced - again with --force: every cell recomputed, every response from the cache.
 Peak memory is the child's own max RSS (os.wait4), model calls are the cache misses the
 result summaries record, summed over all cells.
 
-Goals (docs/benchmarks.md): rerun >= 20x faster than cold with zero model calls; cold run
-under 5 minutes and under 4 GiB.
+Goals (docs/benchmarks.md): rerun >= 20x faster than cold; the forced rerun makes zero model
+calls; cold run under 5 minutes (issue 19: 3 min 30 s) and under 4 GiB.
 
     .venv/bin/python bench/bench_demo.py [--limit N] [--models-from .harness-cache/test] [--json out.json]
 
@@ -85,13 +86,18 @@ def main(argv: list[str] | None = None) -> dict:
     cmd += ["--limit", str(args.limit), "--train-limit", str(args.limit)] if args.limit else []
 
     phases = {}
-    for phase in ("cold", "rerun"):
-        print(f"{phase}: harness {' '.join(cmd)}", file=sys.stderr)
-        phases[phase] = {**run_phase(cmd, env, work / f"{phase}.log"), **model_calls(out)}
+    # "rerun" skips the finished cells (what a user's second `harness run` does); "forced"
+    # recomputes every cell (--force) from the response cache, so its summaries count its own
+    # model calls (a skipped cell's files keep the cold run's counts).
+    for phase in ("cold", "rerun", "forced"):
+        args_ = cmd + (["--force"] if phase == "forced" else [])
+        print(f"{phase}: harness {' '.join(args_)}", file=sys.stderr)
+        phases[phase] = {**run_phase(args_, env, work / f"{phase}.log"), **model_calls(out)}
     cold, rerun = phases["cold"], phases["rerun"]
     speedup = cold["wall_s"] / rerun["wall_s"]
     met = {
-        "rerun_speedup": speedup >= GOALS["rerun_speedup"] and rerun["misses"] == 0,
+        "rerun_speedup": speedup >= GOALS["rerun_speedup"],
+        "forced_rerun_no_model_calls": phases["forced"]["misses"] == 0,
         "cold_wall_s": cold["wall_s"] < GOALS["cold_wall_s"],
         "cold_peak_gib": cold["peak_rss_gib"] < GOALS["cold_peak_gib"],
     }
