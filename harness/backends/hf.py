@@ -260,7 +260,7 @@ class HFBackend(Backend):
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         if "logits_to_keep" in inspect.signature(base.forward).parameters:
             kwargs["logits_to_keep"] = keep  # only the last positions: the vocabulary is wide
-        out = self.model(**kwargs, output_hidden_states=hidden)
+        out = self.model(**kwargs, output_hidden_states=hidden, use_cache=False)  # scoring: no KV cache to build
         return out, out.logits[:, -keep:].float()
 
     def _pixel_kwargs(self, pixels: list[Any] | None) -> dict[str, Any]:
