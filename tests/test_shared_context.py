@@ -44,6 +44,8 @@ def test_shared_context_equals_the_plain_path(tiny_chat_model_dir):
             forwarded[name] += int(ids.numel())
         return hook
 
+    shared.loglikelihood(reqs[:4])  # the once-per-backend check that packing agrees here
+    assert shared._packing_ok is True
     for name, b in (("shared", shared), ("plain", plain)):
         b.model.get_input_embeddings()  # loads the weights
         b.model.register_forward_pre_hook(count(name), with_kwargs=True)
@@ -82,26 +84,48 @@ def test_switch(monkeypatch):
     assert shared_context_default()
 
 
-def test_out_of_memory_halves_the_shared_batch_too(tiny_chat_model_dir, monkeypatch):
+@pytest.mark.parametrize("path", ["packed", "kv-cache"])
+def test_out_of_memory_halves_the_shared_batch_too(path, tiny_chat_model_dir, monkeypatch):
     import torch
 
     from harness.backends import shared_context
 
     reqs = _requests()
     b = HFBackend(_spec(tiny_chat_model_dir), device="cpu", batch_size="auto", max_batch_size=4, shared_context=True)
-    real = shared_context.continuation_logits
+    b._packing_ok = path == "packed"  # kv-cache: as on a model that ignores a custom 4D mask
+    name = "packed_logits" if path == "packed" else "continuation_logits"
+    real = getattr(shared_context, name)
     seen = []
 
-    def tight(model, pad, pad_id, contexts, *args):
+    def tight(model, pad_or_id, arg, contexts, *args):
         seen.append(len(contexts))
         if len(contexts) > 1:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(model, pad, pad_id, contexts, *args)
+        return real(model, pad_or_id, arg, contexts, *args)
 
-    monkeypatch.setattr("harness.backends.hf.continuation_logits", tight)
+    monkeypatch.setattr(f"harness.backends.hf.{name}", tight)
     got = b.loglikelihood(reqs)
     monkeypatch.undo()
-    assert b._auto_size["loglikelihood_shared"] == 1 and seen[0] == 4
+    assert b._auto_size[f"loglikelihood_{'packed' if path == 'packed' else 'shared'}"] == 1 and seen[0] > 1
     assert b.calls == len(reqs)  # calls count requests, whichever path answered them
+    want = HFBackend(_spec(tiny_chat_model_dir), device="cpu", shared_context=False).loglikelihood(reqs)
+    assert all(abs(x - y) < 1e-5 for g, w in zip(got, want) for x, y in zip(g.token_logprobs, w.token_logprobs))
+
+
+def test_a_model_that_ignores_the_packed_mask_falls_back(tiny_chat_model_dir, monkeypatch):
+    """The once-per-backend check: packed values that disagree with the plain path switch packing
+    off for that backend (one warning), and the answers still equal the plain path's."""
+    from harness.backends import shared_context
+
+    real = shared_context.packed_logits
+
+    def wrong(*args, **kwargs):
+        return [[(first * 2.0, rest) for first, rest in views] for views in real(*args, **kwargs)]
+
+    monkeypatch.setattr("harness.backends.hf.packed_logits", wrong)
+    reqs = _requests()
+    b = HFBackend(_spec(tiny_chat_model_dir), device="cpu", batch_size=3, shared_context=True)
+    got = b.loglikelihood(reqs)
+    assert b._packing_ok is False
     want = HFBackend(_spec(tiny_chat_model_dir), device="cpu", shared_context=False).loglikelihood(reqs)
     assert all(abs(x - y) < 1e-5 for g, w in zip(got, want) for x, y in zip(g.token_logprobs, w.token_logprobs))

@@ -32,7 +32,8 @@ from typing import Any, Callable, ClassVar, Iterator
 
 from harness.api.backend import Backend
 from harness.backends.gradients import gradient_norms
-from harness.backends.shared_context import continuation_logits, group_by_context, shared_context_default
+from harness.backends.shared_context import (continuation_logits, group_by_context, packable, packed_logits,
+                                            shared_context_default)
 from harness.backends.stopping import StopCriteria, finish_generation
 from harness.errors import HarnessError
 from harness.fingerprint import file_sha256, model_identity
@@ -80,6 +81,7 @@ class HFBackend(Backend):
         self._auto_size: dict[str, int] = {}
         self._max_len_cache: int | None = None
         self.shared_context = shared_context_default() if shared_context is None else shared_context
+        self._packing_ok: bool | None = None  # whether packed scoring agrees on this model (checked once)
         self.calls = 0
 
     # ---- lazy state -------------------------------------------------------------------
@@ -323,19 +325,75 @@ class HFBackend(Backend):
         encoded = self._encode_pairs(requests)
         done: dict[int, LoglikelihoodResponse] = {}
         if self.shared_context:
-            groups = group_by_context([(seq, nc) for seq, nc, *_ in encoded], lambda i: encoded[i][2] is None)
-            done.update(self._score_shared(requests, encoded, groups))
+            pairs = [(seq, nc) for seq, nc, *_ in encoded]
+            text = lambda i: encoded[i][2] is None  # noqa: E731 - image prompts are not grouped
+            packed = [g for g in group_by_context(pairs, text, min_saving=0.0)
+                      if packable(*self._split_group(encoded, g))]
+            if packed and self._packing_ok is None:
+                self._packing_ok = self._packing_agrees(requests, encoded, packed[0])
+            packed = packed if self._packing_ok else []
+            done.update(self._score_packed(requests, encoded, packed))
+            done.update(self._score_shared(requests, encoded,
+                                           group_by_context(pairs, lambda i: text(i) and i not in done)))
         order = sorted((i for i in range(len(requests)) if i not in done), key=lambda i: -len(encoded[i][0]))
-
-        def score(chunk: list[int]) -> list[LoglikelihoodResponse]:
-            keep = max(encoded[i][1] for i in chunk) + 1
-            _, logits = self._forward([encoded[i][0] for i in chunk], keep, pixels=[encoded[i][2] for i in chunk])
-            blocks = [logits[r, keep - 1 - encoded[i][1]: keep - 1] for r, i in enumerate(chunk)]  # rows predicting it
-            return _token_stats_many(blocks, [encoded[i][0][len(encoded[i][0]) - encoded[i][1]:] for i in chunk],
-                                     [requests[i].moments for i in chunk], [encoded[i][3] for i in chunk])
-
-        done.update(self._map_batches("loglikelihood", order, score))
+        done.update(self._map_batches("loglikelihood", order, lambda chunk: self._score_rows(requests, encoded, chunk)))
         return [done[i] for i in range(len(requests))]
+
+    def _score_rows(self, requests: list[LoglikelihoodRequest], encoded: list[tuple[list[int], int, Any, int]],
+                    chunk: list[int]) -> list[LoglikelihoodResponse]:
+        """The one-sequence-per-row path: context + continuation forwarded for each request."""
+        keep = max(encoded[i][1] for i in chunk) + 1
+        _, logits = self._forward([encoded[i][0] for i in chunk], keep, pixels=[encoded[i][2] for i in chunk])
+        blocks = [logits[r, keep - 1 - encoded[i][1]: keep - 1] for r, i in enumerate(chunk)]  # rows predicting it
+        return _token_stats_many(blocks, [encoded[i][0][len(encoded[i][0]) - encoded[i][1]:] for i in chunk],
+                                 [requests[i].moments for i in chunk], [encoded[i][3] for i in chunk])
+
+    @staticmethod
+    def _split_group(encoded: list[tuple[list[int], int, Any, int]], group: list[int]) -> tuple[list[int], list[list[int]]]:
+        """(the group's shared context, each member's continuation)."""
+        seq, nc = encoded[group[0]][0], encoded[group[0]][1]
+        return seq[: len(seq) - nc], [encoded[i][0][len(encoded[i][0]) - encoded[i][1]:] for i in group]
+
+    def _score_packed(self, requests: list[LoglikelihoodRequest], encoded: list[tuple[list[int], int, Any, int]],
+                      groups: list[list[int]]) -> dict[int, LoglikelihoodResponse]:
+        """Responses of the groups scored packed: one row per group (shared_context.packed_logits)."""
+        if not groups:
+            return {}
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        order = sorted(range(len(groups)), key=lambda g: -sum(len(encoded[i][0]) for i in groups[g]))
+
+        def score(chunk: list[int]) -> list[dict[int, LoglikelihoodResponse]]:
+            split = [self._split_group(encoded, groups[g]) for g in chunk]
+            views = packed_logits(self.model, pad_id, self.loaded.device, [c for c, _ in split], [cs for _, cs in split])
+            members = [i for g in chunk for i in groups[g]]
+            stats = iter(_token_stats_many([v for vs in views for v in vs], [c for _, cs in split for c in cs],
+                                           [requests[i].moments for i in members], [encoded[i][3] for i in members]))
+            return [{i: next(stats) for i in groups[g]} for g in chunk]
+
+        out: dict[int, LoglikelihoodResponse] = {}
+        for responses in self._map_batches("loglikelihood_packed", order, score, weight=lambda g: len(groups[g])).values():
+            out.update(responses)
+        return out
+
+    def _packing_agrees(self, requests: list[LoglikelihoodRequest], encoded: list[tuple[list[int], int, Any, int]],
+                        group: list[int]) -> bool:
+        """Whether this model honours a custom 4D attention mask: one group scored packed and one
+        row per request agree (log-probs within 1e-4, same greedy flags). Checked once per backend;
+        a model that does not is scored by the other paths, with one warning."""
+        import torch
+
+        calls = self.calls
+        with torch.inference_mode():
+            packed = self._score_packed(requests, encoded, [group])
+            plain = self._score_rows(requests, encoded, group)
+        self.calls = calls  # a check, not an answer: `calls` counts requests answered
+        ok = all(len(packed[i].token_logprobs) == len(p.token_logprobs) and packed[i].token_greedy == p.token_greedy
+                 and all(abs(a - b) <= 1e-4 for a, b in zip(packed[i].token_logprobs, p.token_logprobs))
+                 for i, p in zip(group, plain))
+        if not ok:
+            log.warning("model %r gives other log-likelihoods with a packed attention mask; scoring shared contexts "
+                        "with the KV cache instead", self.spec.name)
+        return ok
 
     def _score_shared(self, requests: list[LoglikelihoodRequest], encoded: list[tuple[list[int], int, Any, int]],
                       groups: list[list[int]]) -> dict[int, LoglikelihoodResponse]:

@@ -32,7 +32,8 @@ def shared_context_default() -> bool:
     return value in ("1", "true", "on")
 
 
-def group_by_context(pairs: list[tuple[list[int], int]], eligible: Callable[[int], bool]) -> list[list[int]]:
+def group_by_context(pairs: list[tuple[list[int], int]], eligible: Callable[[int], bool],
+                     min_saving: float | None = None) -> list[list[int]]:
     """Indices of the eligible (context + continuation, continuation length) pairs that share a
     context of at least one token, in groups of MIN_GROUP or more (first-seen order), where the
     second pass pays: the context tokens it saves are at least MIN_SAVING times the group's
@@ -43,13 +44,15 @@ def group_by_context(pairs: list[tuple[list[int], int]], eligible: Callable[[int
     72 context tokens it saves (and TOFU's longer questions, up to about 1.5 times the
     continuation tokens saved, still measured 8% slower shared), while a few-shot context of
     about 100 tokens (6.6 times) scores 1.9x faster shared. The rule sends the first to the
-    one-pass path and the second here."""
+    one-pass path and the second here. `min_saving=0` groups every shared context (packing,
+    below, has no second call to pay for)."""
     groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
     for i, (seq, nc) in enumerate(pairs):
         if eligible(i) and 0 < nc < len(seq):
             groups[tuple(seq[:-nc])].append(i)
     return [g for ctx, g in groups.items()
-            if len(g) >= MIN_GROUP and (len(g) - 1) * len(ctx) >= MIN_SAVING * sum(pairs[i][1] for i in g)]
+            if len(g) >= MIN_GROUP
+            and (len(g) - 1) * len(ctx) >= (MIN_SAVING if min_saving is None else min_saving) * sum(pairs[i][1] for i in g)]
 
 
 def continuation_logits(model: Any, pad: Callable[[list[list[int]]], tuple[Any, Any, Any]], pad_id: int,
@@ -84,3 +87,62 @@ def continuation_logits(model: Any, pad: Callable[[list[list[int]]], tuple[Any, 
     logits = second.logits.float()
     # Each continuation's rows as two views (first token's, the rest), stacked once by the scorer.
     return [(last[owner[r]][None], logits[r, : len(c) - 1]) for r, c in enumerate(continuations)]
+
+
+# A group packed into one row: at most this many tokens (its attention grows with the square).
+PACK_MAX_TOKENS = 512
+
+
+def packable(context: list[int], continuations: list[list[int]]) -> bool:
+    return len(context) + sum(len(c) for c in continuations) <= PACK_MAX_TOKENS
+
+
+def packed_logits(model: Any, pad_id: int, device: Any, contexts: list[list[int]],
+                  groups: list[list[list[int]]]) -> list[list[tuple[Any, Any]]]:
+    """Each context forwarded once, in one pass: one row per group, the context followed by all
+    its continuations, each continuation attending to the context and to its own earlier tokens
+    only, at the positions it has after the context alone (a custom 4D mask and position ids).
+
+    Returns, per group and continuation, the pair of views ([1, vocab] predicting the first token,
+    [n - 1, vocab] the rest) that stack to its [n, vocab] logits. Rows are left-padded; a padding
+    query attends to itself alone (a row of nothing but masked scores would be NaN)."""
+    import torch
+
+    rows, segs, poss = [], [], []
+    for ctx, conts in zip(contexts, groups):
+        rows.append(ctx + [t for c in conts for t in c])
+        segs.append([0] * len(ctx) + [k + 1 for k, c in enumerate(conts) for _ in c])
+        poss.append(list(range(len(ctx))) + [len(ctx) + j for c in conts for j in range(len(c))])
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    seg = torch.full((len(rows), width), -1, dtype=torch.long)
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, (r, sg, ps) in enumerate(zip(rows, segs, poss)):
+        ids[b, width - len(r):] = torch.tensor(r)
+        seg[b, width - len(r):] = torch.tensor(sg)
+        pos[b, width - len(r):] = torch.tensor(ps)
+    causal = torch.ones((width, width), dtype=torch.bool).tril()
+    key, query = seg[:, None, :], seg[:, :, None]
+    allowed = causal & (key >= 0) & ((key == 0) | (key == query))
+    allowed |= torch.eye(width, dtype=torch.bool) & (query < 0)  # padding queries: themselves
+    dtype = next(model.parameters()).dtype
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+    # Logits only where read: the rows end together (left padding), and what is read is each
+    # row's last context token and its continuations, so the last `keep` positions.
+    keep = max(sum(len(c) for c in conts) for conts in groups) + 1
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    extra = {"logits_to_keep": keep} if "logits_to_keep" in inspect.signature(base.forward).parameters else {}
+    logits = model(input_ids=ids.to(device), attention_mask=mask[:, None].to(device), position_ids=pos.to(device),
+                   use_cache=False, **extra).logits.float()
+    shift = width - logits.shape[1]  # column c of `logits` is position c + shift
+    out = []
+    for b, (ctx, conts) in enumerate(zip(contexts, groups)):
+        start = width - len(rows[b]) - shift
+        last = logits[b, start + len(ctx) - 1][None]  # predicts every continuation's first token
+        at, views = start + len(ctx), []
+        for c in conts:
+            views.append((last, logits[b, at: at + len(c) - 1]))
+            at += len(c)
+        out.append(views)
+    return out
+
