@@ -2,12 +2,21 @@
 
 A TOFU-style question sends 7 continuations (answer, paraphrase, 5 perturbed) of the same
 context; few-shot and chat-templated prompts make the shared part longer still. The plain path
-forwards context + continuation for each; here each distinct context is forwarded once with the
-KV cache, the cache is expanded to one row per continuation, and the continuations are forwarded
-against it (right-padded: padding after a token cannot change it). The logits that predict a
-continuation's first token are the context pass's last ones. Values equal the plain path's to
-float rounding (tests/test_shared_context.py checks 1e-5 and identical greedy flags), so it is on
-by default; `HARNESS_SHARED_CONTEXT=0` or `HFBackend(shared_context=False)` turns it off.
+forwards context + continuation for each. Here, two ways forward each distinct context once:
+
+- packed (`packed_logits`, groups of up to PACK_MAX_TOKENS): one row per group, the context
+  followed by every continuation, a custom 4D attention mask letting each continuation see only
+  the context and its own earlier tokens, and position ids that restart after the context for
+  each continuation; one forward call. HFBackend checks once per model that this agrees with
+  the plain path (a model that ignores a custom mask falls back to the next way);
+- KV cache (`continuation_logits`, longer groups): the context forwarded with its cache, the
+  cache expanded to one row per continuation, the continuations forwarded against it
+  (right-padded: padding after a token cannot change it).
+
+The logits that predict a continuation's first token are the context's last ones. Values equal
+the plain path's to float rounding (tests/test_shared_context.py checks 1e-5 and identical greedy
+flags), so it is on by default; `HARNESS_SHARED_CONTEXT=0` or `HFBackend(shared_context=False)`
+turns it off.
 """
 
 from __future__ import annotations
