@@ -26,15 +26,15 @@ import inspect
 import json
 import logging
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, Callable, ClassVar
 
 from harness.api.backend import Backend
 from harness.backends.gradients import gradient_norms
 from harness.backends.shared_context import (continuation_logits, group_by_context, packable, packed_logits,
                                             shared_context_default)
 from harness.backends.stopping import StopCriteria, finish_generation
+from harness.backends.token_stats import gc_paused, token_stats_many
 from harness.errors import HarnessError
 from harness.fingerprint import file_sha256, model_identity
 from harness.prompts import encode_prompt, encode_prompts, encode_vlm_prompt, with_answer_eos
@@ -318,7 +318,7 @@ class HFBackend(Backend):
         rest, and every request with images, one full sequence per row."""
         if not requests:  # nothing to ask: do not load the weights
             return []
-        with _gc_paused():
+        with gc_paused():
             return self._loglikelihood(requests)
 
     def _loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LoglikelihoodResponse]:
@@ -345,7 +345,7 @@ class HFBackend(Backend):
         keep = max(encoded[i][1] for i in chunk) + 1
         _, logits = self._forward([encoded[i][0] for i in chunk], keep, pixels=[encoded[i][2] for i in chunk])
         blocks = [logits[r, keep - 1 - encoded[i][1]: keep - 1] for r, i in enumerate(chunk)]  # rows predicting it
-        return _token_stats_many(blocks, [encoded[i][0][len(encoded[i][0]) - encoded[i][1]:] for i in chunk],
+        return token_stats_many(blocks, [encoded[i][0][len(encoded[i][0]) - encoded[i][1]:] for i in chunk],
                                  [requests[i].moments for i in chunk], [encoded[i][3] for i in chunk])
 
     @staticmethod
@@ -366,7 +366,7 @@ class HFBackend(Backend):
             split = [self._split_group(encoded, groups[g]) for g in chunk]
             views = packed_logits(self.model, pad_id, self.loaded.device, [c for c, _ in split], [cs for _, cs in split])
             members = [i for g in chunk for i in groups[g]]
-            stats = iter(_token_stats_many([v for vs in views for v in vs], [c for _, cs in split for c in cs],
+            stats = iter(token_stats_many([v for vs in views for v in vs], [c for _, cs in split for c in cs],
                                            [requests[i].moments for i in members], [encoded[i][3] for i in members]))
             return [{i: next(stats) for i in groups[g]} for g in chunk]
 
@@ -413,7 +413,7 @@ class HFBackend(Backend):
             conts = [split(i)[1] for _, _, i in members]
             logits = continuation_logits(self.model, self._pad, pad_id, contexts, conts, [k for k, _, _ in members])
             by_group: dict[int, dict[int, LoglikelihoodResponse]] = {g: {} for g in chunk}
-            stats = _token_stats_many(logits, conts, [requests[i].moments for _, _, i in members],
+            stats = token_stats_many(logits, conts, [requests[i].moments for _, _, i in members],
                                       [encoded[i][3] for _, _, i in members])
             for (_, g, i), response in zip(members, stats):
                 by_group[g][i] = response
@@ -666,80 +666,7 @@ class HFBackend(Backend):
         return logits[:, -1].cpu().clone()
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off for the duration (as it was before, afterwards).
-
-    Scoring makes thousands of small acyclic objects (token lists, responses), which reference
-    counting frees; each of them also counts towards the collector's next full pass over every
-    object the process holds (a run keeps its earlier results), measured at about a fifth of
-    the scoring time of 2,100 requests (docs/benchmarks.md)."""
-    import gc
-
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 def _is_oom(e: BaseException) -> bool:
     import torch
 
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
-
-
-def _token_stats_many(blocks: list[Any], targets: list[list[int]], moments: list[bool],
-                      truncated: list[int]) -> list[LoglikelihoodResponse]:
-    """`_token_stats` of many continuations at once (a block: the [n, vocab] logits predicting
-    a continuation's n tokens, or a tuple of views that stack to them). Those without `moments` are scored together:
-    their logit rows stacked once, then one log-sum-exp, gather and argmax over all of them
-    (log p = logit − logsumexp: no [n, vocab] log-softmax is written per continuation)."""
-    import torch
-
-    out: list[LoglikelihoodResponse | None] = [None] * len(blocks)
-    pieces = [b if isinstance(b, tuple) else (b,) for b in blocks]  # a block may come as views to stack
-    plain = [k for k in range(len(blocks)) if not moments[k] and targets[k]]
-    chosen = set(plain)
-    for k in range(len(blocks)):
-        if k not in chosen:
-            out[k] = _token_stats(torch.cat(pieces[k]), targets[k], moments[k], truncated[k])
-    if plain:
-        flat = torch.cat([p for k in plain for p in pieces[k]]).float()
-        tgt = torch.tensor([t for k in plain for t in targets[k]], device=flat.device)
-        lps = (flat.gather(-1, tgt[:, None]).squeeze(-1) - flat.logsumexp(-1)).tolist()
-        greedy = (flat.argmax(-1) == tgt).tolist()
-        start = 0
-        for k in plain:
-            stop = start + len(targets[k])
-            out[k] = LoglikelihoodResponse(token_logprobs=lps[start:stop], token_greedy=greedy[start:stop], token_mu=[],
-                                           token_sigma=[], truncated=truncated[k])
-            start = stop
-    return out  # type: ignore[return-value]
-
-
-def _token_stats(logits: Any, target: list[int], moments: bool = True, truncated: int = 0) -> LoglikelihoodResponse:
-    """A continuation's response from the [n, vocab] logits that predict its n tokens: log-probs,
-    greedy flags, and with `moments` the mean and spread of log p under the model (Min-k%++);
-    `truncated`: the input tokens cut to fit the model."""
-    import torch
-
-    if not target:
-        return LoglikelihoodResponse([], [], [], [], truncated=truncated)
-    logits = logits.float()
-    tgt = torch.tensor(target, device=logits.device)
-    lse = logits.logsumexp(-1)  # log p = logit − logsumexp, as `_token_stats_many` computes it
-    lps, greedy = (logits.gather(-1, tgt[:, None]).squeeze(-1) - lse).tolist(), (logits.argmax(-1) == tgt).tolist()
-    if not moments:
-        return LoglikelihoodResponse(token_logprobs=lps, token_greedy=greedy, token_mu=[], token_sigma=[],
-                                     truncated=truncated)
-    logp = logits - lse[:, None]
-    p = logp.exp()
-    lp = logp.masked_fill(torch.isinf(logp), 0.0)  # p = 0 there, so p*log p = 0
-    mu = (p * lp).sum(-1)
-    # Var = E[(log p - mu)^2]: the same as E[(log p)^2] - mu^2, without float32 cancellation.
-    sigma = (p * (lp - mu[:, None]) ** 2).sum(-1).clamp(min=1e-6).sqrt()
-    return LoglikelihoodResponse(token_logprobs=lps, token_greedy=greedy, token_mu=mu.tolist(), token_sigma=sigma.tolist(),
-                                 truncated=truncated)
