@@ -327,7 +327,6 @@ class TinyVQA(UnlokProtocol, Benchmark):
     name = "tiny-vqa"
     model_kind = "image-text-to-text"
     per_instance: ClassVar[bool] = True
-    request_kinds = ("generate", "loglikelihood")
     max_new_tokens = 36
     default_metrics = ()
     option_help = {

@@ -87,6 +87,9 @@ class UnlokProtocol:
     """The per-instance requests and scores of UnLOK-VQA, shared by the benchmarks run that way."""
 
     per_instance: ClassVar[bool] = True
+    # The white-box attacks read the logit lens: a model must serve it (HF does; `harness validate`
+    # checks it, as every kind a benchmark asks).
+    request_kinds: ClassVar[tuple[str, ...]] = ("generate", "loglikelihood", "logit_lens")
     metric_directions: ClassVar[dict[str, bool | None]] = METRIC_DIRECTION
     # The report: one row per defence × attack, the authors' table's columns (docs/datasets.md §2),
     # and result_agg.csv's own names in the pivoted CSV (leaderboard_<benchmark>.csv).

@@ -271,7 +271,6 @@ class UnlokVQA(UnlokProtocol, Benchmark):
     per_instance: ClassVar[bool] = True  # edit -> attack -> restore, one instance at a time (harness/api/edit.py)
     status: ClassVar[str] = "available"  # public on HF; license not stated, so never shipped
     model_kind = "image-text-to-text"
-    request_kinds = ("generate", "loglikelihood")
     max_new_tokens = 36  # the code's black-box attack budget (docs/metrics.md §12)
     default_metrics = ()
     option_help = {
