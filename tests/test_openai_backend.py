@@ -56,6 +56,7 @@ class FakeServer:
                     action = outer.script.pop(0) if outer.script else "ok"
                     outer.in_flight += 1
                     outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
+                self._counted = True
                 try:
                     if action == "hang":
                         outer.release.wait(5)
@@ -69,10 +70,19 @@ class FakeServer:
                         return
                     self._send(200, outer.answer(self.path, body))
                 finally:
+                    self._uncount()
+
+            def _uncount(self):
+                # A request leaves the count when its answer is ready, before it is written: once
+                # written, the client may send its next request before this thread runs again
+                # (on a loaded machine), which is not two requests in flight.
+                if getattr(self, "_counted", False):
+                    self._counted = False
                     with outer.lock:
                         outer.in_flight -= 1
 
             def _send(self, code, payload, headers=None):
+                self._uncount()
                 data = json.dumps(payload).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
