@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import random
 import zlib
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from harness.api.edit import IMAGE_LEVELS, EditInstance
@@ -83,7 +84,7 @@ def defence_rephrasings(instance: EditInstance, n: int = 2) -> tuple[str, ...]:
     return tuple(f"{p} {instance.question}" for p in random_prefixes(instance, n, _DEFENCE_STREAM))
 
 
-class UnlokProtocol:
+class UnlokProtocol(ABC):
     """The per-instance requests and scores of UnLOK-VQA, shared by the benchmarks run that way."""
 
     per_instance: ClassVar[bool] = True
@@ -111,9 +112,15 @@ class UnlokProtocol:
         "n_retain": "random other questions per instance for retain_rate (the authors: 10)",
     }
 
+    def __init__(self, **options: Any):
+        super().__init__(**options)  # type: ignore[call-arg]
+        # Bad protocol options fail when the benchmark is built (`harness validate`), not mid-run.
+        self.attacks(), self.n_retain(), self.chosen_lens_layers()
+
     # --- what the benchmark class provides -------------------------------------------
-    def edit_instances(self) -> list[EditInstance]:  # pragma: no cover - the benchmarks implement it
-        raise NotImplementedError
+    @abstractmethod
+    def edit_instances(self) -> list[EditInstance]:
+        """The instances to delete one at a time."""
 
     # --- roles and prompt, as UnLOK-VQA's ----------------------------------------------
     def forget_split(self) -> str:
@@ -148,9 +155,16 @@ class UnlokProtocol:
             raise ConfigError(f"{self.name}: n_retain must be an integer >= 0, not {n!r}")  # type: ignore[attr-defined]
         return n
 
-    def reads_logit_lens(self) -> bool:
-        """Whether a white-box attack is asked (then the model's layers are read)."""
-        return any(a in WHITE_BOX for a in self.attacks())
+    def chosen_lens_layers(self) -> tuple[int, ...] | None:
+        """The `lens_layers` option (hidden-state indices), or None for the model's default."""
+        chosen = self.options.get("lens_layers")  # type: ignore[attr-defined]
+        if chosen is None:
+            return None
+        if not isinstance(chosen, list) or not chosen or not all(isinstance(x, int) and not isinstance(x, bool)
+                                                                for x in chosen):
+            raise ConfigError(f"{self.name}: lens_layers must be a non-empty list of layer indices, "  # type: ignore[attr-defined]
+                              f"not {chosen!r}")
+        return tuple(chosen)
 
     def set_aside_rephrasings(self, inst: EditInstance) -> tuple[str, ...]:
         """The questions a defence may train on besides the instance's own (`defence_rephrasings`)."""

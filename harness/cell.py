@@ -67,27 +67,36 @@ def run_cell(session: Session, cell: Cell, reference: dict[str, MetricResult] | 
                                    evaluation.samples, original, out, unlearned=method.name != NO_METHOD))
     t_attack = time.time() - t0 - t_apply - t_eval
 
-    summary = assemble_summary(
-        model=cell.model, method=method.name, benchmark_name=bentry.name, benchmark=benchmark, results=results,
-        config_hash=cell_config_hash(session, cell), seed=cfg.seed, device=cfg.device, backend=backend.backend,
-        spec=spec, eval_path=eval_spec.path or "", artifact=artifact,
-        reference=cfg.reference.model_dump(exclude_none=True) if cfg.reference else None,
-        judges=session.judges.identities(), cache=session.backends.counts(first_backend),
-        timing={"apply_s": t_apply, "evaluate_s": t_eval, "attack_s": t_attack}, requested=cfg.metrics,
-        limits={"limit": cfg.limit, "train_limit": cfg.train_limit},
-    )
-    write_cell(out, summary, evaluation.samples)
+    _finish(session, cell, out, benchmark, method.name, results, evaluation.samples, backend, spec,
+            first_backend, {"apply_s": t_apply, "evaluate_s": t_eval, "attack_s": t_attack},
+            f"{t_apply:.1f}s apply, {t_eval:.1f}s eval, {t_attack:.1f}s attacks", eval_path=eval_spec.path or "",
+            artifact=artifact, judges=session.judges.identities(),
+            reference=cfg.reference.model_dump(exclude_none=True) if cfg.reference else None)
     if spec.kind == "text-to-image":
         _write_grid(session, spec, method.name, benchmark, metric_ids, backend, out)
+    return results
+
+
+def _finish(session: Session, cell: Cell, out: Any, benchmark: Any, method: str, results: dict[str, MetricResult],
+            samples: list, backend: Any, spec: ModelSpec, first_backend: int, timing: dict[str, float], detail: str,
+            **provenance: Any) -> Any:
+    """Assemble the cell's summary (harness/assemble.py), write it with its samples (summary
+    last), count it in the run's report, and say so; `provenance`: eval_path, artifact, judges,
+    reference."""
+    cfg = session.config
+    summary = assemble_summary(
+        model=cell.model, method=method, benchmark_name=cfg.benchmarks[cell.benchmark].name, benchmark=benchmark,
+        results=results, config_hash=cell_config_hash(session, cell), seed=cfg.seed, device=cfg.device,
+        backend=backend.backend, spec=spec, cache=session.backends.counts(first_backend), timing=timing,
+        requested=cfg.metrics, limits={"limit": cfg.limit, "train_limit": cfg.train_limit}, **provenance,
+    )
+    write_cell(out, summary, samples)
     report = session.report
     report.cells.append(out)
     report.cache_hits += summary.cache.hits
     report.cache_misses += summary.cache.misses
-    session.console.print(
-        f"  wrote {out} (cache: {summary.cache.hits} hits, {summary.cache.misses} misses; "
-        f"{t_apply:.1f}s apply, {t_eval:.1f}s eval, {t_attack:.1f}s attacks)"
-    )
-    return results
+    session.console.print(f"  wrote {out} (cache: {summary.cache.hits} hits, {summary.cache.misses} misses; {detail})")
+    return summary
 
 
 def run_per_instance_cell(session: Session, cell: Cell, benchmark: Any, method: NamedEntry, spec: ModelSpec, out: Any,
@@ -98,25 +107,14 @@ def run_per_instance_cell(session: Session, cell: Cell, benchmark: Any, method: 
     from harness.edit_protocol import run_edit_protocol
 
     cfg = session.config
-    bentry = cfg.benchmarks[cell.benchmark]
     defence = METHODS.get(method.name)(**method.params) if method.name != NO_METHOD else None
     backend = session.backends.make(spec)
     session.console.print(f"[bold]edit → attack → restore[/bold] {label}")
-    run = run_edit_protocol(benchmark, spec, backend, session.backends, defence, cfg.seed, session.console)
-    summary = assemble_summary(
-        model=cell.model, method=method.name, benchmark_name=bentry.name, benchmark=benchmark, results=run.results,
-        config_hash=cell_config_hash(session, cell), seed=cfg.seed, device=cfg.device, backend=backend.backend,
-        spec=spec, eval_path=spec.path or "", artifact=None, reference=None, judges={},
-        cache=session.backends.counts(first_backend),
-        timing={"apply_s": 0.0, "evaluate_s": run.seconds, "attack_s": 0.0}, requested=cfg.metrics,
-        limits={"limit": cfg.limit, "train_limit": cfg.train_limit},
-    )
-    write_cell(out, summary, run.samples)
-    session.report.cells.append(out)
-    session.report.cache_hits += summary.cache.hits
-    session.report.cache_misses += summary.cache.misses
-    session.console.print(f"  wrote {out} (cache: {summary.cache.hits} hits, {summary.cache.misses} misses; "
-                          f"{len(run.edit_losses)} edits made; {run.seconds:.1f}s)")
+    run = run_edit_protocol(benchmark, backend, session.backends, defence, cfg.seed, session.console)
+    _finish(session, cell, out, benchmark, method.name, run.results, run.samples, backend, spec, first_backend,
+            {"apply_s": 0.0, "evaluate_s": run.seconds, "attack_s": 0.0},
+            f"{len(run.edit_losses)} edits made; {run.seconds:.1f}s", eval_path=spec.path or "", artifact=None,
+            judges={}, reference=None)
     return run.results
 
 

@@ -38,39 +38,14 @@ class ProtocolRun:
     seconds: float = 0.0
 
 
-def n_decoder_layers(spec: Any) -> int:
-    """Decoder layers of the model the spec names, from its config alone (no weights loaded)."""
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(spec.resolve_path(), trust_remote_code=False)
-    text = getattr(config, "text_config", None) or config
-    n = getattr(text, "num_hidden_layers", None)
-    if not n:
-        raise ConfigError(f"cannot tell how many layers model {spec.name!r} has; set the benchmark option `lens_layers`")
-    return int(n)
-
-
-def lens_layers(benchmark: Any, spec: Any) -> tuple[int, ...]:
-    """The benchmark's `lens_layers`, else the upper half of the hidden states and the last
-    (harness.representations.logit_lens.default_layers)."""
-    chosen = benchmark.options.get("lens_layers")
-    if chosen is not None:
-        if not isinstance(chosen, list) or not chosen or not all(isinstance(x, int) and not isinstance(x, bool)
-                                                                for x in chosen):
-            raise ConfigError(f"{benchmark.name}: lens_layers must be a non-empty list of layer indices, not {chosen!r}")
-        return tuple(chosen)
-    from harness.representations.logit_lens import default_layers
-
-    return default_layers(n_decoder_layers(spec))
-
-
-def _recipe(defence: InstanceDefence, inst: EditInstance, rows: list[tuple[str, str]], seed: int) -> dict[str, Any]:
+def _recipe(defence: InstanceDefence, inst: EditInstance, rows: list[tuple[str, str]], seed: int,
+            lens_layers: tuple[int, ...]) -> dict[str, Any]:
     """What the edit depends on (beyond the model, which the backend's identity names)."""
     return {"defence": defence.name, "params": defence.params.model_dump(), "rows": rows, "answer": inst.answer,
-            "images": [m.sha256 for m in inst.images], "seed": seed}
+            "images": [m.sha256 for m in inst.images], "seed": seed, "lens_layers": list(lens_layers)}
 
 
-def run_edit_protocol(benchmark: Any, spec: Any, backend: Any, backends: Any, defence: InstanceDefence | None,
+def run_edit_protocol(benchmark: Any, backend: Any, backends: Any, defence: InstanceDefence | None,
                       seed: int, console: Any = None) -> ProtocolRun:
     """Run every instance of `benchmark` on `backend` (the cached plain model) under `defence`
     (None: no edit, so the values after equal those before); `backends` is the factory that
@@ -78,12 +53,16 @@ def run_edit_protocol(benchmark: Any, spec: Any, backend: Any, backends: Any, de
     from rich.progress import Progress
 
     from harness.backends.editing import edit_intervention
+    from harness.representations.features import num_layers
+    from harness.representations.logit_lens import default_layers
 
     t0 = time.time()
     instances = benchmark.edit_instances()
     if not instances:
         raise ConfigError(f"{benchmark.name}: no instances to edit")
-    layers = lens_layers(benchmark, spec) if benchmark.reads_logit_lens() else (-1,)
+    # The attacks' lens layers, which the layer-wise defences train against too (config only: a
+    # fully cached rerun loads no weights).
+    layers = benchmark.chosen_lens_layers() or default_layers(num_layers(backend))
     target = defence.target_text if defence else (lambda inst: inst.answer)
     erases = defence.erases if defence else True
     losses: dict[str, list[float]] = {}
@@ -99,7 +78,8 @@ def run_edit_protocol(benchmark: Any, spec: Any, backend: Any, backends: Any, de
             if defence is not None:
                 aside = benchmark.set_aside_rephrasings(inst)
                 iv = edit_intervention(defence, inst, benchmark.prompt_text, aside,
-                                       _recipe(defence, inst, defence.rows(inst, aside), seed), seed, losses)
+                                       _recipe(defence, inst, defence.rows(inst, aside), seed, layers), seed, layers,
+                                       losses)
                 post_flat = backends.intervene(backend, iv).run(flat)
             pre, post, k = {}, {}, 0
             for name, group in groups.items():

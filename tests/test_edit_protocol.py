@@ -18,7 +18,7 @@ from harness.api.benchmark import Benchmark, BenchmarkData
 from harness.api.edit import EditInstance
 from harness.api.media import MediaRef
 from harness.api.requests import GenerateResponse, LoglikelihoodResponse, LogitLensResponse
-from harness.backends.editing import default_lens_layers, edited_module, restored, run_edit
+from harness.backends.editing import edited_module, restored, run_edit
 from harness.backends.factory import BackendFactory
 from harness.benchmarks.unlok_attacks import JAILBREAK_TEMPLATES, UnlokProtocol, random_prefixes
 from harness.cache import ResponseCache
@@ -84,6 +84,7 @@ def _state(backend) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in backend.backend.model.state_dict().items()}
 
 
+LENS = (0, 1, 2)  # the 2-layer toy's hidden states: default_layers(2)
 FAST = {"attacks": ["hp", "pd", "hess", "bb"], "n_retain": 2}
 
 
@@ -93,7 +94,7 @@ def test_weights_come_back_bit_for_bit_and_a_rerun_asks_nothing(instances, spec,
     backend = factory.make(spec)
     fresh = _state(backend)
     defence = METHODS.get("fact-erasure")(norm_constraint=0.05, lr=0.01, steps=5)
-    run = run_edit_protocol(bench, spec, backend, factory, defence, seed=0)
+    run = run_edit_protocol(bench, backend, factory, defence, seed=0)
     assert sorted(run.edit_losses) == ["i0", "i1", "i2"]  # one edit per instance
     after = _state(backend)
     assert all(torch.equal(fresh[k], after[k]) for k in fresh)  # restored bit for bit
@@ -104,7 +105,7 @@ def test_weights_come_back_bit_for_bit_and_a_rerun_asks_nothing(instances, spec,
 
     again_factory = _factory(tmp_path)
     again_backend = again_factory.make(spec)
-    again = run_edit_protocol(bench, spec, again_backend, again_factory, defence, seed=0)
+    again = run_edit_protocol(bench, again_backend, again_factory, defence, seed=0)
     assert again.edit_losses == {}  # every edited answer came from the cache: no edit made
     assert again_factory.counts()[1] == 0
     assert {k: r.value for k, r in again.results.items()} == {k: r.value for k, r in run.results.items()}
@@ -120,7 +121,7 @@ def test_norm_constraint_and_lora_rank_hold(instances, spec, tmp_path):
     ]:
         defence = METHODS.get("fact-erasure")(**params)
         with restored([weight]):
-            run_edit(backend, defence, instances[0], lambda q: PROMPT.format(question=q), (), seed=0)
+            run_edit(backend, defence, instances[0], lambda q: PROMPT.format(question=q), (), seed=0, lens_layers=LENS)
             assert check(weight.detach() - start), params
         assert torch.equal(weight, start)
 
@@ -138,7 +139,8 @@ def test_each_defence_moves_its_target(name, direction, instances, spec, tmp_pat
     before = sum(backend.run([req])[0].token_logprobs)
     weight = edited_module(backend.model, 1, "down_proj").weight
     with restored([weight]):
-        losses = run_edit(backend, defence, inst, lambda q: PROMPT.format(question=q), ("Who is this?",), seed=0)
+        losses = run_edit(backend, defence, inst, lambda q: PROMPT.format(question=q), ("Who is this?",), seed=0,
+                          lens_layers=LENS)
         after = sum(backend.run([req])[0].token_logprobs)
     assert losses[-1] < losses[0]
     assert (after - before) * direction > 0, (before, after)
@@ -243,12 +245,12 @@ def test_a_run_killed_mid_way_resumes_at_the_instance_it_was_on(instances, spec,
     params = {"norm_constraint": 0.05, "lr": 0.01, "steps": 3}
     factory = _factory(tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        run_edit_protocol(bench, spec, factory.make(spec), factory, Crashing(**params), seed=0)
+        run_edit_protocol(bench, factory.make(spec), factory, Crashing(**params), seed=0)
     Crashing.crash = False
     factory = _factory(tmp_path)
-    resumed = run_edit_protocol(bench, spec, factory.make(spec), factory, Crashing(**params), seed=0)
+    resumed = run_edit_protocol(bench, factory.make(spec), factory, Crashing(**params), seed=0)
     assert sorted(resumed.edit_losses) == ["i2"]  # i0 and i1 came back from the cache
     fresh_factory = BackendFactory(cache=ResponseCache(tmp_path / "other.sqlite"), device="cpu")
-    uninterrupted = run_edit_protocol(bench, spec, fresh_factory.make(spec), fresh_factory,
+    uninterrupted = run_edit_protocol(bench, fresh_factory.make(spec), fresh_factory,
                                       METHODS.get("fact-erasure")(**params), seed=0)
     assert {k: r.value for k, r in resumed.results.items()} == {k: r.value for k, r in uninterrupted.results.items()}

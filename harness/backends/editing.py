@@ -17,21 +17,13 @@ from harness.api.edit import EditBatch, EditInstance, InstanceDefence
 from harness.api.intervention import Intervention
 from harness.api.requests import LoglikelihoodRequest
 from harness.errors import ConfigError
-
-
-def decoder_layers(model: Any) -> Any:
-    """The decoder layers of a causal LM or of a VLM's language model."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
-    layers = getattr(decoder, "layers", None)
-    if layers is None:
-        raise ConfigError(f"cannot find the decoder layers of {type(base).__name__} to edit")
-    return layers
+from harness.representations.layers import decoder_layers
+from harness.representations.logit_lens import lens_logits
 
 
 def edited_module(model: Any, layer: int, module: str) -> Any:
     """`layers[layer].mlp.<module>`: the one linear map a defence edits."""
-    layers = decoder_layers(model)
+    layers = decoder_layers(model)[1]
     if not -len(layers) <= layer < len(layers):
         raise ConfigError(f"defence layer {layer} out of range: the model has decoder layers 0..{len(layers) - 1}")
     mlp = getattr(layers[layer], "mlp", None)
@@ -41,13 +33,6 @@ def edited_module(model: Any, layer: int, module: str) -> Any:
         raise ConfigError(f"defence module {module!r} is not a linear map of layer {layer}'s MLP "
                           f"(it has: {', '.join(names) or 'none'})")
     return target
-
-
-def default_lens_layers(model: Any) -> list[int]:
-    """The attacks' default lens layers for this model (logit_lens.default_layers)."""
-    from harness.representations.logit_lens import default_layers
-
-    return list(default_layers(len(decoder_layers(model))))
 
 
 @contextmanager
@@ -72,11 +57,10 @@ def edit_batch(backend: Any, rows: list[tuple[str, str]], instance: EditInstance
     images, answer tokens), so the edit moves exactly the probabilities the metrics read."""
     import torch
 
-    reqs = [LoglikelihoodRequest(prompt(q), " " + t.strip(), images=instance.images) for q, t in rows]
-    answer = backend._encode_pairs([LoglikelihoodRequest(prompt(instance.question), " " + instance.answer.strip(),
-                                                         images=instance.images)])[0]
+    answer, *encoded = backend._encode_pairs(
+        [LoglikelihoodRequest(prompt(q), " " + t.strip(), images=instance.images)
+         for q, t in [(instance.question, instance.answer), *rows]])
     answer_first = answer[0][len(answer[0]) - answer[1]]
-    encoded = backend._encode_pairs(reqs)
     ids, mask, pos = backend._pad([seq for seq, _, _, _ in encoded])
     inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": pos,
               **backend._pixel_kwargs([px for _, _, px, _ in encoded])}
@@ -91,12 +75,10 @@ def edit_batch(backend: Any, rows: list[tuple[str, str]], instance: EditInstance
             targets = ids[r, width - n:]
             lp = logprobs[r, width - n - 1: width - 1].gather(-1, targets.unsqueeze(-1)).squeeze(-1)
             means.append(lp.mean())
-        last = [width - n - 1 for n in n_cont]
 
-        def lens() -> Any:
-            hs = out.hidden_states
-            stacked = torch.stack([torch.stack([hs[j][r, last[r]] for j in lens_layers]) for r in range(len(rows))])
-            return head(norm(stacked)).float()
+        def lens() -> Any:  # the attacks' lens at each row's last prompt position
+            return torch.stack([lens_logits(out.hidden_states, out.logits, r, width - n - 1, lens_layers, norm, head)
+                                for r, n in enumerate(n_cont)])
 
         return EditBatch(target_logprob=torch.stack(means),
                          answer_token=torch.full((len(rows),), int(answer_first), device=ids.device), lens=lens)
@@ -105,18 +87,19 @@ def edit_batch(backend: Any, rows: list[tuple[str, str]], instance: EditInstance
 
 
 def run_edit(backend: Any, defence: InstanceDefence, instance: EditInstance, prompt: Any,
-             set_aside: tuple[str, ...], seed: int) -> list[float]:
+             set_aside: tuple[str, ...], seed: int, lens_layers: tuple[int, ...]) -> list[float]:
     """Edit the backend's model in place for one instance; returns the losses per step.
 
     The caller restores the weights (`restored`); everything but the edited module is frozen
-    for the duration and unfrozen afterwards."""
+    for the duration and unfrozen afterwards. `lens_layers`: the attacks' layers, which the
+    head-projection and max-entropy defences read unless their own `lens_layers` is set."""
     import torch
 
     p = defence.params
     model = backend.model
     module = edited_module(model, p.layer, p.module)
-    lens_layers = p.lens_layers or default_lens_layers(model)
-    inputs, to_batch = edit_batch(backend, defence.rows(instance, set_aside), instance, prompt, lens_layers)
+    inputs, to_batch = edit_batch(backend, defence.rows(instance, set_aside), instance, prompt,
+                                  list(p.lens_layers or lens_layers))
     grads = {id(t): t.requires_grad for t in model.parameters()}
     was_training = model.training
     torch.manual_seed(seed)
@@ -162,7 +145,8 @@ def run_edit(backend: Any, defence: InstanceDefence, instance: EditInstance, pro
 
 
 def edit_intervention(defence: InstanceDefence, instance: EditInstance, prompt: Any, set_aside: tuple[str, ...],
-                      recipe: dict[str, Any], seed: int, log: dict[str, list[float]] | None = None) -> Intervention:
+                      recipe: dict[str, Any], seed: int, lens_layers: tuple[int, ...],
+                      log: dict[str, list[float]] | None = None) -> Intervention:
     """The instance's edit as an intervention: the first entry edits the model (later ones,
     for further batches of the same instance, put the kept edited weights back), leaving it
     restores every weight. `recipe` names the model, defence, hyperparameters and instance content."""
@@ -179,7 +163,7 @@ def edit_intervention(defence: InstanceDefence, instance: EditInstance, prompt: 
                 with torch.no_grad():
                     weight.copy_(edited["weight"])
             else:
-                losses = run_edit(backend, defence, instance, prompt, set_aside, seed)
+                losses = run_edit(backend, defence, instance, prompt, set_aside, seed, lens_layers)
                 edited["weight"] = weight.detach().clone()
                 if log is not None:
                     log[instance.id] = losses

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import json
 import logging
 import sys
@@ -31,8 +30,8 @@ from typing import Any, Callable, ClassVar
 
 from harness.api.backend import Backend
 from harness.backends.gradients import gradient_norms
-from harness.backends.shared_context import (continuation_logits, group_by_context, packable, packed_logits,
-                                            shared_context_default)
+from harness.backends.shared_context import (continuation_logits, forward_accepts, group_by_context, packable,
+                                            packed_logits, shared_context_default)
 from harness.backends.stopping import StopCriteria, finish_generation
 from harness.backends.token_stats import gc_paused, token_stats_many
 from harness.errors import HarnessError
@@ -259,8 +258,7 @@ class HFBackend(Backend):
         ids, mask, pos = self._pad(seqs)
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
         kwargs.update(self._pixel_kwargs(pixels))
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        if "logits_to_keep" in inspect.signature(base.forward).parameters:
+        if forward_accepts(self.model, "logits_to_keep"):
             kwargs["logits_to_keep"] = keep  # only the last positions: the vocabulary is wide
         out = self.model(**kwargs, output_hidden_states=hidden, use_cache=False)  # scoring: no KV cache to build
         return out, out.logits[:, -keep:].float()
@@ -330,9 +328,11 @@ class HFBackend(Backend):
             packed = [g for g in group_by_context(pairs, text, min_saving=0.0)
                       if packable(*self._split_group(encoded, g))]
             if packed and self._packing_ok is None:
-                self._packing_ok = self._packing_agrees(requests, encoded, packed[0])
-            packed = packed if self._packing_ok else []
-            done.update(self._score_packed(requests, encoded, packed))
+                self._packing_ok, checked = self._packing_agrees(requests, encoded, packed[0])
+                if self._packing_ok:  # the checked group's packed answers stand
+                    done.update(checked)
+                    packed = packed[1:]
+            done.update(self._score_packed(requests, encoded, packed if self._packing_ok else []))
             done.update(self._score_shared(requests, encoded,
                                            group_by_context(pairs, lambda i: text(i) and i not in done)))
         order = sorted((i for i in range(len(requests)) if i not in done), key=lambda i: -len(encoded[i][0]))
@@ -376,24 +376,24 @@ class HFBackend(Backend):
         return out
 
     def _packing_agrees(self, requests: list[LoglikelihoodRequest], encoded: list[tuple[list[int], int, Any, int]],
-                        group: list[int]) -> bool:
+                        group: list[int]) -> tuple[bool, dict[int, LoglikelihoodResponse]]:
         """Whether this model honours a custom 4D attention mask: one group scored packed and one
-        row per request agree (log-probs within 1e-4, same greedy flags). Checked once per backend;
-        a model that does not is scored by the other paths, with one warning."""
+        row per request agree (log-probs within 1e-4, same greedy flags), and the group's packed
+        answers. Checked once per backend; a model that does not is scored by the other paths,
+        with one warning."""
         import torch
 
-        calls = self.calls
         with torch.inference_mode():
             packed = self._score_packed(requests, encoded, [group])
-            plain = self._score_rows(requests, encoded, group)
-        self.calls = calls  # a check, not an answer: `calls` counts requests answered
+            plain = self._score_rows(requests, encoded, group)  # unbatched: not counted in `calls`
         ok = all(len(packed[i].token_logprobs) == len(p.token_logprobs) and packed[i].token_greedy == p.token_greedy
                  and all(abs(a - b) <= 1e-4 for a, b in zip(packed[i].token_logprobs, p.token_logprobs))
                  for i, p in zip(group, plain))
         if not ok:
             log.warning("model %r gives other log-likelihoods with a packed attention mask; scoring shared contexts "
                         "with the KV cache instead", self.spec.name)
-        return ok
+            self.calls -= len(group)  # its packed answers are dropped: `calls` counts requests answered
+        return ok, packed
 
     def _score_shared(self, requests: list[LoglikelihoodRequest], encoded: list[tuple[list[int], int, Any, int]],
                       groups: list[list[int]]) -> dict[int, LoglikelihoodResponse]:
@@ -480,7 +480,6 @@ class HFBackend(Backend):
         if not requests:
             return []
         import numpy as np
-        import torch
 
         from harness.representations import logit_lens as lens
 
@@ -500,19 +499,11 @@ class HFBackend(Backend):
         def read(chunk: list[int]) -> list[LogitLensResponse]:
             out_, logits = self._forward([prompts[i] for i in chunk], keep=1, hidden=True,
                                          pixels=[encoded[i][1] for i in chunk])
-            hs = out_.hidden_states
             out = []
             for row, i in enumerate(chunk):
                 req = requests[i]
-                idx = []
-                for layer in req.layers:
-                    if not -len(hs) <= layer < len(hs):
-                        raise HarnessError(f"layer {layer} out of range: the model has hidden states 0..{len(hs) - 1}")
-                    idx.append(layer % len(hs))
-                lens_logits = head(norm(torch.stack([hs[j][row, -1] for j in idx]))).float()
-                last = torch.tensor([j == len(hs) - 1 for j in idx], device=lens_logits.device).unsqueeze(-1)
-                lens_logits = torch.where(last, logits[row, -1].to(lens_logits.device), lens_logits)
-                probs = lens_logits.softmax(-1).cpu().numpy().astype(np.float64)
+                layer_logits = lens.lens_logits(out_.hidden_states, logits, row, -1, req.layers, norm, head)
+                probs = layer_logits.softmax(-1).cpu().numpy().astype(np.float64)
                 values = lens.differences(probs, req.order)
                 ids, top = lens.top_k(values, req.top_k)
                 keys = list(req.layers)[req.order:]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections import defaultdict
+from functools import lru_cache
 from typing import Any, Callable
 
 from harness.errors import ConfigError
@@ -34,6 +35,18 @@ MIN_GROUP = 2  # a context asked once gains nothing from the second pass
 MIN_SAVING = 2.0
 
 
+@lru_cache(maxsize=None)
+def _forward_params(cls: type) -> frozenset[str]:
+    return frozenset(inspect.signature(cls.forward).parameters)
+
+
+def forward_accepts(model: Any, name: str) -> bool:
+    """Whether the model's forward takes `name` (`logits_to_keep`, `cache`), looked up once per
+    model class (a PEFT wrapper answers for its base model)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return name in _forward_params(type(base))
+
+
 def shared_context_default() -> bool:
     value = os.environ.get("HARNESS_SHARED_CONTEXT", "1").strip().lower()
     if value not in ("0", "1", "true", "false", "on", "off"):
@@ -42,11 +55,11 @@ def shared_context_default() -> bool:
 
 
 def group_by_context(pairs: list[tuple[list[int], int]], eligible: Callable[[int], bool],
-                     min_saving: float | None = None) -> list[list[int]]:
+                     min_saving: float = MIN_SAVING) -> list[list[int]]:
     """Indices of the eligible (context + continuation, continuation length) pairs that share a
     context of at least one token, in groups of MIN_GROUP or more (first-seen order), where the
-    second pass pays: the context tokens it saves are at least MIN_SAVING times the group's
-    continuation tokens.
+    second pass pays: the context tokens it saves are at least `min_saving` (MIN_SAVING) times
+    the group's continuation tokens.
 
     Measured on the 2-core CPU (docs/benchmarks.md): with TOFU's short questions (about 12
     context tokens for 7 continuations of about 13) the extra forward call costs more than the
@@ -61,7 +74,7 @@ def group_by_context(pairs: list[tuple[list[int], int]], eligible: Callable[[int
             groups[tuple(seq[:-nc])].append(i)
     return [g for ctx, g in groups.items()
             if len(g) >= MIN_GROUP
-            and (len(g) - 1) * len(ctx) >= (MIN_SAVING if min_saving is None else min_saving) * sum(pairs[i][1] for i in g)]
+            and (len(g) - 1) * len(ctx) >= min_saving * sum(pairs[i][1] for i in g)]
 
 
 def continuation_logits(model: Any, pad: Callable[[list[list[int]]], tuple[Any, Any, Any]], pad_id: int,
@@ -74,10 +87,8 @@ def continuation_logits(model: Any, pad: Callable[[list[list[int]]], tuple[Any, 
     import torch
 
     ids, mask, pos = pad(contexts)
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    params = inspect.signature(base.forward).parameters
-    keep = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
-    cache_arg = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5.2x
+    keep = {"logits_to_keep": 1} if forward_accepts(model, "logits_to_keep") else {}
+    cache_arg = "cache" if forward_accepts(model, "cache") else "past_key_values"  # renamed in transformers 5.2x
     first = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **keep)
     last = first.logits[:, -1].float()  # predicts each continuation's first token
     cache = getattr(first, cache_arg)
@@ -139,8 +150,7 @@ def packed_logits(model: Any, pad_id: int, device: Any, contexts: list[list[int]
     # Logits only where read: the rows end together (left padding), and what is read is each
     # row's last context token and its continuations, so the last `keep` positions.
     keep = max(sum(len(c) for c in conts) for conts in groups) + 1
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    extra = {"logits_to_keep": keep} if "logits_to_keep" in inspect.signature(base.forward).parameters else {}
+    extra = {"logits_to_keep": keep} if forward_accepts(model, "logits_to_keep") else {}
     logits = model(input_ids=ids.to(device), attention_mask=mask[:, None].to(device), position_ids=pos.to(device),
                    use_cache=False, **extra).logits.float()
     shift = width - logits.shape[1]  # column c of `logits` is position c + shift

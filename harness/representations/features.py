@@ -49,6 +49,7 @@ def num_layers(backend: Any) -> int:
     from transformers import AutoConfig
 
     inner = getattr(backend, "backend", backend)
+    inner = getattr(inner, "primary", inner)  # a routed model: its in-process (HF) half
     loaded = getattr(inner, "_loaded", None)
     if loaded is not None:
         config = loaded.model.config

@@ -17,7 +17,14 @@ _LAYER_LIST_NAMES = ("layers", "h", "blocks")
 
 def decoder_layers(model: Any) -> tuple[str, torch.nn.ModuleList]:
     """The model's decoder-layer list and its qualified name (`model.layers` for Llama-like models;
-    `base_model.model.model.layers` under PEFT): the outermost `ModuleList` named layers/h/blocks."""
+    `base_model.model.model.layers` under PEFT): the language model's own (`get_decoder().layers`,
+    so a VLM's, not its vision tower's), else the outermost `ModuleList` named layers/h/blocks."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
+    own = getattr(decoder, "layers", None)
+    for name, module in model.named_modules():
+        if module is own and isinstance(module, torch.nn.ModuleList):
+            return name, module
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.ModuleList) and name.rsplit(".", 1)[-1] in _LAYER_LIST_NAMES:
             return name, module

@@ -40,6 +40,25 @@ def default_layers(n_layers: int) -> tuple[int, ...]:
     return tuple(range(max(0, min(n_layers // 2, n_layers - 2)), n_layers + 1))
 
 
+def lens_logits(hidden_states: Sequence[Any], logits: Any, row: int, position: int, layers: Sequence[int],
+                norm: Any, head: Any) -> Any:
+    """[len(layers), vocab] float logits of the logit lens at one (row, position): the final norm
+    and LM head on each chosen hidden state; the last hidden state's entry is the model's own
+    `logits` there (HF returns that state already normed, so norm + head again would norm it
+    twice). One implementation for what the attacks read (HF `logit_lens`) and what the
+    head-projection and max-entropy defences train against (harness/backends/editing.py)."""
+    import torch
+
+    n = len(hidden_states)
+    bad = [j for j in layers if not -n <= j < n]
+    if bad:
+        raise HarnessError(f"layer {bad[0]} out of range: the model has hidden states 0..{n - 1}")
+    idx = [j % n for j in layers]
+    lens = head(norm(torch.stack([hidden_states[j][row, position] for j in idx]))).float()
+    own = torch.tensor([j == n - 1 for j in idx], device=lens.device).unsqueeze(-1)
+    return torch.where(own, logits[row, position].float().to(lens.device), lens)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Softmax over the last axis, shifted by the maximum for stability."""
     z = np.asarray(logits, dtype=np.float64)
