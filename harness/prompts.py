@@ -62,10 +62,10 @@ def encode_answer(tokenizer: Any, text: str, answer_eos: bool) -> list[int]:
 
 def with_answer_eos(tokenizer: Any, ids: list[int], answer_eos: bool) -> list[int]:
     """`encode_answer`'s EOS rule on ids already tokenized (the backends tokenize a batch at once)."""
+    if not (answer_eos and ids):  # the tokenizer's eos_token_id is slow to read: only when needed
+        return list(ids)
     eos = getattr(tokenizer, "eos_token_id", None)
-    if answer_eos and ids and eos is not None and ids[-1] != eos:
-        return [*ids, eos]
-    return list(ids)
+    return [*ids, eos] if eos is not None and ids[-1] != eos else list(ids)
 
 
 def with_eos(response: str, eos_token: str | None) -> str:

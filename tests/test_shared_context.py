@@ -119,8 +119,9 @@ def test_a_model_that_ignores_the_packed_mask_falls_back(tiny_chat_model_dir, mo
 
     real = shared_context.packed_logits
 
-    def wrong(*args, **kwargs):
-        return [[(first * 2.0, rest) for first, rest in views] for views in real(*args, **kwargs)]
+    def wrong(*args, **kwargs):  # as a model that ignores the mask would: other logits
+        logits, rows = real(*args, **kwargs)
+        return logits * 2.0, rows
 
     monkeypatch.setattr("harness.backends.hf.packed_logits", wrong)
     reqs = _requests()

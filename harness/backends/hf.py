@@ -344,9 +344,10 @@ class HFBackend(Backend):
         """The one-sequence-per-row path: context + continuation forwarded for each request."""
         keep = max(encoded[i][1] for i in chunk) + 1
         _, logits = self._forward([encoded[i][0] for i in chunk], keep, pixels=[encoded[i][2] for i in chunk])
-        blocks = [logits[r, keep - 1 - encoded[i][1]: keep - 1] for r, i in enumerate(chunk)]  # rows predicting it
-        return token_stats_many(blocks, [encoded[i][0][len(encoded[i][0]) - encoded[i][1]:] for i in chunk],
-                                 [requests[i].moments for i in chunk], [encoded[i][3] for i in chunk])
+        rows = [range(r * keep + keep - 1 - encoded[i][1], r * keep + keep - 1) for r, i in enumerate(chunk)]  # predicting it
+        return token_stats_many(logits.reshape(-1, logits.shape[-1]), rows,
+                                [encoded[i][0][len(encoded[i][0]) - encoded[i][1]:] for i in chunk],
+                                [requests[i].moments for i in chunk], [encoded[i][3] for i in chunk])
 
     @staticmethod
     def _split_group(encoded: list[tuple[list[int], int, Any, int]], group: list[int]) -> tuple[list[int], list[list[int]]]:
@@ -364,10 +365,11 @@ class HFBackend(Backend):
 
         def score(chunk: list[int]) -> list[dict[int, LoglikelihoodResponse]]:
             split = [self._split_group(encoded, groups[g]) for g in chunk]
-            views = packed_logits(self.model, pad_id, self.loaded.device, [c for c, _ in split], [cs for _, cs in split])
+            logits, rows = packed_logits(self.model, pad_id, self.loaded.device, [c for c, _ in split],
+                                         [cs for _, cs in split])
             members = [i for g in chunk for i in groups[g]]
-            stats = iter(token_stats_many([v for vs in views for v in vs], [c for _, cs in split for c in cs],
-                                           [requests[i].moments for i in members], [encoded[i][3] for i in members]))
+            stats = iter(token_stats_many(logits, [r for rs in rows for r in rs], [c for _, cs in split for c in cs],
+                                          [requests[i].moments for i in members], [encoded[i][3] for i in members]))
             return [{i: next(stats) for i in groups[g]} for g in chunk]
 
         out: dict[int, LoglikelihoodResponse] = {}
@@ -411,10 +413,11 @@ class HFBackend(Backend):
             members = [(k, g, i) for k, g in enumerate(chunk) for i in groups[g]]
             contexts = [split(groups[g][0])[0] for g in chunk]  # a group's members share it
             conts = [split(i)[1] for _, _, i in members]
-            logits = continuation_logits(self.model, self._pad, pad_id, contexts, conts, [k for k, _, _ in members])
+            logits, rows = continuation_logits(self.model, self._pad, pad_id, contexts, conts,
+                                               [k for k, _, _ in members])
             by_group: dict[int, dict[int, LoglikelihoodResponse]] = {g: {} for g in chunk}
-            stats = token_stats_many(logits, conts, [requests[i].moments for _, _, i in members],
-                                      [encoded[i][3] for _, _, i in members])
+            stats = token_stats_many(logits, rows, conts, [requests[i].moments for _, _, i in members],
+                                     [encoded[i][3] for _, _, i in members])
             for (_, g, i), response in zip(members, stats):
                 by_group[g][i] = response
             return [by_group[g] for g in chunk]

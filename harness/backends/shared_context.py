@@ -79,8 +79,8 @@ def group_by_context(pairs: list[tuple[list[int], int]], eligible: Callable[[int
 
 def continuation_logits(model: Any, pad: Callable[[list[list[int]]], tuple[Any, Any, Any]], pad_id: int,
                         contexts: list[list[int]], continuations: list[list[int]], owner: list[int]) -> list[Any]:
-    """For each continuation, the float32 logits predicting its n tokens, as the pair of views
-    ([1, vocab] for the first token, [n - 1, vocab] for the rest) that stack to [n, vocab].
+    """Float32 logits [N, vocab] and, for each continuation, the rows of them that predict its n
+    tokens (the first: its context's last row; the rest: its own).
 
     `contexts` are distinct; `owner[r]` is the context of continuation r. `pad` left-pads a
     list of sequences to (ids, attention mask, position ids) on the model's device."""
@@ -104,9 +104,9 @@ def continuation_logits(model: Any, pad: Callable[[list[list[int]]], tuple[Any, 
     cont_pos = ctx_len[:, None] + torch.arange(width, device=ids.device)[None, :]
     full_mask = torch.cat([mask[rows], cont_mask], dim=-1)
     second = model(input_ids=cont, attention_mask=full_mask, position_ids=cont_pos, use_cache=True, **{cache_arg: cache})
-    logits = second.logits.float()
-    # Each continuation's rows as two views (first token's, the rest), stacked once by the scorer.
-    return [(last[owner[r]][None], logits[r, : len(c) - 1]) for r, c in enumerate(continuations)]
+    logits = torch.cat([last, second.logits.float().reshape(-1, second.logits.shape[-1])])
+    return logits, [[owner[r], *range(len(last) + r * width, len(last) + r * width + len(c) - 1)]
+                    for r, c in enumerate(continuations)]
 
 
 # A group packed into one row: at most this many tokens (its attention grows with the square).
@@ -118,14 +118,14 @@ def packable(context: list[int], continuations: list[list[int]]) -> bool:
 
 
 def packed_logits(model: Any, pad_id: int, device: Any, contexts: list[list[int]],
-                  groups: list[list[list[int]]]) -> list[list[tuple[Any, Any]]]:
+                  groups: list[list[list[int]]]) -> tuple[Any, list[list[list[int]]]]:
     """Each context forwarded once, in one pass: one row per group, the context followed by all
     its continuations, each continuation attending to the context and to its own earlier tokens
     only, at the positions it has after the context alone (a custom 4D mask and position ids).
 
-    Returns, per group and continuation, the pair of views ([1, vocab] predicting the first token,
-    [n - 1, vocab] the rest) that stack to its [n, vocab] logits. Rows are left-padded; a padding
-    query attends to itself alone (a row of nothing but masked scores would be NaN)."""
+    Returns float32 logits [N, vocab] and, per group and continuation, the rows of them that
+    predict its tokens (the first: the context's last row, shared). Rows are left-padded; a
+    padding query attends to itself alone (a row of nothing but masked scores would be NaN)."""
     import torch
 
     rows, segs, poss = [], [], []
@@ -134,13 +134,9 @@ def packed_logits(model: Any, pad_id: int, device: Any, contexts: list[list[int]
         segs.append([0] * len(ctx) + [k + 1 for k, c in enumerate(conts) for _ in c])
         poss.append(list(range(len(ctx))) + [len(ctx) + j for c in conts for j in range(len(c))])
     width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    seg = torch.full((len(rows), width), -1, dtype=torch.long)
-    pos = torch.zeros((len(rows), width), dtype=torch.long)
-    for b, (r, sg, ps) in enumerate(zip(rows, segs, poss)):
-        ids[b, width - len(r):] = torch.tensor(r)
-        seg[b, width - len(r):] = torch.tensor(sg)
-        pos[b, width - len(r):] = torch.tensor(ps)
+    ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], dtype=torch.long)
+    seg = torch.tensor([[-1] * (width - len(r)) + sg for r, sg in zip(rows, segs)], dtype=torch.long)
+    pos = torch.tensor([[0] * (width - len(r)) + ps for r, ps in zip(rows, poss)], dtype=torch.long)
     causal = torch.ones((width, width), dtype=torch.bool).tril()
     key, query = seg[:, None, :], seg[:, :, None]
     allowed = causal & (key >= 0) & ((key == 0) | (key == query))
@@ -153,15 +149,14 @@ def packed_logits(model: Any, pad_id: int, device: Any, contexts: list[list[int]
     extra = {"logits_to_keep": keep} if forward_accepts(model, "logits_to_keep") else {}
     logits = model(input_ids=ids.to(device), attention_mask=mask[:, None].to(device), position_ids=pos.to(device),
                    use_cache=False, **extra).logits.float()
-    shift = width - logits.shape[1]  # column c of `logits` is position c + shift
+    n_pos = logits.shape[1]
+    shift = width - n_pos  # column c of `logits` is position c + shift
     out = []
     for b, (ctx, conts) in enumerate(zip(contexts, groups)):
-        start = width - len(rows[b]) - shift
-        last = logits[b, start + len(ctx) - 1][None]  # predicts every continuation's first token
-        at, views = start + len(ctx), []
+        last = b * n_pos + width - len(rows[b]) - shift + len(ctx) - 1  # predicts every continuation's first token
+        at, members = last + 1, []
         for c in conts:
-            views.append((last, logits[b, at: at + len(c) - 1]))
+            members.append([last, *range(at, at + len(c) - 1)])
             at += len(c)
-        out.append(views)
-    return out
-
+        out.append(members)
+    return logits.reshape(-1, logits.shape[-1]), out

@@ -8,7 +8,7 @@ Many continuations are scored together, and the collector is paused meanwhile (`
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from harness.api.requests import LoglikelihoodResponse
 
@@ -32,26 +32,25 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def token_stats_many(blocks: list[Any], targets: list[list[int]], moments: list[bool],
-                      truncated: list[int]) -> list[LoglikelihoodResponse]:
-    """`token_stats` of many continuations at once (a block: the [n, vocab] logits predicting
-    a continuation's n tokens, or a tuple of views that stack to them). Those without `moments` are scored together:
-    their logit rows stacked once, then one log-sum-exp, gather and argmax over all of them
-    (log p = logit − logsumexp: no [n, vocab] log-softmax is written per continuation)."""
+def token_stats_many(logits: Any, rows: Sequence[Sequence[int]], targets: list[list[int]], moments: list[bool],
+                     truncated: list[int]) -> list[LoglikelihoodResponse]:
+    """`token_stats` of many continuations at once. `logits` is [N, vocab]; `rows[k]` lists, in
+    order, the rows of it that predict continuation k's tokens (a shared context's last row may
+    serve many continuations). Those without `moments` are scored together: their rows read a
+    few at a time (`_logprobs_and_greedy`), never gathered into a copy of all of them."""
     import torch
 
-    out: list[LoglikelihoodResponse | None] = [None] * len(blocks)
-    pieces = [b if isinstance(b, tuple) else (b,) for b in blocks]  # a block may come as views to stack
-    plain = [k for k in range(len(blocks)) if not moments[k] and targets[k]]
+    out: list[LoglikelihoodResponse | None] = [None] * len(rows)
+    plain = [k for k in range(len(rows)) if not moments[k] and targets[k]]
     chosen = set(plain)
-    for k in range(len(blocks)):
+    for k in range(len(rows)):
         if k not in chosen:
-            out[k] = token_stats(torch.cat(pieces[k]), targets[k], moments[k], truncated[k])
+            block = logits[torch.tensor(rows[k], dtype=torch.long, device=logits.device)]
+            out[k] = token_stats(block, targets[k], moments[k], truncated[k])
     if plain:
-        flat = torch.cat([p for k in plain for p in pieces[k]]).float()
-        tgt = torch.tensor([t for k in plain for t in targets[k]], device=flat.device)
-        lps = (flat.gather(-1, tgt[:, None]).squeeze(-1) - flat.logsumexp(-1)).tolist()
-        greedy = (flat.argmax(-1) == tgt).tolist()
+        idx = torch.tensor([r for k in plain for r in rows[k]], dtype=torch.long, device=logits.device)
+        tgt = torch.tensor([t for k in plain for t in targets[k]], dtype=torch.long, device=logits.device)
+        lps, greedy = _logprobs_and_greedy(logits, idx, tgt)
         start = 0
         for k in plain:
             stop = start + len(targets[k])
@@ -59,6 +58,28 @@ def token_stats_many(blocks: list[Any], targets: list[list[int]], moments: list[
                                            token_sigma=[], truncated=truncated[k])
             start = stop
     return out  # type: ignore[return-value]
+
+
+# Logit elements reduced per pass on a CPU: 2**17 floats (512 KB) stay in cache through the
+# log-sum-exp's passes and the argmax, measured about 2x faster than passes over the whole
+# [N, vocab] tensor (docs/benchmarks.md). A GPU takes all rows in one pass.
+CPU_PASS_ELEMENTS = 2**17
+
+
+def _logprobs_and_greedy(logits: Any, idx: Any, tgt: Any) -> tuple[list[float], list[bool]]:
+    """log p(tgt[j]) = logit − logsumexp and whether it is the argmax, at row idx[j] of `logits`
+    (no [n, vocab] log-softmax is written)."""
+    import torch
+
+    step = len(idx) if logits.is_cuda else max(16, CPU_PASS_ELEMENTS // logits.shape[-1])
+    lse = torch.empty(len(idx), dtype=torch.float32, device=logits.device)
+    top = torch.empty(len(idx), dtype=torch.long, device=logits.device)
+    for s in range(0, len(idx), step):
+        block = logits.index_select(0, idx[s:s + step]).float()
+        torch.logsumexp(block, -1, out=lse[s:s + step])
+        torch.argmax(block, -1, out=top[s:s + step])
+    picked = logits[idx, tgt].float()
+    return (picked - lse).tolist(), (top == tgt).tolist()
 
 
 def token_stats(logits: Any, target: list[int], moments: bool = True, truncated: int = 0) -> LoglikelihoodResponse:
