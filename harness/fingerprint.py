@@ -7,6 +7,11 @@ PEFT writes some `adapter_config.json` fields from Python sets (`target_modules`
 their order — and the file's bytes — change with PYTHONHASHSEED while the weights are
 byte-identical. That file is hashed in a canonical form (parsed, set-valued lists sorted,
 keys sorted), so one adapter has one identity, provenance and set of cache keys.
+
+For the same reason fields that say where or how long rather than what are left out: the base
+model's local path in `adapter_config.json` (the base is the identity's other half) and the
+build time in a tiny model's `recipe.json`. Identical weights built twice, or kept under two
+cache directories, are one model.
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf", ".json", ".model", ".
 ADAPTER_CONFIG = "adapter_config.json"
 # adapter_config.json fields PEFT holds as sets: their order carries no meaning.
 SET_VALUED_FIELDS = ("target_modules", "exclude_modules", "modules_to_save")
+# Per file name: fields that record where or how long, not what (left out of the hash).
+NOT_IDENTITY = {ADAPTER_CONFIG: ("base_model_name_or_path",), "recipe.json": ("seconds", "cpu_seconds")}
+# Index keys of canonically hashed files carry this prefix: a digest remembered under another
+# rule (raw bytes, or an earlier canonical form) is not reused.
+CANONICAL_KEY = "canonical-v2|"
 
 
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
@@ -32,24 +42,27 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def canonical_adapter_config(raw: bytes) -> bytes | None:
-    """adapter_config.json in a canonical form (None when it is not a JSON object)."""
+def canonical_json(name: str, raw: bytes) -> bytes | None:
+    """A canonically hashed file (`NOT_IDENTITY`) in canonical form: parsed, set-valued lists
+    sorted, fields that are not identity dropped, keys sorted (None when it is not a JSON object)."""
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):
         return None
     if not isinstance(data, dict):
         return None
-    for name in SET_VALUED_FIELDS:
-        value = data.get(name)
+    for field in SET_VALUED_FIELDS if name == ADAPTER_CONFIG else ():
+        value = data.get(field)
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            data[name] = sorted(set(value))
+            data[field] = sorted(set(value))
+    for field in NOT_IDENTITY[name]:
+        data.pop(field, None)
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _file_digest(path: Path) -> str:
-    if path.name == ADAPTER_CONFIG:
-        canonical = canonical_adapter_config(path.read_bytes())
+    if path.name in NOT_IDENTITY:
+        canonical = canonical_json(path.name, path.read_bytes())
         if canonical is not None:
             return hashlib.sha256(canonical).hexdigest()
     return file_sha256(path)
@@ -74,8 +87,8 @@ def directory_fingerprint(directory: str | Path) -> str:
             continue
         st = p.stat()
         key = f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-        if p.name == ADAPTER_CONFIG:
-            key = "canonical|" + key  # not the raw-bytes digest an older index may hold
+        if p.name in NOT_IDENTITY:
+            key = CANONICAL_KEY + key  # not a digest an older index may hold under another rule
         digest = index.get(key)
         if digest is None:
             digest = _file_digest(p)

@@ -1,11 +1,12 @@
-"""One adapter, one identity: adapter_config.json is hashed in a canonical form (issue 18)."""
+"""One model, one identity: adapter_config.json (issue 18) and a tiny model's recipe.json are hashed in
+a canonical form, without the fields that say where or how long."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from harness.fingerprint import directory_fingerprint, model_identity
+from harness.fingerprint import CANONICAL_KEY, directory_fingerprint, model_identity
 
 CONFIG = {
     "peft_type": "LORA", "r": 8, "lora_alpha": 16, "base_model_name_or_path": "base",
@@ -52,8 +53,38 @@ def test_a_remembered_raw_digest_is_not_reused(tmp_path, monkeypatch):
     first = directory_fingerprint(a)
     index_file = tmp_path / "cache" / "fingerprints.json"
     index = json.loads(index_file.read_text())
-    stale = {(k.removeprefix("canonical|") if k.startswith("canonical|") else k):
-             ("0" * 64 if k.startswith("canonical|") else v) for k, v in index.items()}
-    assert len(stale) == 2 and "0" * 64 in stale.values()
-    index_file.write_text(json.dumps(stale))
-    assert directory_fingerprint(a) == first
+    for prefix in ("", "canonical|"):  # raw bytes; the first canonical form (base path kept)
+        stale = {(prefix + k.removeprefix(CANONICAL_KEY) if k.startswith(CANONICAL_KEY) else k):
+                 ("0" * 64 if k.startswith(CANONICAL_KEY) else v) for k, v in index.items()}
+        assert len(stale) == 2 and "0" * 64 in stale.values()
+        index_file.write_text(json.dumps(stale))
+        assert directory_fingerprint(a) == first
+
+
+def test_where_the_base_lives_is_not_the_adapters_identity(tmp_path, monkeypatch):
+    """PEFT writes the base model's local path into adapter_config.json: the same adapter trained
+    against a base under two cache directories is one adapter."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    a = _adapter(tmp_path / "a", {**CONFIG, "base_model_name_or_path": "/home/x/.cache/zoo/tiny-facts"})
+    b = _adapter(tmp_path / "b", {**CONFIG, "base_model_name_or_path": "/tmp/ci/cache/zoo/tiny-facts"})
+    assert directory_fingerprint(a) == directory_fingerprint(b)
+
+
+def _built(directory: Path, record: dict) -> Path:
+    directory.mkdir(parents=True)
+    (directory / "model.safetensors").write_bytes(b"\x00weights")
+    (directory / "recipe.json").write_text(json.dumps(record, indent=2))
+    return directory
+
+
+def test_a_tiny_models_build_time_is_not_its_identity(tmp_path, monkeypatch):
+    """Two builds of the same recipe give byte-identical weights but another `seconds`: one model
+    (measured: the demo's tiny-facts built twice differed only there)."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    record = {"recipe": {"layers": 4, "seed": 0}, "final_loss": 0.35}
+    one = directory_fingerprint(_built(tmp_path / "one", {**record, "seconds": 83.3, "cpu_seconds": 160.1}))
+    assert directory_fingerprint(_built(tmp_path / "two", {**record, "seconds": 83.0, "cpu_seconds": 159.0})) == one
+    assert directory_fingerprint(_built(tmp_path / "seed", {**record, "recipe": {"layers": 4, "seed": 1},
+                                                            "seconds": 83.3, "cpu_seconds": 160.1})) != one
+    assert directory_fingerprint(_built(tmp_path / "loss", {**record, "final_loss": 0.36, "seconds": 83.3,
+                                                            "cpu_seconds": 160.1})) != one
