@@ -325,7 +325,9 @@ def _leaderboard(results_dir: Path, sort_by: Optional[str] = None, benchmark: Op
                  print_table: bool = True) -> dict[str, Path]:
     """Write the leaderboard files and print the same tables: per benchmark the metrics the run
     asked for (its headline when none were asked), sort column first, then its views."""
-    from harness.reports.leaderboard import breakdown_csv, load_results, render_rich, report_tables, write_leaderboard
+    from harness.reports.leaderboard import load_results
+    from harness.reports.render import render_rich, write_leaderboard
+    from harness.reports.tables import breakdown_csv, report_tables
 
     from harness.results import report_layouts
 

@@ -30,7 +30,8 @@ from harness.errors import HarnessError
 from harness.io import atomic_write_text
 from harness.results import SAMPLES_FILE, find_summaries, read_samples, read_summary, report_layouts
 from harness.reports.escape import html_escape, one_line
-from harness.reports.leaderboard import Leaderboard, build_leaderboard, load_results, report_tables
+from harness.reports.leaderboard import Leaderboard, build_leaderboard, load_results
+from harness.reports.tables import report_tables
 from harness.reports.svg import Estimate, Point, bar_chart, scatter
 
 REPORT_FILE = "report.html"

@@ -47,7 +47,7 @@ def test_metric_ids_and_decoding(bench):
     assert bench.default_metrics == ("asr@adversarial", "refusal_rate@benign", "avqi@adversarial")
     assert set(bench.default_metrics) <= set(bench.headline_metrics)
     # the family view's pattern names the per-family ids the ASR metric emits
-    from harness.reports.leaderboard import _matching
+    from harness.reports.tables import _matching
 
     families = sorted({it.categories["attack_family"] for it in bench.split("adversarial")})
     emitted = [f"asr@adversarial[attack_family={f}]" for f in families] + ["asr@adversarial[subtype=x]"]

@@ -13,15 +13,8 @@ from rich.console import Console
 from harness.errors import HarnessError
 from harness.results import MetricValue, Provenance, RunSummary, cell_dir, write_cell
 from harness.reports.escape import csv_safe, markdown_escape
-from harness.reports.leaderboard import (
-    build_leaderboard,
-    format_cell,
-    format_number,
-    load_results,
-    render_markdown,
-    render_rich,
-    write_leaderboard,
-)
+from harness.reports.leaderboard import build_leaderboard, format_cell, format_number, load_results
+from harness.reports.render import render_markdown, render_rich, write_leaderboard
 
 # (model, method) -> {metric: (value, ci_low, ci_high, n)}. forget_quality: higher is better;
 # extraction_strength: lower is better. The two orders differ, and differ from each other reversed.
@@ -261,7 +254,7 @@ def test_rows_whose_forget_metrics_stay_within_the_originals_cis_are_flagged(tmp
 
 
 def render_csv_header(lb) -> str:
-    from harness.reports.leaderboard import render_csv
+    from harness.reports.render import render_csv
 
     return render_csv(lb).splitlines()[0]
 

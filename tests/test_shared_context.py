@@ -103,7 +103,7 @@ def test_out_of_memory_halves_the_shared_batch_too(path, tiny_chat_model_dir, mo
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(model, pad_or_id, arg, contexts, *args)
 
-    monkeypatch.setattr(f"harness.backends.hf.{name}", tight)
+    monkeypatch.setattr(f"harness.backends.hf_loglikelihood.{name}", tight)
     got = b.loglikelihood(reqs)
     monkeypatch.undo()
     assert b._auto_size[f"loglikelihood_{'packed' if path == 'packed' else 'shared'}"] == 1 and seen[0] > 1
@@ -123,7 +123,7 @@ def test_a_model_that_ignores_the_packed_mask_falls_back(tiny_chat_model_dir, mo
         logits, rows = real(*args, **kwargs)
         return logits * 2.0, rows
 
-    monkeypatch.setattr("harness.backends.hf.packed_logits", wrong)
+    monkeypatch.setattr("harness.backends.hf_loglikelihood.packed_logits", wrong)
     reqs = _requests()
     b = HFBackend(_spec(tiny_chat_model_dir), device="cpu", batch_size=3, shared_context=True)
     got = b.loglikelihood(reqs)

@@ -212,7 +212,7 @@ def test_markdown_is_the_benchmark_views_each_narrow_and_the_csv_keeps_everythin
     MAX_COLUMNS metrics), the terminal prints the same tables, the CSV every metric."""
     import pandas as pd
 
-    from harness.reports.leaderboard import MAX_COLUMNS
+    from harness.reports.tables import MAX_COLUMNS
     from harness.results import MetricValue, Provenance, ReportLayout, RunSummary, cell_dir, write_cell
 
     names = [f"m{i:02d}@forget" for i in range(20)] + [f"relearn_recovery:m{i:02d}@forget" for i in range(12)] + \

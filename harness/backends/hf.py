@@ -20,7 +20,6 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -30,24 +29,20 @@ from typing import Any, Callable, ClassVar
 
 from harness.api.backend import Backend
 from harness.backends.gradients import gradient_norms
-from harness.backends.shared_context import (continuation_logits, forward_accepts, group_by_context, packable,
-                                            packed_logits, shared_context_default)
-from harness.backends.stopping import StopCriteria, finish_generation
-from harness.backends.token_stats import gc_paused, token_stats_many
+from harness.backends.hf_generate import Generation
+from harness.backends.hf_lens import LogitLensReading
+from harness.backends.hf_loglikelihood import LoglikelihoodScoring
+from harness.backends.shared_context import forward_accepts, shared_context_default
 from harness.errors import HarnessError
 from harness.fingerprint import file_sha256, model_identity
 from harness.prompts import encode_prompt, encode_prompts, encode_vlm_prompt, with_answer_eos
 from harness.api.requests import (
     GenerateRequest,
-    GenerateResponse,
     GradNormRequest,
     GradNormResponse,
     HiddenStatesRequest,
     HiddenStatesResponse,
-    LogitLensRequest,
-    LogitLensResponse,
     LoglikelihoodRequest,
-    LoglikelihoodResponse,
 )
 from harness.zoo.load import LoadedModel, load_hf_model, load_processor, load_tokenizer
 from harness.zoo.specs import ModelSpec
@@ -56,8 +51,12 @@ log = logging.getLogger(__name__)
 _WARNED: set[str] = set()
 
 
-class HFBackend(Backend):
-    """A transformers causal LM (optionally with a PEFT adapter) behind the request interface."""
+class HFBackend(LoglikelihoodScoring, LogitLensReading, Generation, Backend):
+    """A transformers causal LM (optionally with a PEFT adapter) behind the request interface.
+
+    Log-likelihood scoring, the logit lens and generation live in their own modules
+    (hf_loglikelihood.py, hf_lens.py, hf_generate.py); here are loading, encoding, batching,
+    hidden states and gradient norms."""
 
     name: ClassVar[str] = "hf"
     serves: ClassVar[frozenset[str]] = frozenset({"generate", "loglikelihood", "hidden_states", "grad_norm", "logit_lens"})
@@ -309,124 +308,7 @@ class HFBackend(Backend):
                 progress.update(task, advance=len(chunk))
         return results
 
-    # ---- loglikelihood and hidden states ----------------------------------------------
-    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LoglikelihoodResponse]:
-        """Per-token log-probabilities of each continuation. Text requests that share a context
-        are scored with the context forwarded once (harness/backends/shared_context.py); the
-        rest, and every request with images, one full sequence per row."""
-        if not requests:  # nothing to ask: do not load the weights
-            return []
-        with gc_paused():
-            return self._loglikelihood(requests)
-
-    def _loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LoglikelihoodResponse]:
-        encoded = self._encode_pairs(requests)
-        done: dict[int, LoglikelihoodResponse] = {}
-        if self.shared_context:
-            pairs = [(seq, nc) for seq, nc, *_ in encoded]
-            text = lambda i: encoded[i][2] is None  # noqa: E731 - image prompts are not grouped
-            packed = [g for g in group_by_context(pairs, text, min_saving=0.0)
-                      if packable(*self._split_group(encoded, g))]
-            if packed and self._packing_ok is None:
-                self._packing_ok, checked = self._packing_agrees(requests, encoded, packed[0])
-                if self._packing_ok:  # the checked group's packed answers stand
-                    done.update(checked)
-                    packed = packed[1:]
-            done.update(self._score_packed(requests, encoded, packed if self._packing_ok else []))
-            done.update(self._score_shared(requests, encoded,
-                                           group_by_context(pairs, lambda i: text(i) and i not in done)))
-        order = sorted((i for i in range(len(requests)) if i not in done), key=lambda i: -len(encoded[i][0]))
-        done.update(self._map_batches("loglikelihood", order, lambda chunk: self._score_rows(requests, encoded, chunk)))
-        return [done[i] for i in range(len(requests))]
-
-    def _score_rows(self, requests: list[LoglikelihoodRequest], encoded: list[tuple[list[int], int, Any, int]],
-                    chunk: list[int]) -> list[LoglikelihoodResponse]:
-        """The one-sequence-per-row path: context + continuation forwarded for each request."""
-        keep = max(encoded[i][1] for i in chunk) + 1
-        _, logits = self._forward([encoded[i][0] for i in chunk], keep, pixels=[encoded[i][2] for i in chunk])
-        rows = [range(r * keep + keep - 1 - encoded[i][1], r * keep + keep - 1) for r, i in enumerate(chunk)]  # predicting it
-        return token_stats_many(logits.reshape(-1, logits.shape[-1]), rows,
-                                [encoded[i][0][len(encoded[i][0]) - encoded[i][1]:] for i in chunk],
-                                [requests[i].moments for i in chunk], [encoded[i][3] for i in chunk])
-
-    @staticmethod
-    def _split_group(encoded: list[tuple[list[int], int, Any, int]], group: list[int]) -> tuple[list[int], list[list[int]]]:
-        """(the group's shared context, each member's continuation)."""
-        seq, nc = encoded[group[0]][0], encoded[group[0]][1]
-        return seq[: len(seq) - nc], [encoded[i][0][len(encoded[i][0]) - encoded[i][1]:] for i in group]
-
-    def _score_packed(self, requests: list[LoglikelihoodRequest], encoded: list[tuple[list[int], int, Any, int]],
-                      groups: list[list[int]]) -> dict[int, LoglikelihoodResponse]:
-        """Responses of the groups scored packed: one row per group (shared_context.packed_logits)."""
-        if not groups:
-            return {}
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        order = sorted(range(len(groups)), key=lambda g: -sum(len(encoded[i][0]) for i in groups[g]))
-
-        def score(chunk: list[int]) -> list[dict[int, LoglikelihoodResponse]]:
-            split = [self._split_group(encoded, groups[g]) for g in chunk]
-            logits, rows = packed_logits(self.model, pad_id, self.loaded.device, [c for c, _ in split],
-                                         [cs for _, cs in split])
-            members = [i for g in chunk for i in groups[g]]
-            stats = iter(token_stats_many(logits, [r for rs in rows for r in rs], [c for _, cs in split for c in cs],
-                                          [requests[i].moments for i in members], [encoded[i][3] for i in members]))
-            return [{i: next(stats) for i in groups[g]} for g in chunk]
-
-        out: dict[int, LoglikelihoodResponse] = {}
-        for responses in self._map_batches("loglikelihood_packed", order, score, weight=lambda g: len(groups[g])).values():
-            out.update(responses)
-        return out
-
-    def _packing_agrees(self, requests: list[LoglikelihoodRequest], encoded: list[tuple[list[int], int, Any, int]],
-                        group: list[int]) -> tuple[bool, dict[int, LoglikelihoodResponse]]:
-        """Whether this model honours a custom 4D attention mask: one group scored packed and one
-        row per request agree (log-probs within 1e-4, same greedy flags), and the group's packed
-        answers. Checked once per backend; a model that does not is scored by the other paths,
-        with one warning."""
-        import torch
-
-        with torch.inference_mode():
-            packed = self._score_packed(requests, encoded, [group])
-            plain = self._score_rows(requests, encoded, group)  # unbatched: not counted in `calls`
-        ok = all(len(packed[i].token_logprobs) == len(p.token_logprobs) and packed[i].token_greedy == p.token_greedy
-                 and all(abs(a - b) <= 1e-4 for a, b in zip(packed[i].token_logprobs, p.token_logprobs))
-                 for i, p in zip(group, plain))
-        if not ok:
-            log.warning("model %r gives other log-likelihoods with a packed attention mask; scoring shared contexts "
-                        "with the KV cache instead", self.spec.name)
-            self.calls -= len(group)  # its packed answers are dropped: `calls` counts requests answered
-        return ok, packed
-
-    def _score_shared(self, requests: list[LoglikelihoodRequest], encoded: list[tuple[list[int], int, Any, int]],
-                      groups: list[list[int]]) -> dict[int, LoglikelihoodResponse]:
-        """Responses of the grouped requests: batches of contexts, each forwarded once."""
-        if not groups:
-            return {}
-        order = sorted(range(len(groups)), key=lambda g: -len(encoded[groups[g][0]][0]))
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-
-        def split(i: int) -> tuple[list[int], list[int]]:
-            seq, nc = encoded[i][0], encoded[i][1]
-            return seq[: len(seq) - nc], seq[len(seq) - nc:]
-
-        def score(chunk: list[int]) -> list[dict[int, LoglikelihoodResponse]]:
-            members = [(k, g, i) for k, g in enumerate(chunk) for i in groups[g]]
-            contexts = [split(groups[g][0])[0] for g in chunk]  # a group's members share it
-            conts = [split(i)[1] for _, _, i in members]
-            logits, rows = continuation_logits(self.model, self._pad, pad_id, contexts, conts,
-                                               [k for k, _, _ in members])
-            by_group: dict[int, dict[int, LoglikelihoodResponse]] = {g: {} for g in chunk}
-            stats = token_stats_many(logits, rows, conts, [requests[i].moments for _, _, i in members],
-                                     [encoded[i][3] for _, _, i in members])
-            for (_, g, i), response in zip(members, stats):
-                by_group[g][i] = response
-            return [by_group[g] for g in chunk]
-
-        out: dict[int, LoglikelihoodResponse] = {}
-        for responses in self._map_batches("loglikelihood_shared", order, score, weight=lambda g: len(groups[g])).values():
-            out.update(responses)
-        return out
-
+    # ---- hidden states --------------------------------------------------------------
     def hidden_states(self, requests: list[HiddenStatesRequest]) -> list[HiddenStatesResponse]:
         """Pooled over the continuation tokens (over the whole context when it is empty), or with
         `span="predicting"` over the positions predicting them (last context token through the
@@ -472,87 +354,6 @@ class HFBackend(Backend):
         done = self._map_batches("hidden_states", order, pool)
         return [done[i] for i in range(len(requests))]
 
-    # ---- logit lens (UnLOK-VQA white-box attacks, docs/metrics.md §11) -----------------
-    def logit_lens(self, requests: list[LogitLensRequest]) -> list[LogitLensResponse]:
-        """Final norm + LM head on the chosen layers' hidden states at the prompt's last position.
-
-        The last hidden state's lens is the model's own next-token distribution (its logits:
-        HF returns that state already normed, so norm + head again would norm it twice); the
-        others get norm, then head. The distributions (or their differences, `order`) are ranked
-        by harness.representations.logit_lens."""
-        if not requests:
-            return []
-        import numpy as np
-
-        from harness.representations import logit_lens as lens
-
-        for r in requests:
-            if r.top_k < 1 or r.bottom_k < 0:
-                raise HarnessError(f"logit_lens: top_k must be >= 1 and bottom_k >= 0, not {r.top_k}, {r.bottom_k}")
-            if r.order not in lens.ORDERS or len(r.layers) <= r.order:
-                raise HarnessError(f"logit_lens: order {r.order!r} needs order 0, 1 or 2 and more than that many layers "
-                                   f"(got {len(r.layers)})")
-        limit = self._max_len()
-        encoded = [self.encode_with_images(r) for r in requests]
-        prompts = [self._cut(ids, len(ids) - limit, px) for ids, px in encoded]
-        targets = [self._target_ids(r) for r in requests]
-        norm, head = self._lens_modules()
-        order = sorted(range(len(requests)), key=lambda i: -len(prompts[i]))
-
-        def read(chunk: list[int]) -> list[LogitLensResponse]:
-            out_, logits = self._forward([prompts[i] for i in chunk], keep=1, hidden=True,
-                                         pixels=[encoded[i][1] for i in chunk])
-            out = []
-            for row, i in enumerate(chunk):
-                req = requests[i]
-                layer_logits = lens.lens_logits(out_.hidden_states, logits, row, -1, req.layers, norm, head)
-                probs = layer_logits.softmax(-1).cpu().numpy().astype(np.float64)
-                values = lens.differences(probs, req.order)
-                ids, top = lens.top_k(values, req.top_k)
-                keys = list(req.layers)[req.order:]
-                tids = targets[i]
-                resp = LogitLensResponse(
-                    top_ids={k: ids[n].tolist() for n, k in enumerate(keys)},
-                    top_values={k: top[n].tolist() for n, k in enumerate(keys)},
-                    target_ids=list(tids),
-                    target_values={k: [float(values[n, t]) for t in tids] for n, k in enumerate(keys)})
-                if req.bottom_k:
-                    bids, bottom = lens.bottom_k(values, req.bottom_k)
-                    resp.bottom_ids = {k: bids[n].tolist() for n, k in enumerate(keys)}
-                    resp.bottom_values = {k: bottom[n].tolist() for n, k in enumerate(keys)}
-                out.append(resp)
-            return out
-
-        done = self._map_batches("logit_lens", order, read)
-        return [done[i] for i in range(len(requests))]
-
-    def _target_ids(self, request: LogitLensRequest) -> list[int]:
-        """The request's targets as token ids: ids as given, then each text's first token
-        (tokenised as a continuation is, without special tokens)."""
-        ids = [int(t) for t in request.target_ids]
-        if request.targets:
-            for text, toks in zip(request.targets, self.tokenizer(list(request.targets), add_special_tokens=False)["input_ids"]):
-                if not toks:
-                    raise HarnessError(f"logit_lens: target {text!r} has no tokens")
-                ids.append(int(toks[0]))
-        vocab = self._lens_modules()[1].weight.shape[0]
-        bad = [t for t in ids if not 0 <= t < vocab]
-        if bad:
-            raise HarnessError(f"logit_lens: target id {bad[0]} is outside the vocabulary (0..{vocab - 1})")
-        return ids
-
-    def _lens_modules(self) -> tuple[Any, Any]:
-        """(final norm, LM head) of the model; a VLM's are its language model's."""
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        head = base.get_output_embeddings()
-        decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
-        norm = next((getattr(decoder, n) for n in ("norm", "final_layernorm", "ln_f", "final_layer_norm")
-                     if callable(getattr(decoder, n, None))), None)
-        if head is None or norm is None:
-            raise HarnessError(f"logit_lens: cannot find the final norm and LM head of model {self.spec.name!r} "
-                               f"({type(base).__name__})")
-        return norm, head
-
     # ---- gradient norms (MIA GradNorm) ------------------------------------------------
     def grad_norm(self, requests: list[GradNormRequest]) -> list[GradNormResponse]:
         """GradNorm MIA scores, one unpadded request at a time (harness/backends/gradients.py)."""
@@ -567,87 +368,6 @@ class HFBackend(Backend):
         self.calls += len(requests)
         norms = gradient_norms(self.model, seqs, [r.p for r in requests], self.loaded.device)
         return [GradNormResponse(norm=n) for n in norms]
-
-    # ---- generation -------------------------------------------------------------------
-    def generate(self, requests: list[GenerateRequest]) -> list[GenerateResponse]:
-        """Greedy requests batched (answers identical to one-at-a-time); sampled ones singly, seeded."""
-        if not requests:
-            return []
-        limit = self._max_len()
-        encoded = [self.encode_with_images(r) for r in requests]
-        prompts = [self._cut(ids, len(ids) - max(1, limit - r.max_new_tokens), px) for (ids, px), r in zip(encoded, requests)]
-        cuts = [len(ids) - len(p) for (ids, _), p in zip(encoded, prompts)]
-        if any(cuts):
-            log.warning("%d prompts longer than the model's %d tokens (less max_new_tokens); their start was cut",
-                        sum(1 for c in cuts if c), limit)
-        pixels = [px for _, px in encoded]
-        greedy = sorted((i for i, r in enumerate(requests) if not r.sampled), key=lambda i: -len(prompts[i]))
-        sampled = [i for i, r in enumerate(requests) if r.sampled]
-        done = self._map_batches("generate", greedy, lambda c: self._generate(
-            [requests[i] for i in c], [prompts[i] for i in c], [pixels[i] for i in c]))
-        done.update(self._map_batches("sample", sampled, lambda c: self._generate(
-            [requests[c[0]]], [prompts[c[0]]], [pixels[c[0]]]), fixed=1))
-        for i, c in enumerate(cuts):
-            if c:
-                done[i] = dataclasses.replace(done[i], truncated=c)
-        return [done[i] for i in range(len(requests))]
-
-    def _generate(self, reqs: list[GenerateRequest], prompts: list[list[int]],
-                  pixels: list[Any] | None = None) -> list[GenerateResponse]:
-        import torch
-        from transformers import GenerationConfig, StoppingCriteriaList
-
-        tok, model = self.tokenizer, self.model
-        ids, mask, _ = self._pad(prompts)  # generate derives position ids from the mask
-        base_gc = getattr(model, "generation_config", None)
-        eos = getattr(base_gc, "eos_token_id", None) or tok.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
-        pad = tok.pad_token_id if tok.pad_token_id is not None else next(iter(eos_ids), 0)
-        # A fresh config: the checkpoint's own sampling defaults (top_k, repetition_penalty,
-        # ...) would make answers depend on more than the request.
-        gc = GenerationConfig(max_new_tokens=max(r.max_new_tokens for r in reqs), eos_token_id=sorted(eos_ids) or None,
-                              pad_token_id=pad, bos_token_id=tok.bos_token_id)
-        sample = reqs[0].sampled
-        if sample:
-            r = reqs[0]
-            gc.update(do_sample=True, temperature=r.temperature, top_p=r.top_p, top_k=0, num_return_sequences=r.n)
-            torch.manual_seed(r.seed if r.seed is not None else 0)
-        else:
-            gc.update(do_sample=False)
-        per_row = reqs[0].n if sample else 1
-        stopper = StopCriteria(tok, ids.shape[1], [r for r in reqs for _ in range(per_row)], eos_ids)
-        want_top = max(r.top_logprobs for r in reqs)
-        gc.update(return_dict_in_generate=True, output_logits=want_top > 0)
-        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=gc,
-                             stopping_criteria=StoppingCriteriaList([stopper]), **self._pixel_kwargs(pixels))
-        rows = out.sequences[:, ids.shape[1]:].tolist()
-        responses = []
-        for k, r in enumerate(reqs):
-            texts, counts = zip(*(finish_generation(tok, rows[k * per_row + j], r, eos_ids) for j in range(per_row)))
-            n = 1 if sample else r.n  # greedy: n identical samples
-            top = None
-            if r.top_logprobs > 0:
-                top = [self._top_logprobs(out.logits, k * per_row + j, counts[j], r.top_logprobs) for j in range(per_row)]
-                top = top * n
-            responses.append(GenerateResponse(texts=list(texts) * n, n_tokens=list(counts) * n, top_logprobs=top))
-        return responses
-
-    def _top_logprobs(self, logits, row: int, n_kept: int, k: int) -> list[dict[str, float]]:
-        """{token text: log-prob} of the k most likely tokens at each kept position of one row.
-
-        Raw (unprocessed) logits, so the distribution is the model's own, not the sampler's;
-        the first position is kept even for an empty completion (a judge reads it).
-        """
-        steps = []
-        for step in logits[: max(1, n_kept)]:
-            lp = step[row].float().log_softmax(-1)
-            values, ids = lp.topk(min(k, lp.shape[-1]))
-            entry: dict[str, float] = {}
-            for v, i in zip(values.tolist(), ids.tolist()):
-                text = self.tokenizer.decode([i])
-                entry.setdefault(text, v)  # two ids can decode alike: keep the likelier
-            steps.append(entry)
-        return steps
 
     # ---- probes -----------------------------------------------------------------------
     def logits_fingerprint(self, prompts: list[str]):

@@ -1,6 +1,6 @@
 """Per-token statistics of scored continuations, from the logits that predict them.
 
-The last step of log-likelihood scoring (harness/backends/hf.py and its shared-context paths):
+The last step of log-likelihood scoring (harness/backends/hf_loglikelihood.py, every path):
 log-probabilities, greedy flags, and on request the vocabulary mean and spread Min-k%++ needs.
 Many continuations are scored together, and the collector is paused meanwhile (`gc_paused`).
 """
