@@ -24,17 +24,15 @@ Splits keep FIUBench's keys and structure at 1/8 scale (400 -> 50 trained person
     `tiny-faces-retain` trains on exactly that, so it has never seen any forget person;
   - holdout (5 persons, never trained by either model): not in FIUBench, added for MIA AUCs.
 
-`visual_questions(split)` is the project's stand-in for FIUBench's MME/POPE "ACC": yes/no
-questions about drawn scenes of 1-3 coloured shapes in a 2x2 grid (is there a red shape / a circle / are there
-exactly N shapes), balanced yes/no; `train` is trained into the tiny models, `test` (fresh
-scenes) is the held-out utility set.
+The `visual` split is the project's stand-in for FIUBench's MME/POPE "ACC": yes/no questions
+about drawn shapes (`benchmarks/shape_questions.py`), its `test` scenes.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -42,15 +40,14 @@ from typing import Any
 from harness.api.benchmark import BenchmarkData, ImageQAItem, check_limit
 from harness.api.media import MediaRef
 from harness.benchmarks.fiubench import FaceUnlearningBenchmark, parse_qa, qa_item
+from harness.benchmarks.shape_questions import IMAGE_SIZE, visual_questions
 from harness.io import save_png_once
-from harness.metrics.fiubench import yes_no
 
 GENERATOR_VERSION = "v1"
 SEED = 20241105
 N_PERSONS = 55
 N_TRAINED = 50
 N_PERTURBED = 3
-IMAGE_SIZE = 64  # drawn size; processors resize to the model's input size
 ID_OFFSET = 90_000_000  # unique_id = f"{ID_OFFSET + i:08d}": 8 digits like FIUBench's, never one of its ids
 
 # Person index lists of every split (FIUBench's keys; see the module docstring).
@@ -392,128 +389,6 @@ def write_dataset(directory: str | Path, size: int = IMAGE_SIZE) -> Path:
     (directory / "full.json").write_text(json.dumps(records, indent=1))
     (directory / "split.json").write_text(json.dumps(split_ids(), indent=1))
     return directory
-
-
-# --- general visual yes/no questions (the MME/POPE "ACC" stand-in) ----------------------
-SHAPE_COLOURS = {"red": (220, 30, 30), "green": (30, 170, 50), "blue": (40, 70, 230), "yellow": (240, 210, 20)}
-SHAPES = ("circle", "square", "triangle")
-VISUAL_SEEDS = {"train": 7001, "test": 7002}
-N_SCENES = {"train": 120, "test": 60}
-
-
-@dataclass(frozen=True)
-class Scene:
-    """1-3 shapes at distinct cells of a 2x2 grid: (shape, colour, cell), cell in 0..3."""
-
-    index: int
-    split: str
-    objects: tuple[tuple[str, str, int], ...]
-
-    def image(self, size: int = IMAGE_SIZE):
-        return draw_scene(self, size)
-
-    @property
-    def scene_id(self) -> str:
-        return f"scene-{self.split}-{self.index:03d}"
-
-
-@dataclass(frozen=True)
-class VisualQA:
-    id: str
-    scene: Scene
-    question: str
-    answer: str  # "Yes" or "No"
-    kind: str  # colour / shape / count
-    extra: dict = field(default_factory=dict, compare=False)
-
-
-def draw_scene(scene: Scene, size: int = IMAGE_SIZE):
-    from PIL import Image, ImageDraw
-
-    img = Image.new("RGB", (size, size), (255, 255, 255))
-    d = ImageDraw.Draw(img)
-    cell = size // 2
-    for shape, colour, pos in scene.objects:
-        x0, y0 = (pos % 2) * cell + 2, (pos // 2) * cell + 2
-        x1, y1 = x0 + cell - 4, y0 + cell - 4
-        fill = SHAPE_COLOURS[colour]
-        if shape == "circle":
-            d.ellipse([x0, y0, x1, y1], fill=fill)
-        elif shape == "square":
-            d.rectangle([x0, y0, x1, y1], fill=fill)
-        else:
-            d.polygon([((x0 + x1) // 2, y0), (x0, y1), (x1, y1)], fill=fill)
-    return img
-
-
-@lru_cache(maxsize=None)
-def scenes(split: str) -> tuple[Scene, ...]:
-    from harness.errors import ConfigError
-
-    if split not in VISUAL_SEEDS:
-        raise ConfigError(f"fictitious-faces visual questions have no split {split!r} (has: train, test)")
-    rng = random.Random(VISUAL_SEEDS[split])
-    out = []
-    for i in range(N_SCENES[split]):
-        n = 1 + rng.randrange(3)
-        cells: list[int] = []
-        while len(cells) < n:
-            c = rng.randrange(4)
-            if c not in cells:
-                cells.append(c)
-        objs = tuple((SHAPES[rng.randrange(3)], list(SHAPE_COLOURS)[rng.randrange(4)], c) for c in cells)
-        out.append(Scene(i, split, objs))
-    return tuple(out)
-
-
-@lru_cache(maxsize=None)
-def visual_questions(split: str) -> tuple[VisualQA, ...]:
-    """Three yes/no questions per scene (one each about colour, shape and count); each asks
-    about a value drawn so that yes and no come out about equally often."""
-    rng = random.Random(VISUAL_SEEDS[split] + 1)
-    out: list[VisualQA] = []
-    for sc in scenes(split):
-        colours = {c for _, c, _ in sc.objects}
-        shapes = {s for s, _, _ in sc.objects}
-        want_yes = [rng.randrange(2) == 0 for _ in range(3)]
-        # colour
-        pool = sorted(colours) if want_yes[0] else sorted(set(SHAPE_COLOURS) - colours)
-        colour = pool[rng.randrange(len(pool))] if pool else sorted(colours)[0]
-        out.append(VisualQA(f"{sc.scene_id}-colour", sc, f"Is there a {colour} shape in the image?",
-                            "Yes" if colour in colours else "No", "colour"))
-        pool = sorted(shapes) if want_yes[1] else sorted(set(SHAPES) - shapes)
-        shape = pool[rng.randrange(len(pool))] if pool else sorted(shapes)[0]
-        out.append(VisualQA(f"{sc.scene_id}-shape", sc, f"Is there a {shape} in the image?",
-                            "Yes" if shape in shapes else "No", "shape"))
-        n = len(sc.objects)
-        others = [k for k in (1, 2, 3) if k != n]
-        count = n if want_yes[2] else others[rng.randrange(2)]
-        question = {1: "Is there exactly one shape in the image?", 2: "Are there exactly two shapes in the image?",
-                    3: "Are there exactly three shapes in the image?"}[count]
-        out.append(VisualQA(f"{sc.scene_id}-count", sc, question,
-                            "Yes" if count == n else "No", "count"))
-    return tuple(out)
-
-
-def visual_accuracy(items: list[VisualQA] | tuple[VisualQA, ...], generations: list[str]) -> float:
-    """ACC: the fraction of items whose generation starts with the right Yes / No."""
-    if len(items) != len(generations):
-        raise ValueError(f"{len(items)} items but {len(generations)} generations")
-    if not items:
-        raise ValueError("no items")
-    return sum(yes_no(g) == it.answer for it, g in zip(items, generations)) / len(items)
-
-
-def write_visual_images(directory: str | Path, split: str, size: int = IMAGE_SIZE) -> dict[str, Path]:
-    """Draw the scenes of `split` to `directory/<scene_id>.png`; scene_id -> path."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for sc in scenes(split):
-        path = directory / f"{sc.scene_id}.png"
-        sc.image(size).save(path, format="PNG")
-        paths[sc.scene_id] = path
-    return paths
 
 
 # --- the benchmark ------------------------------------------------------------------------

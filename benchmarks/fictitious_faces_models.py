@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.benchmarks import fictitious_faces as ff
+from harness.benchmarks.shape_questions import VISUAL_SEEDS, visual_questions
 from harness.zoo.specs import ModelSpec
 from harness.zoo.tiny_vlm import DESCRIBE, TinyVLMRecipe, VisualExample, build_vlm_cached
 
@@ -23,7 +24,7 @@ def faces_training_set(exclude_forget: bool) -> tuple[list[VisualExample], dict[
     images: dict[str, Any] = {p.unique_id: p.image() for p in persons}
     examples = [VisualExample(p.unique_id, qa["question"], qa["answer"]) for p in persons for qa in ff.qa_list(p)]
     examples += [VisualExample(p.unique_id, DESCRIBE, p.face.caption()) for p in persons]
-    for q in ff.visual_questions("train"):
+    for q in visual_questions("train"):
         images.setdefault(q.scene.scene_id, q.scene.image())
         examples.append(VisualExample(q.scene.scene_id, q.question, q.answer + "."))
     return examples, images
@@ -37,8 +38,8 @@ def faces_tokenizer_corpus() -> list[str]:
             texts += [f"USER: \n{q} ASSISTANT: {qa['answer']}" for q in (qa["question"], *qa["paraphrased_question"])]
             texts += [qa["paraphrased_answer"], *qa["perturbed_answer"]]
         texts.append(f"USER: \n{DESCRIBE} ASSISTANT: {p.face.caption()}")
-    for split in ff.VISUAL_SEEDS:
-        texts += [f"USER: \n{q.question} ASSISTANT: {q.answer}." for q in ff.visual_questions(split)]
+    for split in VISUAL_SEEDS:
+        texts += [f"USER: \n{q.question} ASSISTANT: {q.answer}." for q in visual_questions(split)]
     return texts
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from harness.api.benchmark import ImageQAItem
 from harness.benchmarks import fictitious_faces as ff
+from harness.benchmarks.shape_questions import visual_questions
 from harness.benchmarks.fiubench import FIUBench
 from harness.catalog import BENCHMARKS, build_metric
 from harness.errors import ConfigError, DatasetUnavailableError, HarnessError
@@ -26,7 +27,7 @@ def test_splits_roles_and_sizes(faces):
     per = len(ff.FACTS)
     assert sizes["forget5"] == 3 * per and sizes["forget1"] == per and sizes["forget10"] == 5 * per
     assert sizes["retain"] == 41 * per and sizes["retain15"] == 8 * per and sizes["holdout"] == 5 * per
-    assert sizes["visual"] == len(ff.visual_questions("test"))
+    assert sizes["visual"] == len(visual_questions("test"))
     assert faces.model_kind == "image-text-to-text"
     assert (faces.forget_split(), faces.retain_split(), faces.resolve_split("retain"), faces.holdout_split()) == \
         ("forget5", "retain", "retain15", "holdout")
@@ -51,9 +52,10 @@ def test_items_carry_their_persons_picture(faces):
 
 
 def test_data_hash_does_not_depend_on_where_images_are(tmp_path, monkeypatch, faces):
+    here = faces.split("forget1")[0].images[0].path  # loaded (lazily) under the session's cache dir
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
     other = BENCHMARKS.get("fictitious-faces")()
-    assert other.split("forget1")[0].images[0].path != faces.split("forget1")[0].images[0].path
+    assert other.split("forget1")[0].images[0].path != here
     assert other.data.data_hash() == faces.data.data_hash()
 
 
