@@ -200,7 +200,7 @@ def test_faces_dataset_round_trips_through_the_fiubench_loader(tmp_path):
 def test_visual_questions_are_balanced_and_scored():
     from harness.benchmarks.shape_questions import scenes, visual_questions
     from harness.catalog import build_metric
-    from harness.metrics.fiubench import yes_no
+    from harness.metrics.fiubench_formulas import yes_no
 
     for split, n in (("train", 120), ("test", 60)):
         qs = visual_questions(split)

@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from harness.metrics import fiubench as fm
+from harness.metrics import fiubench_formulas as fm
 
 L = math.log
 
