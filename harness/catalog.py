@@ -116,7 +116,7 @@ for name, target, desc in [
     ("dpo", "harness.methods.dpo:DPO",
      "DPO on TRL's DPOTrainer (LoRA or full): refusal-vs-compliance pairs from the model's own judged samples or a "
      "dataset; reports likelihood displacement"),
-    ("ches-dpo", "harness.methods.dpo:CHESDPO",
+    ("ches-dpo", "harness.methods.ches_dpo:CHESDPO",
      "DPO on the preference pairs with the lowest CHES / LN-CHES scores (a window at a quantile), TRL DPOTrainer"),
     ("forgetme-lora", "harness.methods.forgetme:ForgetMeLoRA",
      "ForgetMe: LoRA on a diffusion UNet's cross-attention, trained on the forget scenes' backgrounds under the forget prompt"),

@@ -1,4 +1,5 @@
-"""DPO through TRL's `DPOTrainer` (docs/methods.md §3), and CHES-DPO: DPO on CHES-filtered pairs (§2.5).
+"""DPO through TRL's `DPOTrainer` (docs/methods.md §3); CHES-DPO, DPO on CHES-filtered pairs (§2.5), is
+`methods/ches_dpo.py`.
 
 The loss, the reference model and the logging are TRL's own (trl 1.16): nothing here
 re-implements DPO. What this module adds:
@@ -46,10 +47,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from harness.artifacts import ModelArtifact
-from harness.errors import AdapterNoEffectError, ConfigError, HarnessError
+from harness.errors import AdapterNoEffectError, ConfigError
 from harness.io import atomic_write_jsonl
 from harness.api.method import Method, max_logit_difference
-from harness.methods.preferences import PreferenceData, PreferencePair, build_preferences, load_preferences
+from harness.methods.preferences import (PreferenceData, PreferencePair, build_preferences, encode_pair, length_filter,
+                                        load_preferences, split_holdout)
 
 if TYPE_CHECKING:
     from harness.api.context import RunContext
@@ -369,94 +371,7 @@ class DPO(Method):
         return max_logit_difference(model, base.model, row["prompt_ids"] + row["chosen_ids"], base.device)
 
 
-class CHESDPO(DPO):
-    """DPO on the pairs CHES ranks least likely to displace the chosen response (docs/methods.md §2.5).
-
-    Every pair is scored with CHES and LN-CHES on the starting model (`ches_scores.jsonl`,
-    with a `kept` flag), sorted ascending by `measure`, and a window of `keep` pairs (a count,
-    or a fraction of the pairs) centred at quantile `quantile` is kept; the default q = 0
-    keeps the lowest. Defaults follow the CHES SORRY-Bench filtering run (LN-CHES, the lowest
-    ~5%: 19 of ~380 pairs there).
-    """
-
-    name: ClassVar[str] = "ches-dpo"
-
-    class Params(DPO.Params):
-        measure: Literal["ches", "ln_ches"] = "ln_ches"
-        keep: int | float = 0.05  # a count (int >= 1) or a fraction in (0, 1]
-        quantile: float = Field(0.0, ge=0, le=1)
-        ches_scores: bool = True
-
-        @field_validator("keep")
-        @classmethod
-        def _keep(cls, v: int | float) -> int | float:
-            from harness.methods.ches import window_size
-
-            try:
-                window_size(v, 1)
-            except HarnessError as e:
-                raise ValueError(str(e)) from None
-            return v
-
-    def __init__(self, **hparams: Any):
-        super().__init__(**hparams)
-        if not self.params.ches_scores:
-            raise ConfigError(f"method {self.name!r} always scores its pairs with CHES (`ches_scores` must stay true)")
-
-    def select(self, pairs: list[PreferencePair], backend: Any, eos: str | None, chat: bool,
-               output_dir: Path) -> tuple[list[PreferencePair], "list[CHESScore] | None"]:
-        from harness.methods.ches import filter_pairs, save_scores, score_pairs
-
-        p = self.params
-        scores = score_pairs(backend, pairs, eos, chat)
-        kept = filter_pairs(pairs, scores, p.measure, p.keep, p.quantile)
-        kept_ids = {k.id for k in kept}
-        save_scores(output_dir, scores, kept=kept_ids)
-        by_id = {s.id: s for s in scores}
-        return kept, [by_id[k.id] for k in kept]
-
-
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def encode_pair(tokenizer: Any, pair: PreferencePair, chat: bool) -> dict[str, list[int]]:
-    """Token ids TRL trains on: the prompt exactly as the backend encodes it, then each response
-    followed by EOS, tokenized as the backend tokenizes a continuation (`add_special_tokens=False`)."""
-    from harness.prompts import encode_prompt
-    from harness.prompts import with_eos
-
-    prompt_ids = encode_prompt(tokenizer, pair.prompt, pair.system, use_template=chat)
-
-    def ids(response: str) -> list[int]:
-        return list(tokenizer(with_eos(response, tokenizer.eos_token), add_special_tokens=False)["input_ids"])
-
-    return {"prompt_ids": prompt_ids, "chosen_ids": ids(pair.chosen), "rejected_ids": ids(pair.rejected)}
-
-
-def split_holdout(pairs: list[PreferencePair], fraction: float, seed: int) -> tuple[list[PreferencePair], list[PreferencePair]]:
-    """(train, held out): a seeded `fraction` of the pairs (rounded down, at least one pair left to
-    train on) kept out of training, in their original order."""
-    import random
-
-    n_held = min(int(len(pairs) * fraction), max(0, len(pairs) - 1))
-    if n_held == 0:
-        return list(pairs), []
-    held = set(random.Random(f"holdout:{seed}").sample(range(len(pairs)), n_held))
-    return [q for i, q in enumerate(pairs) if i not in held], [q for i, q in enumerate(pairs) if i in held]
-
-
-def length_filter(tokenizer: Any, pairs: list[PreferencePair], chat: bool, max_length: int | None,
-                  truncation_mode: str) -> tuple[list[PreferencePair], list[PreferencePair]]:
-    """(kept, dropped) by TRL's own length filter: with keep_start truncation, a pair whose prompt
-    ids fill `max_length` is dropped before training (the rule `_make_trainer` keeps TRL's)."""
-    from harness.prompts import encode_prompt
-
-    if max_length is None or truncation_mode != "keep_start":
-        return list(pairs), []
-    kept, dropped = [], []
-    for q in pairs:
-        (kept if len(encode_prompt(tokenizer, q.prompt, q.system, use_template=chat)) < max_length else dropped).append(q)
-    return kept, dropped
 
 
 def _make_trainer(model: Any, ref_model: Any, args: Any, dataset: Any, tokenizer: Any, peft_config: Any) -> Any:

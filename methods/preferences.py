@@ -287,3 +287,46 @@ def _response_text(value: Any, source: str, n: int, column: str) -> str:
             return replies[-1]
     raise ConfigError(f"preference dataset {source!r}: row {n} `{column}` must be a string or messages "
                       "with an assistant turn")
+
+
+# --- pairs as the trainer sees them ---------------------------------------------------------
+
+
+def encode_pair(tokenizer: Any, pair: PreferencePair, chat: bool) -> dict[str, list[int]]:
+    """Token ids TRL trains on: the prompt exactly as the backend encodes it, then each response
+    followed by EOS, tokenized as the backend tokenizes a continuation (`add_special_tokens=False`)."""
+    from harness.prompts import encode_prompt
+    from harness.prompts import with_eos
+
+    prompt_ids = encode_prompt(tokenizer, pair.prompt, pair.system, use_template=chat)
+
+    def ids(response: str) -> list[int]:
+        return list(tokenizer(with_eos(response, tokenizer.eos_token), add_special_tokens=False)["input_ids"])
+
+    return {"prompt_ids": prompt_ids, "chosen_ids": ids(pair.chosen), "rejected_ids": ids(pair.rejected)}
+
+
+def split_holdout(pairs: list[PreferencePair], fraction: float, seed: int) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """(train, held out): a seeded `fraction` of the pairs (rounded down, at least one pair left to
+    train on) kept out of training, in their original order."""
+    import random
+
+    n_held = min(int(len(pairs) * fraction), max(0, len(pairs) - 1))
+    if n_held == 0:
+        return list(pairs), []
+    held = set(random.Random(f"holdout:{seed}").sample(range(len(pairs)), n_held))
+    return [q for i, q in enumerate(pairs) if i not in held], [q for i, q in enumerate(pairs) if i in held]
+
+
+def length_filter(tokenizer: Any, pairs: list[PreferencePair], chat: bool, max_length: int | None,
+                  truncation_mode: str) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """(kept, dropped) by TRL's own length filter: with keep_start truncation, a pair whose prompt
+    ids fill `max_length` is dropped before training (the rule `_make_trainer` keeps TRL's)."""
+    from harness.prompts import encode_prompt
+
+    if max_length is None or truncation_mode != "keep_start":
+        return list(pairs), []
+    kept, dropped = [], []
+    for q in pairs:
+        (kept if len(encode_prompt(tokenizer, q.prompt, q.system, use_template=chat)) < max_length else dropped).append(q)
+    return kept, dropped

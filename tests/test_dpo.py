@@ -15,7 +15,9 @@ from harness.errors import ConfigError
 from harness.metrics.likelihood_displacement import PairLogprobs, displacement_report
 from harness.prompts import encode_prompt
 from harness.methods.ches import CHESScore
-from harness.methods.dpo import CHESDPO, DPO, DISPLACEMENT_FILE, LOG_FILE, encode_pair
+from harness.methods.ches_dpo import CHESDPO
+from harness.methods.dpo import DPO, DISPLACEMENT_FILE, LOG_FILE
+from harness.methods.preferences import encode_pair
 from harness.methods.preferences import PreferencePair, load_preferences
 
 PAIRS = [
