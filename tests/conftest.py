@@ -144,3 +144,17 @@ def tiny_vlm_dir(tmp_path_factory) -> Path:
     model.save_pretrained(d)
     tv.to_llava_hf_layout(d / "model.safetensors")  # as the tiny zoo saves it: vLLM reads it too
     return d
+
+
+@pytest.fixture(scope="session")
+def face_images(tmp_path_factory) -> list[str]:
+    """Three fictitious-faces pictures as PNG files: what the tiny-VLM tests show the model."""
+    from harness.benchmarks import fictitious_faces as ff
+
+    d = tmp_path_factory.mktemp("faces")
+    paths = []
+    for p in ff.generate_persons()[:3]:
+        path = d / f"{p.unique_id}.png"
+        p.image().save(path)
+        paths.append(str(path))
+    return paths

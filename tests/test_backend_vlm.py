@@ -8,7 +8,6 @@ import pytest
 from harness.api.requests import GenerateRequest, HiddenStatesRequest, LoglikelihoodRequest, request_key
 from harness.backends.cached import CachedBackend
 from harness.backends.hf import HFBackend
-from harness.benchmarks import fictitious_faces as ff
 from harness.cache import ResponseCache
 from harness.zoo import tiny_vlm as tv
 from harness.zoo.specs import ModelSpec
@@ -22,14 +21,8 @@ def vlm_dir(tiny_vlm_dir):
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    d = tmp_path_factory.mktemp("faces")
-    paths = []
-    for p in ff.generate_persons()[:3]:
-        path = d / f"{p.unique_id}.png"
-        p.image().save(path)
-        paths.append(str(path))
-    return paths
+def images(face_images):
+    return face_images
 
 
 def _spec(path) -> ModelSpec:

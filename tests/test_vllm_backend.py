@@ -262,18 +262,11 @@ def test_openai_backend_against_vllm_serve(spec, prompts, server, monkeypatch):
 
 # ---- images: an image-text-to-text model (the untrained tiny LLaVA of conftest.py) ----------
 @pytest.fixture(scope="module")
-def vlm(tiny_vlm_dir, tmp_path_factory):
+def vlm(tiny_vlm_dir, face_images):
     """(vLLM backend, HF backend, two face images) for the tiny LLaVA; its engine replaces the
     text model's (one engine at a time), so these tests come last in the module."""
-    from harness.benchmarks import fictitious_faces as ff
-
     shutdown_engine()
-    d = tmp_path_factory.mktemp("faces")
-    images = []
-    for p in ff.generate_persons()[:2]:
-        path = d / f"{p.unique_id}.png"
-        p.image().save(path)
-        images.append(str(path))
+    images = face_images[:2]
     settings = {**VLLM_SETTINGS, "max_model_len": 192}  # the tiny LLaVA's max_position_embeddings
     spec = ModelSpec(name="v", path=str(tiny_vlm_dir), kind="image-text-to-text", dtype="float32", vllm=settings)
     yield VLLMBackend(spec), HFBackend(spec, device="cpu"), images
