@@ -15,7 +15,7 @@ each with 7 continuations (answer, paraphrase, 5 perturbed): 300 x 7 = 2,100 req
 longer shared context, as few-shot prompts have). Building tiny-facts the first time takes
 about 70 s (cached afterwards).
 
-    .venv/bin/python bench/bench_loglikelihood.py [--n 2100] [--batch-size 64] [--threads 2] [--workload fewshot]
+    .venv/bin/python bench/bench_loglikelihood.py [--n 2100] [--batch-size 64] [--threads 2] [--workload fewshot] [--profile]
 """
 
 from __future__ import annotations
@@ -61,52 +61,51 @@ def build_requests(n: int | None, workload: str = "tofu"):
     return reqs
 
 
+def profile_parts(backend, model, requests, repeats: int) -> str:
+    """Where our time goes, without a profiler's overhead: the parts wrapped with timers over
+    `repeats` runs (medians): tokenisation (`_encode_pairs`), the model's forward calls, and the
+    per-token statistics (`token_stats_many`); the rest is grouping, masks and batching."""
+    from harness.backends import hf_loglikelihood
+
+    spent: dict[str, float] = {}
+
+    def timed(name, fn):
+        def run(*a, **k):
+            start = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - start
+        return run
+
+    parts = {"tokenisation": [], "model forward": [], "per-token statistics": [], "total": []}
+    real_encode, real_forward, real_stats = backend._encode_pairs, model.forward, hf_loglikelihood.token_stats_many
+    backend._encode_pairs = timed("tokenisation", real_encode)
+    model.forward = timed("model forward", real_forward)
+    hf_loglikelihood.token_stats_many = timed("per-token statistics", real_stats)
+    try:
+        for _ in range(repeats):
+            spent.clear()
+            start = time.perf_counter()
+            backend.loglikelihood(requests)
+            spent["total"] = time.perf_counter() - start
+            for name in parts:
+                parts[name].append(spent.get(name, 0.0))
+    finally:
+        del backend._encode_pairs, model.forward  # back to the class's own methods
+        hf_loglikelihood.token_stats_many = real_stats
+    med = {name: statistics.median(v) for name, v in parts.items()}
+    med["other (grouping, masks, batching)"] = med["total"] - sum(v for k, v in med.items() if k != "total")
+    rows = [f"| {name} | {sec:.3f} | {sec / med['total']:.0%} |" for name, sec in med.items() if name != "total"]
+    return "\n".join([f"## Our time, by part (median of {repeats})", "", "| part | seconds | share |", "|---|---:|---:|",
+                      *rows, f"| total | {med['total']:.3f} | 100% |"])
+
+
 def to_instances(requests):
     from lm_eval.api.instance import Instance
 
     return [Instance(request_type="loglikelihood", doc={}, arguments=(r.context, r.continuation), idx=0,
                      metadata=("bench", i, 1)) for i, r in enumerate(requests)]
-
-
-def prototype_backend(spec, loaded, batch_size: int):
-    """A sketch for hf.py, not used by the harness: HFBackend with tokenisation done up front,
-    each distinct context once (7 requests share one here) and all continuations in one
-    batched tokenizer call, instead of two tokenizer calls per request. Batching, padding,
-    the forward pass and the per-row scoring are HFBackend's own, so the numbers are identical.
-
-    (Vectorising the per-row scoring over the whole batch was tried too and was slower on this
-    CPU: that cost is elementwise work over the vocabulary, not Python overhead.)"""
-    from harness.backends.hf import HFBackend
-
-    class PrototypeBackend(HFBackend):
-        _pre: dict = {}
-
-        def encode_all(self, requests) -> dict:
-            ctx_ids: dict = {}
-            conts = list(dict.fromkeys(r.continuation for r in requests if r.continuation))
-            cont_ids = dict(zip(conts, self.tokenizer(conts, add_special_tokens=False)["input_ids"])) if conts else {}
-            limit, out = self._max_len(), {}
-            for r in requests:
-                key = (r.context, r.system, r.chat)
-                if key not in ctx_ids:
-                    ctx_ids[key] = self.encode_prompt(r)
-                ctx, cont = ctx_ids[key], list(cont_ids.get(r.continuation, []))[: limit - 1]
-                ctx = ctx[max(0, len(ctx) + len(cont) - limit):]
-                out[r] = (ctx + cont, len(cont))
-            return out
-
-        def _encode_pair(self, request):
-            hit = self._pre.get(request)
-            return hit if hit is not None else super()._encode_pair(request)
-
-        def loglikelihood(self, requests):
-            self._pre = self.encode_all(requests) if requests else {}
-            try:
-                return super().loglikelihood(requests)
-            finally:
-                self._pre = {}
-
-    return PrototypeBackend(spec, device="cpu", batch_size=batch_size, loaded=loaded)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,9 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workload", choices=("tofu", "fewshot"), default="tofu",
                         help="tofu: the question as context; fewshot: 5 answered questions before it")
     parser.add_argument("--no-default", action="store_true", help="skip the lm-eval default-batch-size row")
-    parser.add_argument("--profile", action="store_true", help="also cProfile one run of ours (top functions)")
-    parser.add_argument("--prototype", action="store_true",
-                        help="add a row for a sketch of HFBackend with batched, de-duplicated tokenisation")
+    parser.add_argument("--profile", action="store_true",
+                        help="also time the parts of our runs: tokenisation, model forward, per-token statistics")
     args = parser.parse_args(argv)
 
     import torch
@@ -154,18 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_default:
         theirs["default"] = HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, add_bos_token=True)
 
-    full: dict[str, list] = {}
-
-    def run_ours(backend, key):
+    def run_ours(backend):
         def run(reqs, inst):
-            full[key] = backend.loglikelihood(reqs)
-            return [(r.sum, r.greedy) for r in full[key]]
+            return [(r.sum, r.greedy) for r in backend.loglikelihood(reqs)]
         return run
 
     plain = HFBackend(spec, device="cpu", batch_size=args.batch_size, loaded=loaded, shared_context=False)
-    runners = {"ours": run_ours(ours, "ours"), "plain": run_ours(plain, "plain")}
-    if args.prototype:
-        runners["prototype"] = run_ours(prototype_backend(spec, loaded, args.batch_size), "prototype")
+    runners = {"ours": run_ours(ours), "plain": run_ours(plain)}
     for key, lm in theirs.items():
         runners[key] = lambda reqs, inst, lm=lm: lm.loglikelihood(inst, disable_tqdm=True)
 
@@ -186,8 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = {"ours": ("this harness (HFBackend, shared context)", args.batch_size),
               "plain": ("this harness, shared context off", args.batch_size),
               "matched": ("lm-eval HFLM", args.batch_size),
-              "default": ("lm-eval HFLM (default)", 1),
-              "prototype": ("sketch: HFBackend + batched, de-duplicated tokenisation", args.batch_size)}
+              "default": ("lm-eval HFLM (default)", 1)}
     med = {k: statistics.median(v) for k, v in times.items()}
     lines = [
         f"model `{args.model}` ({sum(p.numel() for p in loaded.model.parameters()):,} params, {str(next(loaded.model.parameters()).dtype).removeprefix('torch.')}, CPU), "
@@ -210,47 +202,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{n_tokens / t:,.0f} | {ratio} | {'—' if key == 'ours' else f'{delta:.2e}'} | "
             f"{'—' if key == 'ours' else f'{same}/{len(requests)}'} |"
         )
-    if args.prototype:
-        fields = ("token_logprobs", "token_greedy", "token_mu", "token_sigma")
-        same_len = all(a.n_tokens == b.n_tokens for a, b in zip(full["ours"], full["prototype"]))
-        diffs = {f: max((abs(float(x) - float(y)) for a, b in zip(full["ours"], full["prototype"])
-                         for x, y in zip(getattr(a, f), getattr(b, f))), default=0.0) for f in fields}
-        lines += ["", f"sketch vs ours, per token: same lengths {same_len}; max abs difference "
-                  + ", ".join(f"{f} {d:.1e}" for f, d in diffs.items())]
     print("\n".join(lines))
 
     if args.profile:
-        import cProfile
-        import io
-        import pstats
-
-        prof = cProfile.Profile()
-        prof.enable()
-        ours.loglikelihood(requests)
-        prof.disable()
-        buf = io.StringIO()
-        stats = pstats.Stats(prof, stream=buf)
-        total = max(ct for (_, _, fn), (_, _, _, ct, _) in stats.stats.items() if fn == "loglikelihood")
-        cum = {}
-        for (path, _, fn), (_, _, _, ct, _) in stats.stats.items():
-            if path.endswith("harness/backends/hf.py") and fn in ("_encode_pair", "_forward", "score", "_pad"):
-                cum[fn] = cum.get(fn, 0.0) + ct
-        print("\n## cProfile: one run of ours (profiler overhead included)\n")
-        print("| part | seconds | share |\n|---|---:|---:|")
-        parts = {
-            "tokenisation (`_encode_pair`, 2 tokenizer calls per request)": cum.get("_encode_pair", 0.0),
-            "model forward (`_forward` less `_pad`)": cum.get("_forward", 0.0) - cum.get("_pad", 0.0),
-            "padding (`_pad`)": cum.get("_pad", 0.0),
-            "per-row statistics in `score` (log_softmax, mu, sigma, gather, tolist)": cum.get("score", 0.0) - cum.get("_forward", 0.0),
-        }
-        parts["other (sorting, batching loop, progress)"] = total - sum(parts.values())
-        for name, sec in parts.items():
-            print(f"| {name} | {sec:.2f} | {sec / total:.0%} |")
-        print(f"| total `loglikelihood` | {total:.2f} | 100% |")
-        stats.sort_stats("tottime").print_stats(15)
-        print("\ntop 15 by own time:\n\n```")
-        print(buf.getvalue().strip())
-        print("```")
+        print("\n" + profile_parts(ours, loaded.model, requests, args.repeats))
     return 0
 
 
