@@ -261,7 +261,7 @@ class UnlokProtocol(ABC):
             v[name] = unlok.accuracy([r.texts[0] for r in post[group]], answers)
             v[name + "_pre"] = unlok.accuracy([r.texts[0] for r in pre[group]], answers)
             v[name.replace("retain_rate", "delta_accuracy")] = unlok.delta_accuracy(v[name + "_pre"], v[name])
-        p = lambda r: math.exp(sum(r.token_logprobs))  # noqa: E731
+        p = lambda r: math.exp(r.sum)  # noqa: E731
         v["rewrite_score"] = _defined(unlok.rewrite_score, p(pre["p_rewrite"][0]), p(post["p_rewrite"][0]), erases)
         v["paraphrase_score"] = _mean([_defined(unlok.paraphrase_score, p(a), p(b), erases)
                                        for a, b in zip(pre["p_paraphrase"], post["p_paraphrase"])])

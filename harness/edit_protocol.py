@@ -76,10 +76,9 @@ def run_edit_protocol(benchmark: Any, backend: Any, backends: Any, defence: Inst
             pre_flat = backend.run(flat)
             post_flat = pre_flat
             if defence is not None:
-                aside = benchmark.set_aside_rephrasings(inst)
-                iv = edit_intervention(defence, inst, benchmark.prompt_text, aside,
-                                       _recipe(defence, inst, defence.rows(inst, aside), seed, layers), seed, layers,
-                                       losses)
+                rows = defence.rows(inst, benchmark.set_aside_rephrasings(inst))
+                iv = edit_intervention(defence, inst, benchmark.prompt_text, rows,
+                                       _recipe(defence, inst, rows, seed, layers), seed, layers, losses)
                 post_flat = backends.intervene(backend, iv).run(flat)
             pre, post, k = {}, {}, 0
             for name, group in groups.items():

@@ -20,15 +20,13 @@ norm-constrained or LoRA) and the per-instance restore are shared (harness/backe
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 
 from harness.api.edit import EditBatch, EditInstance, InstanceDefence
 from harness.errors import DatasetUnavailableError
+from harness.representations.logit_lens import TOP_K
 
 IDK = "I don't know"  # the authors' `--dummy_string` objective [code]
-HP_TOP_K = 4  # the attacks' k (docs/metrics.md §11)
 
 
 class FactErasure(InstanceDefence):
@@ -71,7 +69,7 @@ class HeadProjectionDefence(InstanceDefence):
         answer = batch.answer_token.view(-1, 1, 1).expand(-1, logp.shape[1], 1)
         target = logp.gather(-1, answer).squeeze(-1)
         others = logp.scatter(-1, answer, float("-inf"))
-        kth = others.topk(HP_TOP_K, dim=-1).values[..., -1]
+        kth = others.topk(TOP_K, dim=-1).values[..., -1]  # the attacks' k (docs/metrics.md §11)
         margin = torch.relu(self.params.margin + target - kth).mean()
         return batch.target_logprob.mean() + self.params.layer_weight * margin
 
@@ -87,7 +85,6 @@ class MaxEntropyDefence(InstanceDefence):
 
 class InputRephrasingDefence(InstanceDefence):
     name = "input-rephrasing-defence"
-    needs_set_aside: ClassVar[bool] = True
 
     def rows(self, instance: EditInstance, rephrasings: tuple[str, ...] = ()) -> list[tuple[str, str]]:
         return [(q, instance.answer) for q in (instance.question, *rephrasings)]

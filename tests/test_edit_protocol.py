@@ -121,7 +121,8 @@ def test_norm_constraint_and_lora_rank_hold(instances, spec, tmp_path):
     ]:
         defence = METHODS.get("fact-erasure")(**params)
         with restored([weight]):
-            run_edit(backend, defence, instances[0], lambda q: PROMPT.format(question=q), (), seed=0, lens_layers=LENS)
+            run_edit(backend, defence, instances[0], lambda q: PROMPT.format(question=q), defence.rows(instances[0]),
+                     seed=0, lens_layers=LENS)
             assert check(weight.detach() - start), params
         assert torch.equal(weight, start)
 
@@ -139,8 +140,8 @@ def test_each_defence_moves_its_target(name, direction, instances, spec, tmp_pat
     before = sum(backend.run([req])[0].token_logprobs)
     weight = edited_module(backend.model, 1, "down_proj").weight
     with restored([weight]):
-        losses = run_edit(backend, defence, inst, lambda q: PROMPT.format(question=q), ("Who is this?",), seed=0,
-                          lens_layers=LENS)
+        losses = run_edit(backend, defence, inst, lambda q: PROMPT.format(question=q),
+                          defence.rows(inst, ("Who is this?",)), seed=0, lens_layers=LENS)
         after = sum(backend.run([req])[0].token_logprobs)
     assert losses[-1] < losses[0]
     assert (after - before) * direction > 0, (before, after)

@@ -65,8 +65,8 @@ def test_where_the_base_lives_is_not_the_adapters_identity(tmp_path, monkeypatch
     """PEFT writes the base model's local path into adapter_config.json: the same adapter trained
     against a base under two cache directories is one adapter."""
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
-    a = _adapter(tmp_path / "a", {**CONFIG, "base_model_name_or_path": "/home/x/.cache/zoo/tiny-facts"})
-    b = _adapter(tmp_path / "b", {**CONFIG, "base_model_name_or_path": "/tmp/ci/cache/zoo/tiny-facts"})
+    a = _adapter(tmp_path / "a", {**CONFIG, "base_model_name_or_path": str(tmp_path / "one" / "zoo" / "tiny-facts")})
+    b = _adapter(tmp_path / "b", {**CONFIG, "base_model_name_or_path": str(tmp_path / "two" / "zoo" / "tiny-facts")})
     assert directory_fingerprint(a) == directory_fingerprint(b)
 
 

@@ -87,8 +87,9 @@ def edit_batch(backend: Any, rows: list[tuple[str, str]], instance: EditInstance
 
 
 def run_edit(backend: Any, defence: InstanceDefence, instance: EditInstance, prompt: Any,
-             set_aside: tuple[str, ...], seed: int, lens_layers: tuple[int, ...]) -> list[float]:
-    """Edit the backend's model in place for one instance; returns the losses per step.
+             rows: list[tuple[str, str]], seed: int, lens_layers: tuple[int, ...]) -> list[float]:
+    """Edit the backend's model in place for one instance on the defence's (question, target)
+    `rows`; returns the losses per step.
 
     The caller restores the weights (`restored`); everything but the edited module is frozen
     for the duration and unfrozen afterwards. `lens_layers`: the attacks' layers, which the
@@ -98,7 +99,7 @@ def run_edit(backend: Any, defence: InstanceDefence, instance: EditInstance, pro
     p = defence.params
     model = backend.model
     module = edited_module(model, p.layer, p.module)
-    inputs, to_batch = edit_batch(backend, defence.rows(instance, set_aside), instance, prompt,
+    inputs, to_batch = edit_batch(backend, rows, instance, prompt,
                                   list(p.lens_layers or lens_layers))
     grads = {id(t): t.requires_grad for t in model.parameters()}
     was_training = model.training
@@ -144,7 +145,7 @@ def run_edit(backend: Any, defence: InstanceDefence, instance: EditInstance, pro
     return losses
 
 
-def edit_intervention(defence: InstanceDefence, instance: EditInstance, prompt: Any, set_aside: tuple[str, ...],
+def edit_intervention(defence: InstanceDefence, instance: EditInstance, prompt: Any, rows: list[tuple[str, str]],
                       recipe: dict[str, Any], seed: int, lens_layers: tuple[int, ...],
                       log: dict[str, list[float]] | None = None) -> Intervention:
     """The instance's edit as an intervention: the first entry edits the model (later ones,
@@ -163,7 +164,7 @@ def edit_intervention(defence: InstanceDefence, instance: EditInstance, prompt: 
                 with torch.no_grad():
                     weight.copy_(edited["weight"])
             else:
-                losses = run_edit(backend, defence, instance, prompt, set_aside, seed, lens_layers)
+                losses = run_edit(backend, defence, instance, prompt, rows, seed, lens_layers)
                 edited["weight"] = weight.detach().clone()
                 if log is not None:
                     log[instance.id] = losses

@@ -118,22 +118,15 @@ class LoglikelihoodScoring:
         order = sorted(range(len(groups)), key=lambda g: -len(encoded[groups[g][0]][0]))
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
-        def split(i: int) -> tuple[list[int], list[int]]:
-            seq, nc = encoded[i][0], encoded[i][1]
-            return seq[: len(seq) - nc], seq[len(seq) - nc:]
-
         def score(chunk: list[int]) -> list[dict[int, LoglikelihoodResponse]]:
-            members = [(k, g, i) for k, g in enumerate(chunk) for i in groups[g]]
-            contexts = [split(groups[g][0])[0] for g in chunk]  # a group's members share it
-            conts = [split(i)[1] for _, _, i in members]
-            logits, rows = continuation_logits(self.model, self._pad, pad_id, contexts, conts,
-                                               [k for k, _, _ in members])
-            by_group: dict[int, dict[int, LoglikelihoodResponse]] = {g: {} for g in chunk}
-            stats = token_stats_many(logits, rows, conts, [requests[i].moments for _, _, i in members],
-                                     [encoded[i][3] for _, _, i in members])
-            for (_, g, i), response in zip(members, stats):
-                by_group[g][i] = response
-            return [by_group[g] for g in chunk]
+            split = [self._split_group(encoded, groups[g]) for g in chunk]
+            members = [i for g in chunk for i in groups[g]]
+            conts = [c for _, cs in split for c in cs]
+            owner = [k for k, g in enumerate(chunk) for _ in groups[g]]  # each continuation's context
+            logits, rows = continuation_logits(self.model, self._pad, pad_id, [c for c, _ in split], conts, owner)
+            stats = iter(token_stats_many(logits, rows, conts, [requests[i].moments for i in members],
+                                          [encoded[i][3] for i in members]))
+            return [{i: next(stats) for i in groups[g]} for g in chunk]
 
         out: dict[int, LoglikelihoodResponse] = {}
         for responses in self._map_batches("loglikelihood_shared", order, score, weight=lambda g: len(groups[g])).values():
