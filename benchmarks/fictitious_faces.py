@@ -1,7 +1,7 @@
 """fictitious-faces: a FIUBench-shaped benchmark about generated people with drawn faces.
 
 The stand-in for FIUBench (benchmarks.md §3) that needs no download: 55 invented people, each
-with a face-like picture drawn by this module (PIL shapes: face shape, skin, hair colour and
+with a face-like picture (`benchmarks/face_drawing.py`, PIL shapes: face shape, skin, hair colour and
 style, eye colour, background, an accessory) and 8 private facts (name, date of birth,
 occupation, salary, home address, blood type, medical condition, criminal record), one QA per
 fact. Questions never name the person ("What is this person's blood type?"): the model has to
@@ -40,7 +40,8 @@ from typing import Any
 from harness.api.benchmark import BenchmarkData, ImageQAItem, check_limit
 from harness.api.media import MediaRef
 from harness.benchmarks.fiubench import FaceUnlearningBenchmark, parse_qa, qa_item
-from harness.benchmarks.shape_questions import IMAGE_SIZE, visual_questions
+from harness.benchmarks.face_drawing import IMAGE_SIZE, FaceSpec, draw_face, feature_distance, random_face
+from harness.benchmarks.shape_questions import visual_questions
 from harness.io import save_png_once
 
 GENERATOR_VERSION = "v1"
@@ -48,6 +49,7 @@ SEED = 20241105
 N_PERSONS = 55
 N_TRAINED = 50
 N_PERTURBED = 3
+MIN_FEATURE_DISTANCE = 3  # any two persons differ in at least this many features
 ID_OFFSET = 90_000_000  # unique_id = f"{ID_OFFSET + i:08d}": 8 digits like FIUBench's, never one of its ids
 
 # Person index lists of every split (FIUBench's keys; see the module docstring).
@@ -60,87 +62,6 @@ SPLIT_INDICES: dict[str, tuple[int, ...]] = {
     "holdout": tuple(range(N_TRAINED, N_PERSONS)),
 }
 FORGET_SPLITS = ("forget1", "forget5", "forget10")
-
-# --- face features (drawn) ---------------------------------------------------------------
-SKINS = {"pale": (247, 220, 196), "light": (232, 190, 150), "tan": (198, 144, 98),
-         "brown": (141, 85, 52), "dark": (92, 56, 36)}
-HAIR_COLOURS = {"black": (20, 20, 20), "blond": (240, 210, 90), "red": (200, 60, 20),
-                "grey": (160, 160, 160), "blue": (40, 90, 230), "brown": (110, 60, 20)}
-EYE_COLOURS = {"brown": (90, 50, 10), "blue": (30, 110, 255), "green": (20, 170, 40), "violet": (150, 40, 200)}
-BACKGROUNDS = {"white": (250, 250, 250), "sky": (150, 200, 255), "mint": (170, 240, 180),
-               "peach": (255, 200, 160), "lilac": (210, 180, 250), "slate": (90, 100, 120)}
-FACE_SHAPES = ("oval", "round", "square")
-HAIR_STYLES = ("short", "long", "bald")
-ACCESSORIES = ("none", "glasses", "hat", "beard", "earrings")
-FEATURES = ("face_shape", "skin", "hair_colour", "hair_style", "eye_colour", "background", "accessory")
-MIN_FEATURE_DISTANCE = 3  # any two persons differ in at least this many features
-
-
-@dataclass(frozen=True)
-class FaceSpec:
-    face_shape: str
-    skin: str
-    hair_colour: str
-    hair_style: str
-    eye_colour: str
-    background: str
-    accessory: str
-
-    def features(self) -> tuple[str, ...]:
-        return tuple(getattr(self, f) for f in FEATURES)
-
-    def caption(self) -> str:
-        hair = "no hair" if self.hair_style == "bald" else f"{self.hair_style} {self.hair_colour} hair"
-        extra = "" if self.accessory == "none" else f", wearing {_ACCESSORY_WORDS[self.accessory]}"
-        return (f"A drawn portrait of a person with a {self.face_shape} {self.skin} face, {hair} and "
-                f"{self.eye_colour} eyes{extra}, on a {self.background} background.")
-
-
-_ACCESSORY_WORDS = {"glasses": "glasses", "hat": "a hat", "beard": "a beard", "earrings": "earrings"}
-
-
-def draw_face(spec: FaceSpec, size: int = IMAGE_SIZE):
-    """The person's picture: a PIL RGB image of `size` x `size` (integer geometry: deterministic)."""
-    from PIL import Image, ImageDraw
-
-    s = size / 64.0
-
-    def box(x0: float, y0: float, x1: float, y1: float) -> list[int]:
-        return [round(x0 * s), round(y0 * s), round(x1 * s), round(y1 * s)]
-
-    img = Image.new("RGB", (size, size), BACKGROUNDS[spec.background])
-    d = ImageDraw.Draw(img)
-    skin, hair = SKINS[spec.skin], HAIR_COLOURS[spec.hair_colour]
-    face = {"oval": (18, 12, 46, 56), "round": (14, 14, 50, 52), "square": (16, 14, 48, 52)}[spec.face_shape]
-    if spec.hair_style == "long":  # hair behind the face, down to the shoulders
-        d.rectangle(box(face[0] - 5, face[1] - 2, face[2] + 5, 62), fill=hair)
-    d.rectangle(box(24, 50, 40, 64), fill=skin)  # neck
-    if spec.face_shape == "square":
-        d.rectangle(box(*face), fill=skin)
-    else:
-        d.ellipse(box(*face), fill=skin)
-    if spec.hair_style in ("short", "long"):  # a cap of hair over the top of the head
-        d.chord(box(face[0] - 1, face[1] - 4, face[2] + 1, face[1] + 22), 180, 360, fill=hair)
-    eye = EYE_COLOURS[spec.eye_colour]
-    for cx in (25, 39):
-        d.ellipse(box(cx - 4, 27, cx + 4, 33), fill=(255, 255, 255))
-        d.ellipse(box(cx - 2, 28, cx + 2, 32), fill=eye)
-    d.line(box(32, 33, 32, 39), fill=tuple(max(0, c - 50) for c in skin), width=max(1, round(s)))  # nose
-    d.arc(box(25, 38, 39, 46), 20, 160, fill=(150, 30, 40), width=max(1, round(2 * s)))  # mouth
-    if spec.accessory == "glasses":
-        for cx in (25, 39):
-            d.rectangle(box(cx - 6, 25, cx + 6, 35), outline=(0, 0, 0), width=max(1, round(2 * s)))
-        d.line(box(31, 29, 33, 29), fill=(0, 0, 0), width=max(1, round(2 * s)))
-    elif spec.accessory == "hat":
-        d.rectangle(box(10, 10, 54, 14), fill=(160, 20, 20))
-        d.rectangle(box(18, 0, 46, 11), fill=(160, 20, 20))
-    elif spec.accessory == "beard":
-        d.chord(box(face[0] + 1, 34, face[2] - 1, face[3] + 3), 0, 180, fill=hair if spec.hair_style != "bald" else (60, 40, 20))
-    elif spec.accessory == "earrings":
-        for x in (face[0] - 1, face[2] - 3):
-            d.ellipse(box(x, 38, x + 5, 43), fill=(255, 215, 0))
-    return img
-
 
 # --- profile facts (invented for this project) ------------------------------------------
 _FIRST = ("Aldric Bryony Caspian Delphine Emrys Fenella Gideon Honora Ivo Jessamy Kit Linnea Magnus "
@@ -246,29 +167,6 @@ def _fill(template: str, value: str) -> str:
     return template.format(value=value, a_value=_a(value))
 
 
-def _random_face(rng: random.Random) -> FaceSpec:
-    return FaceSpec(
-        face_shape=FACE_SHAPES[rng.randrange(len(FACE_SHAPES))],
-        skin=list(SKINS)[rng.randrange(len(SKINS))],
-        hair_colour=list(HAIR_COLOURS)[rng.randrange(len(HAIR_COLOURS))],
-        hair_style=HAIR_STYLES[rng.randrange(len(HAIR_STYLES))],
-        eye_colour=list(EYE_COLOURS)[rng.randrange(len(EYE_COLOURS))],
-        background=list(BACKGROUNDS)[rng.randrange(len(BACKGROUNDS))],
-        accessory=ACCESSORIES[rng.randrange(len(ACCESSORIES))],
-    )
-
-
-def feature_distance(a: FaceSpec, b: FaceSpec) -> int:
-    """How many of the drawn features differ (hair colour does not count for bald persons,
-    whose hair is not drawn; it still colours a beard)."""
-    diff = 0
-    for f in FEATURES:
-        if f == "hair_colour" and a.hair_style == "bald" and b.hair_style == "bald" and "beard" not in (a.accessory, b.accessory):
-            continue
-        diff += getattr(a, f) != getattr(b, f)
-    return diff
-
-
 def _pick_wrong(rng: random.Random, fact: "Fact", k: int, value: str) -> tuple[str, ...]:
     """k distinct wrong values none of which contains a keyword of `value` (so a wrong answer
     never earns keyword-match credit: "11 May 1990" is no wrong answer for "1 May 1990")."""
@@ -295,7 +193,7 @@ def generate_persons() -> tuple[FacePerson, ...]:
     names: set[str] = set()
     for i in range(N_PERSONS):
         while True:
-            face = _random_face(rng)
+            face = random_face(rng)
             if all(feature_distance(face, p.face) >= MIN_FEATURE_DISTANCE for p in persons):
                 break
         while True:

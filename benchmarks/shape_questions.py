@@ -13,7 +13,8 @@ import random
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-IMAGE_SIZE = 64  # drawn size of the scenes and of fictitious-faces' faces; processors resize to the model's input
+from harness.benchmarks.face_drawing import IMAGE_SIZE  # the faces' size: the same VLM sees both
+
 
 SHAPE_COLOURS = {"red": (220, 30, 30), "green": (30, 170, 50), "blue": (40, 70, 230), "yellow": (240, 210, 20)}
 SHAPES = ("circle", "square", "triangle")
